@@ -1,0 +1,201 @@
+//! JwtLayer against its peers, side by side in one run, per algorithm:
+//!
+//! - `bare_decode`: an axum handler that calls `jsonwebtoken::decode`
+//!   itself (the floor: the cryptography plus claim parsing);
+//! - `portcullis_nocache`: the handler behind `JwtLayer` with its cache off;
+//! - `portcullis_cached`: behind `JwtLayer`, one token repeated (as clients
+//!   do for a token's lifetime);
+//! - `jwt_authorizer`: the handler behind `jwt-authorizer` (axum 0.7).
+//!
+//! Each request goes through the whole router in process (`oneshot`), so
+//! what differs between rows is the layer's work.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::routing::get;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{HeaderMap, HeaderValue, Request, header::AUTHORIZATION};
+use portcullis::Identity;
+use portcullis::jwt::{Algorithm, JwtIssuer, JwtLayer, SigningKey};
+use serde::Deserialize;
+use tower::ServiceExt;
+
+const ISS: &str = "https://auth.bench";
+const AUD: &str = "bench-api";
+const HS_SECRET: &str = "bench-secret-bench-secret-bench-secret!";
+
+#[derive(Clone, Debug, Deserialize)]
+struct Claims {
+    sub: String,
+}
+
+struct Case {
+    name: &'static str,
+    issuer: JwtIssuer,
+    decoding: jsonwebtoken::DecodingKey,
+    algorithm: jsonwebtoken::Algorithm,
+    authorizer: jwt_authorizer::AuthorizerBuilder<Claims>,
+}
+
+fn cases() -> Vec<Case> {
+    let public_pem = |key: &SigningKey| key.verifying_key().public_key_pem().expect("public key");
+    let mut cases = Vec::new();
+
+    let hs = SigningKey::hmac(Algorithm::HS256, HS_SECRET.as_bytes()).expect("hs256");
+    cases.push(Case {
+        name: "HS256",
+        decoding: jsonwebtoken::DecodingKey::from_secret(HS_SECRET.as_bytes()),
+        algorithm: jsonwebtoken::Algorithm::HS256,
+        authorizer: jwt_authorizer::JwtAuthorizer::from_secret(HS_SECRET),
+        issuer: JwtIssuer::new(hs, ISS, AUD),
+    });
+    let es = SigningKey::generate_p256().expect("es256");
+    let pem = public_pem(&es);
+    cases.push(Case {
+        name: "ES256",
+        decoding: jsonwebtoken::DecodingKey::from_ec_pem(pem.as_bytes()).expect("ec pem"),
+        algorithm: jsonwebtoken::Algorithm::ES256,
+        authorizer: jwt_authorizer::JwtAuthorizer::from_ec_pem_text(&pem),
+        issuer: JwtIssuer::new(es, ISS, AUD),
+    });
+    let ed = SigningKey::generate_ed25519().expect("ed25519");
+    let pem = public_pem(&ed);
+    cases.push(Case {
+        name: "EdDSA",
+        decoding: jsonwebtoken::DecodingKey::from_ed_pem(pem.as_bytes()).expect("ed pem"),
+        algorithm: jsonwebtoken::Algorithm::EdDSA,
+        authorizer: jwt_authorizer::JwtAuthorizer::from_ed_pem_text(&pem),
+        issuer: JwtIssuer::new(ed, ISS, AUD),
+    });
+    let rs = SigningKey::generate_rsa(Algorithm::RS256).expect("rs256");
+    let pem = public_pem(&rs);
+    cases.push(Case {
+        name: "RS256",
+        decoding: jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes()).expect("rsa pem"),
+        algorithm: jsonwebtoken::Algorithm::RS256,
+        authorizer: jwt_authorizer::JwtAuthorizer::from_rsa_pem_text(&pem),
+        issuer: JwtIssuer::new(rs, ISS, AUD),
+    });
+    cases
+}
+
+fn request(value: &HeaderValue) -> Request<Body> {
+    let mut request = Request::new(Body::empty());
+    request.headers_mut().insert(AUTHORIZATION, value.clone());
+    request
+}
+
+fn bench(c: &mut Criterion) {
+    // This crate enables both of jsonwebtoken's backends (for the backend
+    // bench), so its `decode` needs a provider picked explicitly — the clash
+    // a user's build can hit. JwtLayer never touches that global.
+    let _ = jsonwebtoken::crypto::CryptoProvider::install_default(&jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER);
+    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    for case in cases() {
+        let token = case.issuer.mint("alice", ["notes:read"]).expect("mint");
+        let header = HeaderValue::from_str(&format!("Bearer {token}")).expect("header");
+        let mut group = c.benchmark_group(format!("jwt/{}", case.name));
+
+        // The router alone, no authentication at all: what every row pays.
+        let open = axum::Router::new().route("/", get(|| async { "alice" }));
+        group.bench_function("no_auth_router_floor", |b| {
+            b.to_async(&runtime).iter(|| async {
+                let response = open.clone().oneshot(request(&header)).await.expect("response");
+                assert!(response.status().is_success());
+            })
+        });
+
+        // The verifier alone, cache hit: the layer's own work on a hit.
+        let verifier = JwtLayer::builder(case.issuer.verifying_key())
+            .issuer(ISS)
+            .audience(AUD)
+            .build()
+            .expect("layer")
+            .verifier()
+            .clone();
+        group.bench_function("verifier_cache_hit", |b| {
+            b.iter(|| verifier.verify(std::hint::black_box(&token)).expect("valid"))
+        });
+
+        // The floor: decode in the handler.
+        let mut validation = jsonwebtoken::Validation::new(case.algorithm);
+        validation.set_issuer(&[ISS]);
+        validation.set_audience(&[AUD]);
+        let (key, validation) = (case.decoding.clone(), validation);
+        let bare = axum::Router::new().route(
+            "/",
+            get(move |headers: HeaderMap| {
+                let (key, validation) = (key.clone(), validation.clone());
+                async move {
+                    let value = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+                    let token = value.strip_prefix("Bearer ").unwrap_or("");
+                    match jsonwebtoken::decode::<Claims>(token, &key, &validation) {
+                        Ok(data) => Ok(data.claims.sub),
+                        Err(_) => Err(http::StatusCode::UNAUTHORIZED),
+                    }
+                }
+            }),
+        );
+        group.bench_function("bare_decode", |b| {
+            b.to_async(&runtime).iter(|| async {
+                let response = bare.clone().oneshot(request(&header)).await.expect("response");
+                assert!(response.status().is_success());
+            })
+        });
+
+        let handler = || get(|identity: Identity| async move { identity.subject().to_owned() });
+        for (label, cached) in [("portcullis_nocache", false), ("portcullis_cached", true)] {
+            let mut builder = JwtLayer::builder(case.issuer.verifying_key()).issuer(ISS).audience(AUD);
+            if !cached {
+                builder = builder.without_cache();
+            }
+            let app = axum::Router::new()
+                .route("/", handler())
+                .layer(builder.build().expect("layer"));
+            group.bench_function(label, |b| {
+                b.to_async(&runtime).iter(|| async {
+                    let response = app.clone().oneshot(request(&header)).await.expect("response");
+                    assert!(response.status().is_success());
+                })
+            });
+        }
+
+        let authorizer = runtime
+            .block_on(
+                case.authorizer
+                    .validation(jwt_authorizer::Validation::new().iss(&[ISS]).aud(&[AUD]))
+                    .build(),
+            )
+            .expect("jwt-authorizer");
+        use jwt_authorizer::IntoLayer;
+        let peer = axum07::Router::new()
+            .route(
+                "/",
+                axum07::routing::get(
+                    |jwt_authorizer::JwtClaims(claims): jwt_authorizer::JwtClaims<Claims>| async move { claims.sub },
+                ),
+            )
+            .layer(authorizer.into_layer());
+        group.bench_function("jwt_authorizer", |b| {
+            b.to_async(&runtime).iter(|| async {
+                let response = peer.clone().oneshot(request07(&header)).await.expect("response");
+                assert!(response.status().is_success());
+            })
+        });
+        group.finish();
+    }
+}
+
+fn request07(value: &HeaderValue) -> Request<axum07::body::Body> {
+    let mut request = Request::new(axum07::body::Body::empty());
+    request.headers_mut().insert(AUTHORIZATION, value.clone());
+    request
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    targets = bench
+}
+criterion_main!(benches);

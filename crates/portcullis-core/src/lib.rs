@@ -1,0 +1,45 @@
+//! The shared vocabulary of Portcullis.
+//!
+//! Every Portcullis layer speaks in the types of this crate:
+//!
+//! - [`Identity`]: who the caller is, however they authenticated (session
+//!   cookie or bearer token). Authenticator layers insert it into the
+//!   request's extensions; handlers read it.
+//! - [`Rejection`]: why a request was refused, rendered as an HTTP response
+//!   (RFC 6750 challenge, `application/problem+json` body) or as a gRPC
+//!   trailers-only response, depending on the request.
+//! - [`audit`]: one `tracing` event per decision, under the fixed target
+//!   [`audit::TARGET`], that never carries a secret.
+//! - [`Clock`]: the time every layer reads, which tests can move.
+//! - [`RequireAuthLayer`]: the guard that refuses requests that reached it
+//!   without an [`Identity`], or without the scopes it asks for.
+//!
+//! ```
+//! use portcullis_core::{AuthMethod, Identity};
+//!
+//! let identity = Identity::builder("alice", AuthMethod::bearer(Some("t-1".into()), Some("https://issuer".into())))
+//!     .scopes(["notes:read", "notes:write"])
+//!     .build();
+//! assert_eq!(identity.subject(), "alice");
+//! assert!(identity.has_scope("notes:write"));
+//! assert!(!identity.has_scope("admin"));
+//! ```
+
+pub mod audit;
+mod body;
+mod clock;
+#[cfg(feature = "axum")]
+mod extract;
+mod future;
+mod identity;
+mod rejection;
+pub mod require_auth;
+
+pub use body::ResponseBody;
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+#[cfg(feature = "axum")]
+pub use extract::Claims;
+pub use future::ResponseFuture;
+pub use identity::{AuthMethod, AuthenticatorRan, Identity, IdentityBuilder, TokenTransport};
+pub use rejection::{DefaultResponder, Protocol, Rejection, RejectionKind, RequestContext, Responder, SharedResponder};
+pub use require_auth::{RequireAuth, RequireAuthLayer};

@@ -1,0 +1,139 @@
+use portcullis_core::Rejection;
+
+/// Why a bearer token was refused. The `Display` text is the short reason
+/// sent to the client in the RFC 6750 challenge.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JwtError {
+    /// More than one `Authorization` header.
+    #[error("multiple authorization headers")]
+    MultipleAuthorizationHeaders,
+    /// The `Authorization` header is not valid visible ASCII, or its
+    /// bearer credential is empty.
+    #[error("malformed authorization header")]
+    MalformedAuthorizationHeader,
+    /// The token is longer than the configured limit (checked before any
+    /// decoding).
+    #[error("token too large")]
+    TooLarge,
+    /// The token is not a compact JWS (three base64url parts).
+    #[error("malformed token: {0}")]
+    Malformed(&'static str),
+    /// The token names `alg: none`, in any spelling.
+    #[error("alg none is not accepted")]
+    AlgNone,
+    /// The token names an algorithm this library does not verify.
+    #[error("unsupported algorithm")]
+    UnsupportedAlgorithm,
+    /// The token carries a header that points at key material (`jku`,
+    /// `x5u`, `jwk`, `x5c`). Such headers are never followed, and a token
+    /// that carries one is refused outright.
+    #[error("token header {0} is not accepted")]
+    KeyReferenceHeader(&'static str),
+    /// The token lists `crit` extensions, none of which are understood.
+    #[error("unsupported critical header")]
+    CriticalHeader,
+    /// No configured key has the token's `kid`.
+    #[error("unknown key id")]
+    UnknownKeyId,
+    /// The token's `alg` is not the algorithm pinned to the key (or to any
+    /// key, when the token has no `kid`).
+    #[error("algorithm not allowed for this key")]
+    AlgorithmMismatch,
+    /// The signature does not verify.
+    #[error("invalid signature")]
+    InvalidSignature,
+    /// `exp` is in the past (beyond the leeway).
+    #[error("token expired")]
+    Expired,
+    /// `nbf` is in the future (beyond the leeway).
+    #[error("token not yet valid")]
+    NotYetValid,
+    /// `iat` is in the future (beyond the leeway).
+    #[error("token issued in the future")]
+    IssuedInFuture,
+    /// A claim that must be present is not.
+    #[error("missing claim {0}")]
+    MissingClaim(String),
+    /// A claim has the wrong type or an impossible value.
+    #[error("malformed claim {0}")]
+    InvalidClaim(&'static str),
+    /// `iss` is not one of the configured issuers.
+    #[error("issuer not accepted")]
+    IssuerMismatch,
+    /// `aud` names none of the configured audiences.
+    #[error("audience not accepted")]
+    AudienceMismatch,
+    /// The header's `typ` is not the configured one.
+    #[error("unexpected token type")]
+    TypeMismatch,
+}
+
+impl JwtError {
+    /// The rejection this error becomes: 401 `invalid_token`.
+    pub fn into_rejection(self) -> Rejection {
+        Rejection::invalid_credentials(crate::LAYER, self.to_string()).with_source(self)
+    }
+}
+
+impl From<JwtError> for Rejection {
+    fn from(error: JwtError) -> Self {
+        error.into_rejection()
+    }
+}
+
+/// Why a key could not be loaded or used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The PEM text could not be parsed.
+    #[error("invalid PEM")]
+    InvalidPem,
+    /// The PEM block holds something other than what was asked for.
+    #[error("unexpected PEM block {0:?}")]
+    UnexpectedPemLabel(String),
+    /// The DER or JWK key material is malformed or of an unsupported type.
+    #[error("invalid or unsupported key: {0}")]
+    InvalidKey(&'static str),
+    /// The algorithm does not fit the key's type.
+    #[error("algorithm {0} does not fit this key")]
+    AlgorithmMismatch(crate::Algorithm),
+    /// Not an algorithm this library supports.
+    #[error("unsupported algorithm")]
+    UnsupportedAlgorithm,
+    /// An HMAC secret shorter than the hash output (RFC 7518 §3.2).
+    #[error("HMAC secret too short: {got} bytes, at least {needed} required")]
+    WeakSecret {
+        /// The secret's length.
+        got: usize,
+        /// The minimum length for the algorithm.
+        needed: usize,
+    },
+    /// The JWK is marked for another use (`use`/`key_ops`).
+    #[error("key is not for signature verification")]
+    WrongKeyUse,
+    /// Signing failed.
+    #[error("signing failed")]
+    SigningFailed,
+}
+
+/// Why a layer configuration is invalid.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// No key to verify with.
+    #[error("the key set is empty")]
+    NoKeys,
+    /// No audience configured. Without one, a token minted for any other
+    /// service of the same issuer would be accepted. Configure
+    /// `audience(…)`, or opt out with `insecure_accept_any_audience()`.
+    #[error("no audience configured (set one, or call insecure_accept_any_audience)")]
+    NoAudience,
+    /// No issuer configured. Configure `issuer(…)`, or opt out with
+    /// `insecure_accept_any_issuer()`.
+    #[error("no issuer configured (set one, or call insecure_accept_any_issuer)")]
+    NoIssuer,
+    /// The token size limit is zero.
+    #[error("the maximum token size must be above zero")]
+    ZeroTokenSize,
+}

@@ -1,0 +1,480 @@
+use std::fmt;
+use std::sync::Arc;
+
+use aws_lc_rs::hmac;
+use aws_lc_rs::signature::ParsedPublicKey;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+
+use crate::algorithm::Family;
+use crate::{Algorithm, KeyError};
+
+/// A key that verifies tokens, pinned to exactly one [`Algorithm`].
+///
+/// The key's type decides the algorithm: an EC key's curve picks ES256 or
+/// ES384, an Ed25519 key EdDSA, an HMAC secret the HS variant it was
+/// created for, and an RSA key RS256 unless [`VerifyingKey::with_algorithm`]
+/// picks another RSA algorithm. A token's `alg` header never picks the key
+/// type: a token whose `alg` differs from its key's is refused. That is the
+/// defence against algorithm confusion (an RS256 public key used as an
+/// HS256 secret).
+///
+/// ```
+/// use portcullis_jwt::{Algorithm, VerifyingKey};
+///
+/// let key = VerifyingKey::hmac(Algorithm::HS256, b"0123456789abcdef0123456789abcdef")?.with_kid("k1");
+/// assert_eq!(key.algorithm(), Algorithm::HS256);
+/// assert_eq!(key.kid(), Some("k1"));
+/// // Short secrets are refused (RFC 7518 §3.2).
+/// assert!(VerifyingKey::hmac(Algorithm::HS256, b"short").is_err());
+/// # Ok::<(), portcullis_jwt::KeyError>(())
+/// ```
+#[derive(Clone)]
+pub struct VerifyingKey {
+    kid: Option<Arc<str>>,
+    algorithm: Algorithm,
+    material: Arc<Material>,
+}
+
+enum Material {
+    Hmac(Box<hmac::Key>),
+    /// The parsed key, and its DER to re-parse for another RSA algorithm.
+    Public {
+        parsed: ParsedPublicKey,
+        der: Box<[u8]>,
+    },
+}
+
+impl VerifyingKey {
+    /// An HMAC key. The secret must be at least as long as the hash output
+    /// (32, 48 or 64 bytes).
+    pub fn hmac(algorithm: Algorithm, secret: &[u8]) -> Result<Self, KeyError> {
+        let hmac_algorithm = algorithm.hmac().ok_or(KeyError::AlgorithmMismatch(algorithm))?;
+        let needed = hmac_algorithm.digest_algorithm().output_len();
+        if secret.len() < needed {
+            return Err(KeyError::WeakSecret {
+                got: secret.len(),
+                needed,
+            });
+        }
+        Ok(Self {
+            kid: None,
+            algorithm,
+            material: Arc::new(Material::Hmac(Box::new(hmac::Key::new(hmac_algorithm, secret)))),
+        })
+    }
+
+    /// A public key from PEM: `PUBLIC KEY` (SubjectPublicKeyInfo, for RSA,
+    /// P-256, P-384 or Ed25519) or `RSA PUBLIC KEY` (PKCS#1).
+    pub fn from_pem(pem: impl AsRef<[u8]>) -> Result<Self, KeyError> {
+        let block = pem::parse(pem.as_ref()).map_err(|_| KeyError::InvalidPem)?;
+        match block.tag() {
+            "PUBLIC KEY" => Self::from_der(block.contents()),
+            "RSA PUBLIC KEY" => Self::public(Algorithm::RS256, block.contents()),
+            other => Err(KeyError::UnexpectedPemLabel(other.to_owned())),
+        }
+    }
+
+    /// A public key from a DER SubjectPublicKeyInfo.
+    pub fn from_der(der: &[u8]) -> Result<Self, KeyError> {
+        Self::public(spki_algorithm(der)?, der)
+    }
+
+    /// A public key from its raw SEC1 / Ed25519 / PKCS#1 encoding for
+    /// `algorithm`.
+    pub(crate) fn public(algorithm: Algorithm, der: &[u8]) -> Result<Self, KeyError> {
+        let verification = algorithm.verification().ok_or(KeyError::AlgorithmMismatch(algorithm))?;
+        let parsed = ParsedPublicKey::new(verification, der).map_err(|_| KeyError::InvalidKey("public key"))?;
+        Ok(Self {
+            kid: None,
+            algorithm,
+            material: Arc::new(Material::Public {
+                parsed,
+                der: der.into(),
+            }),
+        })
+    }
+
+    /// A key from a JSON Web Key (RFC 7517).
+    ///
+    /// `kid` and `alg` are taken from the JWK. A key marked for encryption
+    /// (`use: enc`, or `key_ops` without `verify`) is refused. An RSA key
+    /// without `alg` is pinned to RS256; an `oct` key needs `alg`.
+    pub fn from_jwk(jwk: &Jwk) -> Result<Self, KeyError> {
+        if jwk.key_use.as_deref().is_some_and(|u| u != "sig") {
+            return Err(KeyError::WrongKeyUse);
+        }
+        if let Some(ops) = &jwk.key_ops
+            && !ops.iter().any(|op| op == "verify")
+        {
+            return Err(KeyError::WrongKeyUse);
+        }
+        let declared = match jwk.alg.as_deref() {
+            Some(name) => Some(Algorithm::from_name(name).ok_or(KeyError::UnsupportedAlgorithm)?),
+            None => None,
+        };
+        let field = |value: &Option<String>, name: &'static str| -> Result<Vec<u8>, KeyError> {
+            let text = value.as_deref().ok_or(KeyError::InvalidKey(name))?;
+            URL_SAFE_NO_PAD.decode(text).map_err(|_| KeyError::InvalidKey(name))
+        };
+        let key = match jwk.kty.as_str() {
+            "oct" => {
+                let algorithm = declared.ok_or(KeyError::InvalidKey("oct key without alg"))?;
+                Self::hmac(algorithm, &field(&jwk.k, "k")?)?
+            }
+            "RSA" => {
+                let algorithm = declared.unwrap_or(Algorithm::RS256);
+                if algorithm.family() != Family::Rsa {
+                    return Err(KeyError::AlgorithmMismatch(algorithm));
+                }
+                let components = aws_lc_rs::rsa::PublicKeyComponents {
+                    n: field(&jwk.n, "n")?,
+                    e: field(&jwk.e, "e")?,
+                };
+                let der = rsa_pkcs1_der(&components.n, &components.e);
+                Self::public(algorithm, &der)?
+            }
+            "EC" => {
+                let algorithm = match jwk.crv.as_deref() {
+                    Some("P-256") => Algorithm::ES256,
+                    Some("P-384") => Algorithm::ES384,
+                    _ => return Err(KeyError::InvalidKey("unsupported EC curve")),
+                };
+                if declared.is_some_and(|d| d != algorithm) {
+                    return Err(KeyError::AlgorithmMismatch(algorithm));
+                }
+                let mut point = vec![0x04];
+                point.extend(field(&jwk.x, "x")?);
+                point.extend(field(&jwk.y, "y")?);
+                Self::public(algorithm, &point)?
+            }
+            "OKP" => {
+                if jwk.crv.as_deref() != Some("Ed25519") {
+                    return Err(KeyError::InvalidKey("unsupported OKP curve"));
+                }
+                if declared.is_some_and(|d| d != Algorithm::EdDSA) {
+                    return Err(KeyError::AlgorithmMismatch(Algorithm::EdDSA));
+                }
+                Self::public(Algorithm::EdDSA, &field(&jwk.x, "x")?)?
+            }
+            _ => return Err(KeyError::InvalidKey("unsupported key type")),
+        };
+        Ok(match &jwk.kid {
+            Some(kid) => key.with_kid(kid.as_str()),
+            None => key,
+        })
+    }
+
+    /// Names the key; tokens select it by their `kid` header.
+    #[must_use]
+    pub fn with_kid(mut self, kid: impl Into<Arc<str>>) -> Self {
+        self.kid = Some(kid.into());
+        self
+    }
+
+    /// Pins an RSA key to another RSA algorithm (RS384, PS256, …).
+    pub fn with_algorithm(self, algorithm: Algorithm) -> Result<Self, KeyError> {
+        if algorithm == self.algorithm {
+            return Ok(self);
+        }
+        match (&*self.material, algorithm.family()) {
+            (Material::Public { der, .. }, Family::Rsa) if self.algorithm.family() == Family::Rsa => {
+                let key = Self::public(algorithm, der)?;
+                Ok(Self { kid: self.kid, ..key })
+            }
+            _ => Err(KeyError::AlgorithmMismatch(algorithm)),
+        }
+    }
+
+    /// The key's name, if it has one.
+    pub fn kid(&self) -> Option<&str> {
+        self.kid.as_deref()
+    }
+
+    /// The one algorithm this key verifies.
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// The public key as a `PUBLIC KEY` (SubjectPublicKeyInfo) PEM block, to
+    /// hand to a peer. `None` for an HMAC key, which is secret.
+    pub fn public_key_pem(&self) -> Option<String> {
+        use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
+        match &*self.material {
+            Material::Hmac(_) => None,
+            Material::Public { parsed, .. } => {
+                let der: PublicKeyX509Der<'static> = parsed.as_der().ok()?;
+                Some(pem::encode(&pem::Pem::new("PUBLIC KEY", der.as_ref())))
+            }
+        }
+    }
+
+    /// Whether `signature` is a valid signature of `message` under this key.
+    /// HMAC tags are compared in constant time.
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        match &*self.material {
+            Material::Hmac(key) => hmac::verify(key, message, signature).is_ok(),
+            Material::Public { parsed, .. } => parsed.verify_sig(message, signature).is_ok(),
+        }
+    }
+}
+
+impl fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print key material: an HMAC key is a secret.
+        f.debug_struct("VerifyingKey")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+const OID_RSA_ENCRYPTION: &[u8] = &[0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+const OID_EC_PUBLIC_KEY: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+const OID_P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+const OID_P384: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
+const OID_ED25519: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The algorithm a SubjectPublicKeyInfo's key type implies. The OIDs sit in
+/// the AlgorithmIdentifier at the start; the parse that follows (aws-lc)
+/// validates the whole structure for that algorithm.
+fn spki_algorithm(der: &[u8]) -> Result<Algorithm, KeyError> {
+    let head = &der[..der.len().min(32)];
+    if contains(head, OID_RSA_ENCRYPTION) {
+        Ok(Algorithm::RS256)
+    } else if contains(head, OID_EC_PUBLIC_KEY) {
+        if contains(head, OID_P256) {
+            Ok(Algorithm::ES256)
+        } else if contains(head, OID_P384) {
+            Ok(Algorithm::ES384)
+        } else {
+            Err(KeyError::InvalidKey("unsupported EC curve"))
+        }
+    } else if contains(head, OID_ED25519) {
+        Ok(Algorithm::EdDSA)
+    } else {
+        Err(KeyError::InvalidKey("unsupported public key type"))
+    }
+}
+
+/// DER `RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }`.
+fn rsa_pkcs1_der(n: &[u8], e: &[u8]) -> Vec<u8> {
+    fn integer(bytes: &[u8]) -> Vec<u8> {
+        let trimmed: &[u8] = {
+            let start = bytes
+                .iter()
+                .position(|b| *b != 0)
+                .unwrap_or(bytes.len().saturating_sub(1));
+            &bytes[start.min(bytes.len())..]
+        };
+        let mut content = Vec::with_capacity(trimmed.len() + 1);
+        if trimmed.first().is_none_or(|b| b & 0x80 != 0) {
+            content.push(0);
+        }
+        content.extend_from_slice(trimmed);
+        tlv(0x02, &content)
+    }
+    let mut body = integer(n);
+    body.extend(integer(e));
+    tlv(0x30, &body)
+}
+
+fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// A JSON Web Key (RFC 7517), with the members this library reads.
+///
+/// ```
+/// use portcullis_jwt::{Jwk, VerifyingKey, Algorithm};
+///
+/// let jwk: Jwk = serde_json::from_str(r#"{
+///     "kty": "OKP", "crv": "Ed25519", "kid": "ed-1", "use": "sig",
+///     "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
+/// }"#)?;
+/// let key = VerifyingKey::from_jwk(&jwk)?;
+/// assert_eq!(key.algorithm(), Algorithm::EdDSA);
+/// assert_eq!(key.kid(), Some("ed-1"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Jwk {
+    /// Key type: `RSA`, `EC`, `OKP` or `oct`.
+    pub kty: String,
+    /// Key id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+    /// Intended algorithm.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alg: Option<String>,
+    /// Intended use: `sig` or `enc`.
+    #[serde(rename = "use", skip_serializing_if = "Option::is_none")]
+    pub key_use: Option<String>,
+    /// Permitted operations.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_ops: Option<Vec<String>>,
+    /// Curve (EC, OKP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crv: Option<String>,
+    /// X coordinate (EC) or public key (OKP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub x: Option<String>,
+    /// Y coordinate (EC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub y: Option<String>,
+    /// Modulus (RSA).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n: Option<String>,
+    /// Exponent (RSA).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub e: Option<String>,
+    /// Symmetric key (oct). Never published.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub k: Option<String>,
+}
+
+impl fmt::Debug for Jwk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Jwk")
+            .field("kty", &self.kty)
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("use", &self.key_use)
+            .field("crv", &self.crv)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The keys a layer verifies with. Cheap to clone.
+///
+/// With several keys, a token's `kid` selects one (an unknown `kid` is
+/// refused); a token without `kid` is tried against each key pinned to its
+/// `alg`.
+///
+/// ```
+/// use portcullis_jwt::{Algorithm, KeySet, VerifyingKey};
+///
+/// let keys = KeySet::new([
+///     VerifyingKey::hmac(Algorithm::HS256, &[7u8; 32])?.with_kid("2025"),
+///     VerifyingKey::hmac(Algorithm::HS256, &[8u8; 32])?.with_kid("2026"),
+/// ]);
+/// assert_eq!(keys.len(), 2);
+/// # Ok::<(), portcullis_jwt::KeyError>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct KeySet {
+    keys: Arc<[VerifyingKey]>,
+}
+
+impl KeySet {
+    /// A set of `keys`.
+    pub fn new(keys: impl IntoIterator<Item = VerifyingKey>) -> Self {
+        Self {
+            keys: keys.into_iter().collect(),
+        }
+    }
+
+    /// Parses a JWKS document (`{"keys": […]}`), keeping every key it can
+    /// use and skipping (with a warning) the ones it cannot: an unsupported
+    /// key type does not fail the whole set.
+    pub fn from_jwks_json(json: &str) -> Result<Self, KeyError> {
+        #[derive(Deserialize)]
+        struct Document {
+            keys: Vec<serde_json::Value>,
+        }
+        let document: Document = serde_json::from_str(json).map_err(|_| KeyError::InvalidKey("JWKS document"))?;
+        let mut keys = Vec::with_capacity(document.keys.len());
+        for value in document.keys {
+            let parsed = serde_json::from_value::<Jwk>(value)
+                .map_err(|_| KeyError::InvalidKey("JWK"))
+                .and_then(|jwk| VerifyingKey::from_jwk(&jwk));
+            match parsed {
+                Ok(key) => keys.push(key),
+                Err(error) => {
+                    tracing::warn!(target: "portcullis::jwt", %error, "skipping a JWK this library cannot use")
+                }
+            }
+        }
+        Ok(Self::new(keys))
+    }
+
+    /// How many keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The keys.
+    pub fn keys(&self) -> &[VerifyingKey] {
+        &self.keys
+    }
+
+    /// Verifies `signature` over `message` with the key the token names.
+    ///
+    /// With a `kid`, only that key is tried, and only if it is pinned to
+    /// `algorithm`; without one, each key pinned to `algorithm`.
+    pub(crate) fn verify(
+        &self,
+        kid: Option<&str>,
+        algorithm: Algorithm,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), crate::JwtError> {
+        let (mut kid_known, mut algorithm_allowed) = (false, false);
+        for key in self.keys.iter() {
+            if let Some(kid) = kid {
+                if key.kid() != Some(kid) {
+                    continue;
+                }
+                kid_known = true;
+            }
+            if key.algorithm() != algorithm {
+                continue;
+            }
+            algorithm_allowed = true;
+            if key.verify(message, signature) {
+                return Ok(());
+            }
+        }
+        Err(if kid.is_some() && !kid_known {
+            crate::JwtError::UnknownKeyId
+        } else if !algorithm_allowed {
+            crate::JwtError::AlgorithmMismatch
+        } else {
+            crate::JwtError::InvalidSignature
+        })
+    }
+}
+
+impl From<VerifyingKey> for KeySet {
+    fn from(key: VerifyingKey) -> Self {
+        Self::new([key])
+    }
+}
+
+impl FromIterator<VerifyingKey> for KeySet {
+    fn from_iter<T: IntoIterator<Item = VerifyingKey>>(iter: T) -> Self {
+        Self::new(iter)
+    }
+}

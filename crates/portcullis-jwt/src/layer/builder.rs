@@ -1,0 +1,192 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_core::{DefaultResponder, Responder, SharedClock, SharedResponder, SystemClock};
+use tower_layer::Layer;
+
+use super::JwtService;
+use crate::cache::CacheLimits;
+use crate::{ConfigError, JwtVerifier, KeySet, Validation};
+
+/// Authenticates requests by their bearer token (JWT) and puts the caller's
+/// [`Identity`](portcullis_core::Identity) into the request's extensions.
+///
+/// Build it with [`JwtLayer::builder`]; see the [crate docs](crate) for an
+/// example and the security properties.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct JwtLayer {
+    pub(crate) verifier: JwtVerifier,
+    pub(crate) required: bool,
+    pub(crate) cookie: Option<Arc<str>>,
+    pub(crate) responder: SharedResponder,
+}
+
+impl JwtLayer {
+    /// Starts configuring a layer that verifies tokens with `keys`.
+    pub fn builder(keys: impl Into<KeySet>) -> JwtLayerBuilder {
+        JwtLayerBuilder {
+            keys: keys.into(),
+            validation: Validation::new(),
+            required: true,
+            cookie: None,
+            cache: Some(CacheLimits::default()),
+            clock: Arc::new(SystemClock),
+            responder: DefaultResponder::shared(),
+        }
+    }
+
+    /// The verifier inside the layer.
+    pub fn verifier(&self) -> &JwtVerifier {
+        &self.verifier
+    }
+}
+
+impl<S> Layer<S> for JwtLayer {
+    type Service = JwtService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        JwtService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// Configures a [`JwtLayer`]. Finish with [`JwtLayerBuilder::build`], which
+/// refuses an insecure configuration (no audience, no issuer, no keys).
+#[derive(Debug)]
+#[must_use]
+pub struct JwtLayerBuilder {
+    keys: KeySet,
+    validation: Validation,
+    required: bool,
+    cookie: Option<Arc<str>>,
+    cache: Option<CacheLimits>,
+    clock: SharedClock,
+    responder: SharedResponder,
+}
+
+impl JwtLayerBuilder {
+    /// Accepts tokens from `issuer`; call again for several.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.validation = self.validation.issuer(issuer);
+        self
+    }
+
+    /// Accepts tokens for `audience`; call again for several.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.validation = self.validation.audience(audience);
+        self
+    }
+
+    /// Clock skew tolerated on `exp`, `nbf`, `iat` (default 30 s).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.validation = self.validation.leeway(leeway);
+        self
+    }
+
+    /// Requires the header `typ`, e.g. `at+jwt` (RFC 9068).
+    pub fn token_type(mut self, typ: impl Into<Arc<str>>) -> Self {
+        self.validation = self.validation.token_type(typ);
+        self
+    }
+
+    /// Requires a claim to be present.
+    pub fn require_claim(mut self, name: impl Into<String>) -> Self {
+        self.validation = self.validation.require_claim(name);
+        self
+    }
+
+    /// The largest token accepted, checked before any decoding (default
+    /// 8 KiB).
+    pub fn max_token_bytes(mut self, bytes: usize) -> Self {
+        self.validation = self.validation.max_token_bytes_limit(bytes);
+        self
+    }
+
+    /// Replaces the whole validation profile.
+    pub fn validation(mut self, validation: Validation) -> Self {
+        self.validation = validation;
+        self
+    }
+
+    /// Accepts any audience. See [`Validation::insecure_accept_any_audience`].
+    pub fn insecure_accept_any_audience(mut self) -> Self {
+        self.validation = self.validation.insecure_accept_any_audience();
+        self
+    }
+
+    /// Accepts any issuer. See [`Validation::insecure_accept_any_issuer`].
+    pub fn insecure_accept_any_issuer(mut self) -> Self {
+        self.validation = self.validation.insecure_accept_any_issuer();
+        self
+    }
+
+    /// A request without a token is refused with 401 and a bare `Bearer`
+    /// challenge. The default.
+    pub fn required(mut self) -> Self {
+        self.required = true;
+        self
+    }
+
+    /// A request without a token goes on unauthenticated (a session, or a
+    /// later `RequireAuthLayer`, decides). A *bad* token is still refused.
+    pub fn optional(mut self) -> Self {
+        self.required = false;
+        self
+    }
+
+    /// Also reads the token from the cookie `name` when there is no
+    /// `Authorization` header.
+    ///
+    /// # Security
+    /// Browsers send cookies on their own: a token read from a cookie needs
+    /// CSRF protection like a session cookie. Its identity says so
+    /// ([`TokenTransport::Cookie`](portcullis_core::TokenTransport)).
+    pub fn cookie(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.cookie = Some(name.into());
+        self
+    }
+
+    /// Bounds the verified-token cache (on by default: 10,000 tokens,
+    /// 16 MiB). A hit skips the signature check; an entry never outlives
+    /// its token's `exp`. Guards after the layer still run every time.
+    pub fn cache(mut self, limits: CacheLimits) -> Self {
+        self.cache = Some(limits);
+        self
+    }
+
+    /// Turns the verified-token cache off: every request pays a signature
+    /// check.
+    pub fn without_cache(mut self) -> Self {
+        self.cache = None;
+        self
+    }
+
+    /// The clock for `exp`/`nbf`/`iat` (tests move a `ManualClock`).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Replaces how rejections are rendered.
+    pub fn responder(mut self, responder: impl Responder) -> Self {
+        self.responder = Arc::new(responder);
+        self
+    }
+
+    /// Finishes the layer.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the key set is empty, or no audience or issuer
+    /// is configured and none was explicitly waived.
+    pub fn build(self) -> Result<JwtLayer, ConfigError> {
+        Ok(JwtLayer {
+            verifier: JwtVerifier::with_options(self.keys, self.validation, self.clock, self.cache)?,
+            required: self.required,
+            cookie: self.cookie,
+            responder: self.responder,
+        })
+    }
+}

@@ -1,0 +1,7 @@
+//! [`JwtLayer`]: bearer-token authentication.
+
+mod builder;
+mod service;
+
+pub use builder::{JwtLayer, JwtLayerBuilder};
+pub use service::JwtService;

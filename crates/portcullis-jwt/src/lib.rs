@@ -1,0 +1,98 @@
+//! `JwtLayer`: bearer-token (JWT) authentication for any tower service.
+//!
+//! The layer reads `Authorization: Bearer …` (and, when configured, a
+//! cookie), verifies the token, and puts the caller's
+//! [`Identity`](portcullis_core::Identity) into the request's extensions.
+//! It wraps an axum `Router`, a tonic server or a bare hyper service alike;
+//! a refusal is a 401 with an RFC 6750 challenge naming the reason (gRPC:
+//! `UNAUTHENTICATED`).
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use bytes::Bytes;
+//! use http::{Request, Response, StatusCode};
+//! use portcullis_core::{Identity, Rejection};
+//! use portcullis_jwt::{JwtError, JwtIssuer, JwtLayer, SigningKey};
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let issuer = JwtIssuer::new(SigningKey::generate_p256()?, "https://auth.example", "notes-api");
+//! let layer = JwtLayer::builder(issuer.verifying_key())
+//!     .issuer("https://auth.example")
+//!     .audience("notes-api")
+//!     .build()?;
+//! let service = ServiceBuilder::new().layer(layer).service_fn(|request: Request<()>| async move {
+//!     let identity = request.extensions().get::<Identity>().expect("JwtLayer ran");
+//!     Ok::<_, Infallible>(Response::new(Bytes::from(identity.subject().to_owned())))
+//! });
+//!
+//! // A valid token reaches the handler with its identity.
+//! let token = issuer.mint("alice", ["notes:read"])?;
+//! let request = Request::builder().header("authorization", format!("Bearer {token}")).body(())?;
+//! let response = service.clone().oneshot(request).await?;
+//! assert_eq!(response.status(), StatusCode::OK);
+//!
+//! // A tampered one (mallory's claims under alice's signature) is refused,
+//! // and says why.
+//! let mallory = issuer.mint("mallory", ["notes:read"])?;
+//! let (signed_part, _) = mallory.rsplit_once('.').unwrap();
+//! let (_, alice_signature) = token.rsplit_once('.').unwrap();
+//! let tampered = format!("{signed_part}.{alice_signature}");
+//! let request = Request::builder().header("authorization", format!("Bearer {tampered}")).body(())?;
+//! let response = service.oneshot(request).await?;
+//! assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+//! assert_eq!(
+//!     response.headers()["www-authenticate"],
+//!     r#"Bearer error="invalid_token", error_description="invalid signature""#
+//! );
+//! let rejection = response.extensions().get::<Rejection>().unwrap();
+//! assert_eq!(rejection.source_as::<JwtError>(), Some(&JwtError::InvalidSignature));
+//! # Ok(()) }
+//! ```
+//!
+//! # Security
+//!
+//! - **Algorithms are pinned per key.** The key's type decides its
+//!   algorithm; a token's `alg` never does. `none` (any spelling) is always
+//!   refused, and so is a token whose `alg` differs from its key's (the
+//!   RS256-key-as-HS256-secret confusion).
+//! - **Key references are never followed.** `kid` selects among the
+//!   configured keys only; a token with a `jku`, `x5u`, `jwk` or `x5c`
+//!   header is refused outright, as is one with `crit` extensions.
+//! - **Claims are required, not just checked when present.** `exp` must be
+//!   there; a configured issuer and audience must be present and match
+//!   (the builder refuses to build without them unless an `insecure_`
+//!   method waives one); `nbf` and `iat` are checked, with a 30 s leeway;
+//!   `typ` when configured.
+//! - **Size first.** Tokens over 8 KiB are refused before any decoding.
+//! - **The verified-token cache** keys on the SHA-256 of the whole token,
+//!   holds only tokens whose signature and claims verified, and an entry
+//!   never outlives its token's `exp`. Guards after the layer (revocation,
+//!   scopes) still run on every request.
+//! - **One crypto backend:** aws-lc-rs, called directly with keys parsed
+//!   once. `jsonwebtoken`'s process-wide `CryptoProvider` is not used at all,
+//!   so nothing here can panic for a missing or clashing provider.
+//! - Audit events (`portcullis::audit`) carry a fingerprint of the token,
+//!   never the token.
+
+mod algorithm;
+mod cache;
+mod error;
+mod issuer;
+mod key;
+mod layer;
+mod token;
+mod validation;
+mod verifier;
+
+pub use algorithm::Algorithm;
+pub use cache::CacheLimits;
+pub use error::{ConfigError, JwtError, KeyError};
+pub use issuer::{IssueError, JwtIssuer, SigningKey, sign_compact};
+pub use key::{Jwk, KeySet, VerifyingKey};
+pub use layer::{JwtLayer, JwtLayerBuilder, JwtService};
+pub use validation::Validation;
+pub use verifier::JwtVerifier;
+
+/// The layer name in rejections and audit events.
+pub(crate) const LAYER: &str = "jwt";

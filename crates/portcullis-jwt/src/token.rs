@@ -1,0 +1,242 @@
+//! Parsing and checking a compact JWS, step by step, cheapest first.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use portcullis_core::{AuthMethod, Identity, TokenTransport};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
+
+use crate::{Algorithm, JwtError, KeySet, Validation};
+
+#[derive(Deserialize)]
+struct Header<'a> {
+    #[serde(borrow)]
+    alg: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    kid: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    typ: Option<Cow<'a, str>>,
+    jku: Option<IgnoredAny>,
+    x5u: Option<IgnoredAny>,
+    jwk: Option<IgnoredAny>,
+    x5c: Option<IgnoredAny>,
+    crit: Option<IgnoredAny>,
+}
+
+/// The registered claims, each kept raw so that a bad one is named.
+#[derive(Deserialize)]
+struct RawClaims<'a> {
+    #[serde(borrow)]
+    sub: Option<&'a RawValue>,
+    #[serde(borrow)]
+    iss: Option<&'a RawValue>,
+    #[serde(borrow)]
+    aud: Option<&'a RawValue>,
+    #[serde(borrow)]
+    exp: Option<&'a RawValue>,
+    #[serde(borrow)]
+    nbf: Option<&'a RawValue>,
+    #[serde(borrow)]
+    iat: Option<&'a RawValue>,
+    #[serde(borrow)]
+    jti: Option<&'a RawValue>,
+    #[serde(borrow)]
+    scope: Option<&'a RawValue>,
+    #[serde(borrow)]
+    scp: Option<&'a RawValue>,
+}
+
+fn decode_part(part: &str, what: &'static str) -> Result<Vec<u8>, JwtError> {
+    URL_SAFE_NO_PAD.decode(part).map_err(|_| JwtError::Malformed(what))
+}
+
+/// Verifies `token` against `keys` and `validation` at `now`, and builds the
+/// caller's identity from its claims.
+pub(crate) fn verify(
+    token: &str,
+    keys: &KeySet,
+    validation: &Validation,
+    now: SystemTime,
+    transport: TokenTransport,
+) -> Result<(Identity, SystemTime), JwtError> {
+    if token.len() > validation.max_token_bytes {
+        return Err(JwtError::TooLarge);
+    }
+    let mut parts = token.split('.');
+    let (Some(header_b64), Some(payload_b64), Some(signature_b64)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(JwtError::Malformed("expected three dot-separated parts"));
+    };
+    if parts.next().is_some() {
+        return Err(JwtError::Malformed(
+            "expected three dot-separated parts (encrypted tokens are not supported)",
+        ));
+    }
+
+    let header_json = decode_part(header_b64, "header is not base64url")?;
+    let header: Header<'_> =
+        serde_json::from_slice(&header_json).map_err(|_| JwtError::Malformed("header is not a JSON object"))?;
+    let alg = header.alg.ok_or(JwtError::Malformed("header has no alg"))?;
+    if alg.eq_ignore_ascii_case("none") {
+        return Err(JwtError::AlgNone);
+    }
+    let algorithm = Algorithm::from_name(&alg).ok_or(JwtError::UnsupportedAlgorithm)?;
+    for (present, name) in [
+        (header.jku.is_some(), "jku"),
+        (header.x5u.is_some(), "x5u"),
+        (header.jwk.is_some(), "jwk"),
+        (header.x5c.is_some(), "x5c"),
+    ] {
+        if present {
+            return Err(JwtError::KeyReferenceHeader(name));
+        }
+    }
+    if header.crit.is_some() {
+        return Err(JwtError::CriticalHeader);
+    }
+
+    let signature = decode_part(signature_b64, "signature is not base64url")?;
+    let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
+    keys.verify(header.kid.as_deref(), algorithm, signing_input.as_bytes(), &signature)?;
+
+    // Signed by a trusted key from here on.
+    if let Some(expected) = &validation.token_type {
+        let typ = header.typ.as_deref().ok_or(JwtError::TypeMismatch)?;
+        if !type_matches(typ, expected) {
+            return Err(JwtError::TypeMismatch);
+        }
+    }
+    let payload = decode_part(payload_b64, "payload is not base64url")?;
+    let payload = String::from_utf8(payload).map_err(|_| JwtError::Malformed("payload is not UTF-8"))?;
+    let (identity, expires_at) = check_claims(&payload, validation, now, transport)?;
+    Ok((identity, expires_at))
+}
+
+/// RFC 9068 §4: `typ` compares case-insensitively, and an `application/`
+/// prefix may be left out.
+fn type_matches(typ: &str, expected: &str) -> bool {
+    let strip = |t: &str| -> String {
+        let lower = t.to_ascii_lowercase();
+        lower.strip_prefix("application/").map(str::to_owned).unwrap_or(lower)
+    };
+    strip(typ) == strip(expected)
+}
+
+fn check_claims(
+    payload: &str,
+    validation: &Validation,
+    now: SystemTime,
+    transport: TokenTransport,
+) -> Result<(Identity, SystemTime), JwtError> {
+    let claims: RawClaims<'_> =
+        serde_json::from_str(payload).map_err(|_| JwtError::Malformed("claims are not a JSON object"))?;
+    let leeway = validation.leeway;
+
+    let exp = numeric_date(claims.exp, "exp")?.ok_or_else(|| JwtError::MissingClaim("exp".into()))?;
+    if now > exp + leeway {
+        return Err(JwtError::Expired);
+    }
+    if let Some(nbf) = numeric_date(claims.nbf, "nbf")?
+        && nbf > now + leeway
+    {
+        return Err(JwtError::NotYetValid);
+    }
+    let iat = numeric_date(claims.iat, "iat")?;
+    if let Some(iat) = iat
+        && iat > now + leeway
+    {
+        return Err(JwtError::IssuedInFuture);
+    }
+
+    let iss = string_claim(claims.iss, "iss")?;
+    if !validation.issuers.is_empty() {
+        let iss = iss.as_deref().ok_or_else(|| JwtError::MissingClaim("iss".into()))?;
+        if !validation.issuers.iter().any(|accepted| accepted == iss) {
+            return Err(JwtError::IssuerMismatch);
+        }
+    }
+    if !validation.audiences.is_empty() {
+        let raw = claims.aud.ok_or_else(|| JwtError::MissingClaim("aud".into()))?;
+        let audiences = string_or_list(raw, "aud")?;
+        if !audiences
+            .iter()
+            .any(|aud| validation.audiences.iter().any(|accepted| accepted == aud))
+        {
+            return Err(JwtError::AudienceMismatch);
+        }
+    }
+    if !validation.required_claims.is_empty() {
+        let present: std::collections::HashMap<Cow<'_, str>, IgnoredAny> =
+            serde_json::from_str(payload).map_err(|_| JwtError::Malformed("claims are not a JSON object"))?;
+        for name in validation.required_claims.iter() {
+            if !present.contains_key(name.as_str()) {
+                return Err(JwtError::MissingClaim(name.clone()));
+            }
+        }
+    }
+
+    let subject = string_claim(claims.sub, "sub")?.ok_or_else(|| JwtError::MissingClaim("sub".into()))?;
+    let jti = string_claim(claims.jti, "jti")?;
+    let mut scopes: Vec<String> = Vec::new();
+    if let Some(scope) = string_claim(claims.scope, "scope")? {
+        scopes.extend(scope.split(' ').filter(|s| !s.is_empty()).map(str::to_owned));
+    }
+    if let Some(scp) = claims.scp {
+        for entry in string_or_list(scp, "scp")? {
+            scopes.extend(entry.split(' ').filter(|s| !s.is_empty()).map(str::to_owned));
+        }
+    }
+
+    let method = AuthMethod::Bearer {
+        token_id: jti.map(|j| Arc::from(j.as_ref())),
+        issuer: iss.map(|i| Arc::from(i.as_ref())),
+        transport,
+    };
+    let mut builder = Identity::builder(subject.into_owned(), method)
+        .scopes(scopes)
+        .expires_at(exp)
+        .claims_json(payload);
+    if let Some(iat) = iat {
+        builder = builder.issued_at(iat);
+    }
+    Ok((builder.build(), exp + leeway))
+}
+
+fn string_claim<'a>(raw: Option<&'a RawValue>, name: &'static str) -> Result<Option<Cow<'a, str>>, JwtError> {
+    raw.map(|raw| {
+        // `Cow<str>` borrows unless the JSON string has escapes.
+        let value: Cow<'a, str> = serde_json::from_str(raw.get()).map_err(|_| JwtError::InvalidClaim(name))?;
+        Ok(value)
+    })
+    .transpose()
+}
+
+fn string_or_list<'a>(raw: &'a RawValue, name: &'static str) -> Result<Vec<Cow<'a, str>>, JwtError> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany<'a> {
+        #[serde(borrow)]
+        One(Cow<'a, str>),
+        Many(Vec<Cow<'a, str>>),
+    }
+    match serde_json::from_str::<OneOrMany<'a>>(raw.get()).map_err(|_| JwtError::InvalidClaim(name))? {
+        OneOrMany::One(one) => Ok(vec![one]),
+        OneOrMany::Many(many) => Ok(many),
+    }
+}
+
+/// RFC 7519 NumericDate: seconds since the epoch, integer or not.
+fn numeric_date(raw: Option<&RawValue>, name: &'static str) -> Result<Option<SystemTime>, JwtError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let seconds: f64 = serde_json::from_str(raw.get()).map_err(|_| JwtError::InvalidClaim(name))?;
+    // Beyond 2^53 s a float is no longer an exact second, and far past any
+    // real token lifetime.
+    if !seconds.is_finite() || !(0.0..=9_007_199_254_740_992.0).contains(&seconds) {
+        return Err(JwtError::InvalidClaim(name));
+    }
+    Ok(Some(UNIX_EPOCH + Duration::from_secs(seconds.floor() as u64)))
+}

@@ -1,0 +1,106 @@
+use std::fmt;
+use std::sync::Arc;
+
+use portcullis_core::{Identity, SharedClock, SystemClock, TokenTransport};
+
+use crate::cache::{CacheLimits, TokenCache};
+use crate::{ConfigError, JwtError, KeySet, Validation};
+
+/// Verifies bearer tokens: the engine inside [`JwtLayer`](crate::JwtLayer),
+/// usable on its own (a token-introspection endpoint, a WebSocket
+/// handshake, a test).
+///
+/// ```
+/// use portcullis_jwt::{JwtIssuer, JwtVerifier, SigningKey, Validation};
+///
+/// let issuer = JwtIssuer::new(SigningKey::generate_ed25519()?, "https://auth.example", "notes-api");
+/// let verifier = JwtVerifier::new(
+///     issuer.verifying_key().into(),
+///     Validation::new().issuer("https://auth.example").audience("notes-api"),
+/// )?;
+/// let token = issuer.mint("alice", ["notes:read"])?;
+/// let identity = verifier.verify(&token)?;
+/// assert_eq!(identity.subject(), "alice");
+/// assert!(identity.has_scope("notes:read"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct JwtVerifier(Arc<Inner>);
+
+struct Inner {
+    keys: KeySet,
+    validation: Validation,
+    clock: SharedClock,
+    cache: Option<TokenCache>,
+}
+
+impl JwtVerifier {
+    /// A verifier with the default cache and the system clock.
+    pub fn new(keys: KeySet, validation: Validation) -> Result<Self, ConfigError> {
+        Self::with_options(keys, validation, Arc::new(SystemClock), Some(CacheLimits::default()))
+    }
+
+    /// A verifier with an explicit clock and cache (`None` turns the cache
+    /// off).
+    pub fn with_options(
+        keys: KeySet,
+        validation: Validation,
+        clock: SharedClock,
+        cache: Option<CacheLimits>,
+    ) -> Result<Self, ConfigError> {
+        if keys.is_empty() {
+            return Err(ConfigError::NoKeys);
+        }
+        validation.check()?;
+        Ok(Self(Arc::new(Inner {
+            keys,
+            validation,
+            clock,
+            cache: cache.map(TokenCache::new),
+        })))
+    }
+
+    /// Verifies a token read from an `Authorization` header.
+    pub fn verify(&self, token: &str) -> Result<Identity, JwtError> {
+        self.verify_from(token, TokenTransport::AuthorizationHeader)
+    }
+
+    /// Verifies a token that came by `transport`.
+    pub fn verify_from(&self, token: &str, transport: TokenTransport) -> Result<Identity, JwtError> {
+        let inner = &*self.0;
+        // The size limit applies before anything else, hashing included.
+        if token.len() > inner.validation.max_token_bytes {
+            return Err(JwtError::TooLarge);
+        }
+        let now = inner.clock.now();
+        let Some(cache) = &inner.cache else {
+            return crate::token::verify(token, &inner.keys, &inner.validation, now, transport).map(|(id, _)| id);
+        };
+        let tag = match transport {
+            TokenTransport::Cookie => 1,
+            _ => 0,
+        };
+        let key = TokenCache::key(token, tag);
+        if let Some(identity) = cache.get(&key, now) {
+            return Ok(identity);
+        }
+        let (identity, valid_until) = crate::token::verify(token, &inner.keys, &inner.validation, now, transport)?;
+        cache.insert(key, identity.clone(), valid_until, now);
+        Ok(identity)
+    }
+
+    /// The keys this verifier trusts.
+    pub fn keys(&self) -> &KeySet {
+        &self.0.keys
+    }
+}
+
+impl fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtVerifier")
+            .field("keys", &self.0.keys)
+            .field("validation", &self.0.validation)
+            .field("cache", &self.0.cache.is_some())
+            .finish()
+    }
+}

@@ -1,0 +1,223 @@
+//! The one conformance suite every [`SessionStore`] runs (feature
+//! `conformance`): the memory store's tests and the Redis store's tests
+//! call [`run`] on a fresh store.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::store::{Changes, SessionRecord, Touch, millis};
+use crate::{SessionKey, SessionStore};
+
+fn key(n: u8) -> SessionKey {
+    let mut bytes = [0u8; 32];
+    bytes[0] = n;
+    bytes[31] = n.wrapping_mul(31);
+    // Differ from run to run so two runs against one server never collide.
+    let salt = millis(SystemTime::now()).to_le_bytes();
+    bytes[1..9].copy_from_slice(&salt);
+    SessionKey::from_bytes(bytes)
+}
+
+fn record(subject: Option<&str>) -> SessionRecord {
+    let mut record = SessionRecord::new(SystemTime::now(), Duration::from_secs(600), Duration::from_secs(3600));
+    record.subject = subject.map(str::to_owned);
+    record.scopes = vec!["notes:read".into()];
+    record.user_agent = Some("conformance".into());
+    record.data.insert("greeting".into(), "\"hello\"".into());
+    record
+}
+
+fn set(pairs: &[(&str, &str)]) -> Changes {
+    let mut changes = Changes::default();
+    for (k, v) in pairs {
+        changes.set.insert((*k).to_owned(), (*v).to_owned());
+    }
+    changes
+}
+
+const TTL: Duration = Duration::from_secs(600);
+
+/// Runs every check against `store`; panics on the first violation, naming
+/// it. `subject_prefix` keeps runs against a shared server apart.
+pub async fn run(store: Arc<dyn SessionStore>, subject_prefix: &str) {
+    let alice = format!("{subject_prefix}-alice");
+    let bob = format!("{subject_prefix}-bob");
+
+    // Round trip, and unknown keys.
+    let k1 = key(1);
+    let r1 = record(Some(&alice));
+    store.create(&k1, &r1, TTL).await.expect("create");
+    assert_eq!(
+        store.load(&k1).await.expect("load"),
+        Some(r1.clone()),
+        "a created record loads back whole"
+    );
+    assert_eq!(
+        store.load(&key(99)).await.expect("load"),
+        None,
+        "an unknown key loads nothing"
+    );
+
+    // Per-key updates: concurrent writers of different keys all keep theirs.
+    let writes = (0..50).map(|i| {
+        let store = store.clone();
+        async move {
+            let changes = set(&[(&format!("k{i}"), &i.to_string())]);
+            store.update(&k1, &changes).await.expect("update")
+        }
+    });
+    let results = futures_join_all(writes).await;
+    assert!(results.iter().all(|ok| *ok), "every update found the session");
+    let loaded = store.load(&k1).await.expect("load").expect("present");
+    for i in 0..50 {
+        assert_eq!(
+            loaded.data.get(&format!("k{i}")),
+            Some(&i.to_string()),
+            "concurrent write k{i} was lost"
+        );
+    }
+    assert_eq!(
+        loaded.data.get("greeting").map(String::as_str),
+        Some("\"hello\""),
+        "untouched keys stay"
+    );
+
+    // Removal and touch.
+    let mut changes = Changes::default();
+    changes.removed.push("greeting".into());
+    let now = millis(SystemTime::now());
+    changes.touch = Some(Touch {
+        idle_deadline_ms: now + 900_000,
+        last_seen_ms: now,
+        ttl: Duration::from_secs(900),
+    });
+    assert!(store.update(&k1, &changes).await.expect("update"));
+    let loaded = store.load(&k1).await.expect("load").expect("present");
+    assert!(!loaded.data.contains_key("greeting"), "removed key is gone");
+    assert_eq!(loaded.idle_deadline_ms, now + 900_000, "touch moved the idle deadline");
+    assert_eq!(loaded.last_seen_ms, now);
+
+    // Subject index.
+    let k2 = key(2);
+    store.create(&k2, &record(Some(&alice)), TTL).await.expect("create");
+    let k3 = key(3);
+    store.create(&k3, &record(Some(&bob)), TTL).await.expect("create");
+    let mut listed: Vec<SessionKey> = store
+        .sessions_of(&alice)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    listed.sort();
+    let mut expected = vec![k1, k2];
+    expected.sort();
+    assert_eq!(listed, expected, "both of alice's sessions are indexed");
+
+    // A logout is final: an update after delete writes nothing.
+    store.delete(&k2).await.expect("delete");
+    assert_eq!(store.load(&k2).await.expect("load"), None, "deleted");
+    assert!(
+        !store.update(&k2, &set(&[("late", "1")])).await.expect("update"),
+        "update of a deleted session reports it gone"
+    );
+    assert_eq!(
+        store.load(&k2).await.expect("load"),
+        None,
+        "a late write does not bring the session back"
+    );
+    assert_eq!(
+        store.sessions_of(&alice).await.expect("list").len(),
+        1,
+        "delete leaves the index"
+    );
+
+    // Rotation without grace: the old key is dead at once.
+    let k4 = key(4);
+    let rotated = record(Some(&alice));
+    store.rotate(&k1, &k4, &rotated, TTL, None).await.expect("rotate");
+    assert_eq!(store.load(&k1).await.expect("load"), None, "no grace: old key gone");
+    assert_eq!(store.load(&k4).await.expect("load"), Some(rotated.clone()));
+    let listed: Vec<SessionKey> = store
+        .sessions_of(&alice)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(listed, vec![k4], "the index follows the rotation");
+
+    // Rotation with grace: the old key resolves to the new record, writes
+    // through it land on the new record, and the alias expires.
+    let k5 = key(5);
+    store
+        .rotate(&k4, &k5, &rotated, TTL, Some(Duration::from_millis(1500)))
+        .await
+        .expect("rotate");
+    assert_eq!(
+        store.load(&k4).await.expect("load"),
+        Some(rotated.clone()),
+        "grace: old key resolves"
+    );
+    assert!(store.update(&k4, &set(&[("in_flight", "true")])).await.expect("update"));
+    let new = store.load(&k5).await.expect("load").expect("present");
+    assert_eq!(
+        new.data.get("in_flight").map(String::as_str),
+        Some("true"),
+        "in-flight write reached the new record"
+    );
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    assert_eq!(store.load(&k4).await.expect("load"), None, "the grace alias expires");
+    assert!(
+        store.load(&k5).await.expect("load").is_some(),
+        "the new record outlives the alias"
+    );
+
+    // Store TTL.
+    let k6 = key(6);
+    store
+        .create(&k6, &record(None), Duration::from_millis(300))
+        .await
+        .expect("create");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        store.load(&k6).await.expect("load"),
+        None,
+        "a record does not outlive its ttl"
+    );
+
+    // Log out everywhere.
+    store.create(&key(7), &record(Some(&alice)), TTL).await.expect("create");
+    assert_eq!(store.delete_all_of(&alice).await.expect("delete all"), 2);
+    assert!(
+        store.sessions_of(&alice).await.expect("list").is_empty(),
+        "no session of alice left"
+    );
+    assert_eq!(store.load(&k5).await.expect("load"), None);
+    assert!(store.load(&k3).await.expect("load").is_some(), "bob is untouched");
+    assert_eq!(store.delete_all_of(&bob).await.expect("delete all"), 1);
+}
+
+/// Polls futures concurrently (no dependency on `futures`).
+async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut pinned: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in pinned.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}

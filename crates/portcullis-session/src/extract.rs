@@ -1,0 +1,19 @@
+use axum_core::extract::FromRequestParts;
+use http::request::Parts;
+use portcullis_core::Rejection;
+
+use crate::Session;
+
+/// `Session` as an axum extractor; a clear 500 when `SessionLayer` is not
+/// in the stack.
+impl<S: Send + Sync> FromRequestParts<S> for Session {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Session>()
+            .cloned()
+            .ok_or_else(|| Rejection::misconfigured(crate::LAYER, "no SessionLayer ran before this handler"))
+    }
+}

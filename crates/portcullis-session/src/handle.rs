@@ -1,0 +1,286 @@
+//! `Session`: the handle handlers use, and `Sessions`, for use outside a
+//! request.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::id::SessionId;
+use crate::store::{Changes, SessionRecord, StoreError};
+use crate::{SessionKey, SessionStore};
+
+/// The session of the current request, in its extensions (and an axum
+/// extractor with feature `axum`). Cheap to clone; all clones are one
+/// session.
+///
+/// Reads and writes are local until the response is ready; then the layer
+/// saves once, only what changed, and never after a 5xx.
+///
+/// ```
+/// # use portcullis_session::Session;
+/// fn visit(session: &Session) -> Result<u64, serde_json::Error> {
+///     let visits = session.get::<u64>("visits")?.unwrap_or(0) + 1;
+///     session.insert("visits", &visits)?;
+///     Ok(visits)
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Session(Arc<Shared>);
+
+pub(crate) struct Shared {
+    pub(crate) sessions: Sessions,
+    pub(crate) state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub(crate) id: Option<SessionId>,
+    pub(crate) key: Option<SessionKey>,
+    pub(crate) record: Option<SessionRecord>,
+    pub(crate) changes: Changes,
+    pub(crate) pending: Pending,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) enum Pending {
+    #[default]
+    Nothing,
+    Login {
+        subject: String,
+        scopes: Vec<String>,
+    },
+    Cycle,
+    Logout,
+}
+
+impl Session {
+    pub(crate) fn new(sessions: Sessions, state: State) -> Self {
+        Self(Arc::new(Shared {
+            sessions,
+            state: Mutex::new(state),
+        }))
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
+        self.0.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reads `key`, deserialized as `T`.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, serde_json::Error> {
+        let state = self.state();
+        if state.pending == Pending::Logout || state.changes.removed.iter().any(|k| k == key) {
+            return Ok(None);
+        }
+        let text = state
+            .changes
+            .set
+            .get(key)
+            .or_else(|| state.record.as_ref().and_then(|r| r.data.get(key)));
+        text.map(|t| serde_json::from_str(t)).transpose()
+    }
+
+    /// Sets `key` to `value`. Creates the session (and its cookie) if there
+    /// is none yet.
+    pub fn insert<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), serde_json::Error> {
+        let text = serde_json::to_string(value)?;
+        let mut state = self.state();
+        let unchanged = !state.changes.set.contains_key(key)
+            && !state.changes.removed.iter().any(|k| k == key)
+            && state.record.as_ref().and_then(|r| r.data.get(key)) == Some(&text);
+        if unchanged {
+            // Setting a key to the value it has is not a write.
+            return Ok(());
+        }
+        state.changes.removed.retain(|k| k != key);
+        state.changes.set.insert(key.to_owned(), text);
+        Ok(())
+    }
+
+    /// Removes `key`.
+    pub fn remove(&self, key: &str) {
+        let mut state = self.state();
+        state.changes.set.remove(key);
+        if !state.changes.removed.iter().any(|k| k == key) {
+            state.changes.removed.push(key.to_owned());
+        }
+    }
+
+    /// Logs `subject` in with `scopes`. The session id is rotated when the
+    /// response is saved (fixation defence): a cookie set before login is
+    /// never the one after it.
+    pub fn login<I, S>(&self, subject: impl Into<String>, scopes: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.state().pending = Pending::Login {
+            subject: subject.into(),
+            scopes: scopes.into_iter().map(Into::into).collect(),
+        };
+    }
+
+    /// Ends the session: the record is deleted and the cookie cleared. A
+    /// slower request of the same session that finishes later cannot bring
+    /// it back.
+    pub fn logout(&self) {
+        let mut state = self.state();
+        state.pending = Pending::Logout;
+        state.changes = Changes::default();
+    }
+
+    /// Gives the session a new id, keeping its data (call on a privilege
+    /// change). Requests in flight with the old id keep working for the
+    /// layer's rotation grace.
+    pub fn cycle_id(&self) {
+        let mut state = self.state();
+        if state.pending == Pending::Nothing {
+            state.pending = Pending::Cycle;
+        }
+    }
+
+    /// The logged-in subject, if any (as of the start of the request, or
+    /// of a `login` in it).
+    pub fn subject(&self) -> Option<String> {
+        let state = self.state();
+        match &state.pending {
+            Pending::Login { subject, .. } => Some(subject.clone()),
+            Pending::Logout => None,
+            _ => state.record.as_ref().and_then(|r| r.subject.clone()),
+        }
+    }
+
+    /// The short public handle of this session (see [`SessionInfo::handle`]).
+    pub fn handle(&self) -> Option<String> {
+        self.state().key.map(|k| k.handle())
+    }
+
+    /// The sessions of the logged-in subject ("my devices"), oldest first.
+    pub async fn list(&self) -> Result<Vec<SessionInfo>, StoreError> {
+        let (subject, current) = {
+            let state = self.state();
+            (state.record.as_ref().and_then(|r| r.subject.clone()), state.key)
+        };
+        let Some(subject) = subject else { return Ok(Vec::new()) };
+        let mut sessions = self.0.sessions.list(&subject).await?;
+        for info in &mut sessions {
+            info.current = current.is_some_and(|k| k.handle() == info.handle);
+        }
+        Ok(sessions)
+    }
+
+    /// Ends another session of the same subject, by handle. Returns whether
+    /// there was one.
+    pub async fn end(&self, handle: &str) -> Result<bool, StoreError> {
+        let subject = self.state().record.as_ref().and_then(|r| r.subject.clone());
+        let Some(subject) = subject else { return Ok(false) };
+        self.0.sessions.end(&subject, handle).await
+    }
+
+    /// "Log out everywhere": ends every session of the subject, this one
+    /// included. Returns how many ended.
+    pub async fn end_all(&self) -> Result<usize, StoreError> {
+        let subject = self.state().record.as_ref().and_then(|r| r.subject.clone());
+        let Some(subject) = subject else { return Ok(0) };
+        let ended = self.0.sessions.end_all(&subject).await?;
+        self.logout();
+        Ok(ended)
+    }
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.state();
+        f.debug_struct("Session")
+            .field("id", &state.id)
+            .field("subject", &state.record.as_ref().and_then(|r| r.subject.as_deref()))
+            .field("pending", &state.pending)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One session of a subject, as "list my devices" shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionInfo {
+    /// A short public handle (not the id, not the store key).
+    pub handle: String,
+    /// When the session was created (at login).
+    pub created: SystemTime,
+    /// When it was last seen (to the idle-refresh granularity).
+    pub last_seen: SystemTime,
+    /// The `User-Agent` that created it.
+    pub user_agent: Option<String>,
+    /// Whether it is the session of the request that asked.
+    pub current: bool,
+}
+
+fn at(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+/// A subject's sessions, outside any request: an admin ending a user's
+/// sessions, a password change, the revocation layer.
+///
+/// ```
+/// use std::sync::Arc;
+/// use portcullis_session::{MemoryStore, Sessions};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), portcullis_session::StoreError> {
+/// let sessions = Sessions::new(Arc::new(MemoryStore::new()));
+/// assert_eq!(sessions.end_all("alice").await?, 0);
+/// assert!(sessions.list("alice").await?.is_empty());
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Sessions {
+    store: Arc<dyn SessionStore>,
+}
+
+impl Sessions {
+    /// Over `store`.
+    pub fn new(store: Arc<dyn SessionStore>) -> Self {
+        Self { store }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.store
+    }
+
+    /// The live sessions of `subject`, oldest first.
+    pub async fn list(&self, subject: &str) -> Result<Vec<SessionInfo>, StoreError> {
+        Ok(self
+            .store
+            .sessions_of(subject)
+            .await?
+            .into_iter()
+            .map(|(key, record)| SessionInfo {
+                handle: key.handle(),
+                created: at(record.created_ms),
+                last_seen: at(record.last_seen_ms),
+                user_agent: record.user_agent,
+                current: false,
+            })
+            .collect())
+    }
+
+    /// Ends the session of `subject` with `handle`.
+    pub async fn end(&self, subject: &str, handle: &str) -> Result<bool, StoreError> {
+        let sessions = self.store.sessions_of(subject).await?;
+        match sessions.into_iter().find(|(key, _)| key.handle() == handle) {
+            Some((key, _)) => {
+                self.store.delete(&key).await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Ends every session of `subject`.
+    pub async fn end_all(&self, subject: &str) -> Result<usize, StoreError> {
+        self.store.delete_all_of(subject).await
+    }
+}

@@ -1,0 +1,171 @@
+//! Session ids (the secret in the cookie) and store keys (what the store
+//! sees: a keyed hash of the id).
+
+use std::fmt;
+
+use aws_lc_rs::digest;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use portcullis_core::audit::Fingerprint;
+
+/// A session id: 256 bits from the system CSPRNG, base64url in the cookie.
+/// It is the caller's secret: it never reaches the store or a log.
+#[derive(Clone)]
+pub(crate) struct SessionId([u8; 32]);
+
+impl SessionId {
+    pub(crate) fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        // Without randomness no session can be made safely; aws-lc aborts
+        // rather than fail here in practice.
+        aws_lc_rs::rand::fill(&mut bytes).unwrap_or_else(|_| unreachable!("system RNG failure"));
+        Self(bytes)
+    }
+
+    /// Parses a cookie value. Anything but 43 base64url characters decoding
+    /// to 32 bytes is not an id we issued.
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        if text.len() != 43 {
+            return None;
+        }
+        // The engine rejects non-zero trailing bits, so only the canonical
+        // spelling of an id decodes: one id, one cookie value.
+        let mut bytes = [0u8; 32];
+        match URL_SAFE_NO_PAD.decode_slice(text, &mut bytes) {
+            Ok(32) => Some(Self(bytes)),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    pub(crate) fn fingerprint(&self) -> Fingerprint {
+        Fingerprint::of(&self.0)
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId({})", self.fingerprint())
+    }
+}
+
+/// The secret session ids are hashed under: a SHA-256 state that has
+/// absorbed one 64-byte block derived from the user's secret.
+#[derive(Clone)]
+pub(crate) struct IdHasher(digest::Context);
+
+impl IdHasher {
+    /// Derives the 64-byte key block as SHA-512 of `secret` (itself at
+    /// least 32 bytes) and absorbs it.
+    pub(crate) fn new(secret: &[u8]) -> Self {
+        let block = digest::digest(&digest::SHA512, secret);
+        let mut context = digest::Context::new(&digest::SHA256);
+        context.update(block.as_ref());
+        Self(context)
+    }
+}
+
+/// What a store keys a session by: a keyed hash of the session id,
+/// SHA-256(K ‖ id) with K a secret 64-byte block. A leaked store dump yields
+/// no usable cookie.
+///
+/// Why not HMAC: the input is always exactly 32 bytes, so the length
+/// extension that HMAC's second pass guards against cannot produce another
+/// valid input, and keyed this way (the key fills the first block) the
+/// construction is a PRF; it costs one compression per request where
+/// aws-lc's HMAC costs a 1.2 KiB context copy and two (≈150 ns saved).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionKey([u8; 32]);
+
+impl SessionKey {
+    pub(crate) fn derive(hasher: &IdHasher, id: &SessionId) -> Self {
+        let mut context = hasher.0.clone();
+        context.update(&id.0);
+        let mut key = [0u8; 32];
+        key.copy_from_slice(context.finish().as_ref());
+        Self(key)
+    }
+
+    /// The key as 64 lowercase hex characters (for stores keyed by text).
+    pub fn to_hex(&self) -> String {
+        use fmt::Write;
+        self.0.iter().fold(String::with_capacity(64), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+    }
+
+    /// Parses [`SessionKey::to_hex`] output.
+    pub fn from_hex(text: &str) -> Option<Self> {
+        if text.len() != 64 || !text.is_ascii() {
+            return None;
+        }
+        let mut key = [0u8; 32];
+        for (i, out) in key.iter_mut().enumerate() {
+            *out = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(Self(key))
+    }
+
+    /// A short public handle for this session (for "list my devices" and
+    /// "end that one"): the first 8 bytes, hex.
+    pub fn handle(&self) -> String {
+        use fmt::Write;
+        self.0[..8].iter().fold(String::with_capacity(16), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+    }
+
+    /// A key from raw bytes; for store tests.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+}
+
+impl fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionKey({})", self.handle())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_only_canonical_text_parses() {
+        let id = SessionId::generate();
+        let text = id.encode();
+        assert_eq!(text.len(), 43);
+        assert_eq!(SessionId::parse(&text).map(|p| p.0), Some(id.0));
+        assert!(SessionId::parse(&text[..42]).is_none());
+        assert!(SessionId::parse(&format!("{text}=")).is_none());
+        assert!(SessionId::parse(&"!".repeat(43)).is_none());
+        assert!(SessionId::parse("").is_none());
+        // Same bytes, different trailing bits: not the canonical spelling.
+        let mut tweaked = text.clone().into_bytes();
+        let last = tweaked[42];
+        tweaked[42] = if last == b'A' { b'B' } else { b'A' };
+        let tweaked = String::from_utf8(tweaked).expect("ascii");
+        if let Some(parsed) = SessionId::parse(&tweaked) {
+            assert_ne!(parsed.0, id.0, "a different spelling never maps to the same id");
+        }
+    }
+
+    #[test]
+    fn two_ids_differ_and_keys_depend_on_the_secret() {
+        let (a, b) = (SessionId::generate(), SessionId::generate());
+        assert_ne!(a.0, b.0);
+        let k1 = IdHasher::new(&[1; 32]);
+        let k2 = IdHasher::new(&[2; 32]);
+        assert_ne!(SessionKey::derive(&k1, &a), SessionKey::derive(&k2, &a));
+        assert_eq!(SessionKey::derive(&k1, &a), SessionKey::derive(&k1, &a));
+        let key = SessionKey::derive(&k1, &a);
+        assert_eq!(SessionKey::from_hex(&key.to_hex()), Some(key));
+        assert_ne!(key.to_hex(), a.encode(), "the store never sees the id");
+    }
+}

@@ -1,0 +1,298 @@
+//! The response future of [`SessionService`](super::SessionService): a
+//! small state machine (load → call → save) that boxes only the store
+//! calls, and skips the save step entirely when nothing needs writing.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::SystemTime;
+
+use http::header::SET_COOKIE;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use pin_project_lite::pin_project;
+use portcullis_core::audit::{self, Decision, Outcome};
+use portcullis_core::{AuthenticatorRan, RequestContext, ResponseBody};
+use tower_service::Service;
+
+use super::Config;
+use super::save::{Plan, identity_of, plan, removal_cookie, render_unavailable, save};
+use crate::handle::State as SessionState;
+use crate::id::SessionId;
+use crate::store::{SessionRecord, StoreError};
+use crate::{LAYER, Session, SessionKey, Sessions};
+
+type LoadFuture = Pin<Box<dyn Future<Output = Result<Option<SessionRecord>, StoreError>> + Send>>;
+type SaveFuture = Pin<Box<dyn Future<Output = Result<Option<String>, StoreError>> + Send>>;
+
+pin_project! {
+    /// The response future of [`SessionService`](super::SessionService).
+    pub struct ResponseFuture<S, B, F, ResBody> {
+        #[pin]
+        state: State<S, B, F, ResBody>,
+        context: Box<RequestInfo>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, B, F, ResBody> {
+        Loading {
+            load: LoadFuture,
+            inner: Option<S>,
+            request: Option<Request<B>>,
+            id: Option<(SessionKey, SessionId)>,
+        },
+        Calling { #[pin] future: F },
+        Saving { save: SaveFuture, response: Option<Response<ResBody>> },
+        Done,
+    }
+}
+
+/// What the future keeps of the layer and the request between its steps.
+struct RequestInfo {
+    sessions: Sessions,
+    config: Arc<Config>,
+    now: SystemTime,
+    session: Option<Session>,
+    user_agent: Option<HeaderValue>,
+    clear_cookie: bool,
+    expired: Option<SessionKey>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+impl RequestInfo {
+    fn unavailable<R>(&self, error: &StoreError) -> Response<ResponseBody<R>> {
+        let context = RequestContext::new(&self.method, &self.uri, &self.headers);
+        render_unavailable(&self.config, &context, error)
+    }
+}
+
+impl<S, B, F, ResBody> ResponseFuture<S, B, F, ResBody>
+where
+    S: Service<Request<B>, Response = Response<ResBody>, Future = F>,
+{
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn start(
+        mut inner: S,
+        request: Request<B>,
+        sessions: Sessions,
+        config: Arc<Config>,
+        now: SystemTime,
+        cookie: Option<Option<(SessionKey, SessionId)>>,
+        user_agent: Option<HeaderValue>,
+        headers: HeaderMap,
+    ) -> Self {
+        let mut context = Box::new(RequestInfo {
+            sessions,
+            config,
+            now,
+            session: None,
+            user_agent,
+            clear_cookie: false,
+            expired: None,
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            headers,
+        });
+        let state = match cookie {
+            Some(Some((key, id))) => {
+                let store = context.sessions.store().clone();
+                let load: LoadFuture = Box::pin(async move { store.load(&key).await });
+                State::Loading {
+                    load,
+                    inner: Some(inner),
+                    request: Some(request),
+                    id: Some((key, id)),
+                }
+            }
+            Some(None) => {
+                Decision::new(LAYER, Outcome::Rejected)
+                    .reason("malformed session cookie")
+                    .record();
+                context.clear_cookie = true;
+                let future = call(&mut context, &mut inner, request, SessionState::default());
+                State::Calling { future }
+            }
+            None => {
+                let future = call(&mut context, &mut inner, request, SessionState::default());
+                State::Calling { future }
+            }
+        };
+        Self { state, context }
+    }
+}
+
+/// Puts the session (and its identity) into the request and calls `inner`.
+fn call<S, B>(context: &mut RequestInfo, inner: &mut S, mut request: Request<B>, state: SessionState) -> S::Future
+where
+    S: Service<Request<B>>,
+{
+    match state
+        .record
+        .as_ref()
+        .and_then(|record| identity_of(record, state.key.as_ref()))
+    {
+        Some(identity) => {
+            if audit::enabled() {
+                let mut decision = Decision::new(LAYER, Outcome::Accepted).subject(identity.subject());
+                if let Some(id) = &state.id {
+                    decision = decision.credential(id.fingerprint());
+                }
+                decision.record();
+            }
+            request.extensions_mut().insert(identity);
+        }
+        None => {
+            request.extensions_mut().insert(AuthenticatorRan);
+        }
+    }
+    let session = Session::new(context.sessions.clone(), state);
+    request.extensions_mut().insert(session.clone());
+    context.session = Some(session);
+    inner.call(request)
+}
+
+fn server_error<R>() -> Response<ResponseBody<R>> {
+    let mut response = Response::new(ResponseBody::full(bytes::Bytes::new()));
+    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    response
+}
+
+impl<S, B, F, ResBody, E> Future for ResponseFuture<S, B, F, ResBody>
+where
+    S: Service<Request<B>, Response = Response<ResBody>, Future = F, Error = E>,
+    F: Future<Output = Result<Response<ResBody>, E>>,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let this = self.as_mut().project();
+            let context = this.context;
+            match this.state.project() {
+                StateProj::Loading {
+                    load,
+                    inner,
+                    request,
+                    id,
+                } => {
+                    let result = ready!(load.as_mut().poll(cx));
+                    let (Some(mut inner), Some(request), Some((key, id))) = (inner.take(), request.take(), id.take())
+                    else {
+                        return Poll::Ready(Ok(server_error()));
+                    };
+                    let mut state = SessionState::default();
+                    match result {
+                        Err(error) => {
+                            let response = context.unavailable(&error);
+                            self.as_mut().project().state.set(State::Done);
+                            return Poll::Ready(Ok(response));
+                        }
+                        Ok(Some(record)) if !record.expired_at(context.now) => {
+                            state.id = Some(id);
+                            state.key = Some(key);
+                            state.record = Some(record);
+                        }
+                        Ok(Some(_)) => {
+                            Decision::new(LAYER, Outcome::Rejected)
+                                .reason("session expired")
+                                .credential(id.fingerprint())
+                                .record();
+                            context.expired = Some(key);
+                            context.clear_cookie = true;
+                        }
+                        Ok(None) => {
+                            // Never adopted: a later login gets a fresh id.
+                            Decision::new(LAYER, Outcome::Rejected)
+                                .reason("unknown session id")
+                                .credential(id.fingerprint())
+                                .record();
+                            context.clear_cookie = true;
+                        }
+                    }
+                    let future = call(context, &mut inner, request, state);
+                    self.as_mut().project().state.set(State::Calling { future });
+                }
+                StateProj::Calling { future } => {
+                    let response = match ready!(future.poll(cx)) {
+                        Ok(response) => response,
+                        Err(error) => return Poll::Ready(Err(error)),
+                    };
+                    // Nothing is saved after a server error.
+                    let Some(session) = context.session.take() else {
+                        return Poll::Ready(Ok(response.map(ResponseBody::inner)));
+                    };
+                    if response.status().is_server_error() {
+                        return Poll::Ready(Ok(response.map(ResponseBody::inner)));
+                    }
+                    let state = std::mem::take(&mut *session.state());
+                    let plan = match context.expired.take() {
+                        // An expired record found on the way in is deleted on the way out.
+                        Some(expired) => {
+                            context.expired = Some(expired);
+                            Plan::Full(state)
+                        }
+                        None => plan(state, &context.config, context.now, context.clear_cookie),
+                    };
+                    let save: SaveFuture = match plan {
+                        Plan::Done(cookie) => return Poll::Ready(Ok(with_cookie(response, cookie))),
+                        Plan::Update { key, changes } => {
+                            let store = context.sessions.store().clone();
+                            let config = context.config.clone();
+                            Box::pin(async move {
+                                // Ended meanwhile (a logout elsewhere): never recreated.
+                                let still_there = store.update(&key, &changes).await?;
+                                Ok((!still_there).then(|| removal_cookie(&config)))
+                            })
+                        }
+                        Plan::Full(state) => Box::pin(save(
+                            context.sessions.clone(),
+                            context.config.clone(),
+                            state,
+                            context.now,
+                            context.user_agent.take(),
+                            context.clear_cookie,
+                            context.expired.take(),
+                        )),
+                    };
+                    self.as_mut().project().state.set(State::Saving {
+                        save,
+                        response: Some(response),
+                    });
+                }
+                StateProj::Saving { save, response } => {
+                    let result = ready!(save.as_mut().poll(cx));
+                    let Some(response) = response.take() else {
+                        return Poll::Ready(Ok(server_error()));
+                    };
+                    let output = match result {
+                        Ok(cookie) => with_cookie(response, cookie),
+                        Err(error) => context.unavailable(&error),
+                    };
+                    self.as_mut().project().state.set(State::Done);
+                    return Poll::Ready(Ok(output));
+                }
+                StateProj::Done => return Poll::Ready(Ok(server_error())),
+            }
+        }
+    }
+}
+
+fn with_cookie<R>(response: Response<R>, cookie: Option<String>) -> Response<ResponseBody<R>> {
+    let mut response = response.map(ResponseBody::inner);
+    if let Some(cookie) = cookie
+        && let Ok(value) = HeaderValue::try_from(cookie)
+    {
+        response.headers_mut().append(SET_COOKIE, value);
+    }
+    response
+}
+
+impl<S, B, F, ResBody> std::fmt::Debug for ResponseFuture<S, B, F, ResBody> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("session::ResponseFuture")
+    }
+}

@@ -1,0 +1,266 @@
+//! What happens around the inner call: the identity a record yields, and
+//! saving what the request changed, once.
+
+use std::time::{Duration, SystemTime};
+
+use http::header::COOKIE;
+use http::{HeaderMap, HeaderValue, Response};
+use portcullis_core::audit::{Decision, Outcome};
+use portcullis_core::{AuthMethod, Identity, Rejection, RequestContext, ResponseBody};
+
+use super::{Config, SameSite};
+use crate::LAYER;
+use crate::handle::{Pending, State};
+use crate::id::SessionId;
+use crate::store::{Changes, SessionRecord, StoreError, Touch, millis};
+use crate::{SessionKey, Sessions};
+
+pub(super) fn identity_of(record: &SessionRecord, key: Option<&SessionKey>) -> Option<Identity> {
+    let subject = record.subject.as_ref()?;
+    // The public handle (a prefix of the keyed hash): safe to log, and
+    // already computed.
+    let fingerprint = key.map(SessionKey::handle).unwrap_or_default();
+    Some(
+        Identity::builder(subject.clone(), AuthMethod::session(fingerprint))
+            .scopes(record.scopes.iter().cloned())
+            .issued_at(SystemTime::UNIX_EPOCH + Duration::from_millis(record.created_ms))
+            .expires_at(SystemTime::UNIX_EPOCH + Duration::from_millis(record.deadline_ms()))
+            .build(),
+    )
+}
+
+pub(super) fn render_unavailable<R>(
+    config: &Config,
+    context: &RequestContext<'_>,
+    error: &StoreError,
+) -> Response<ResponseBody<R>> {
+    Decision::new(LAYER, Outcome::Unavailable)
+        .reason(&error.to_string())
+        .record();
+    let rejection = Rejection::unavailable(LAYER, "session store unavailable");
+    config.responder.respond(&rejection, context).map(ResponseBody::full)
+}
+
+/// What saving a request takes, decided without a store call.
+#[allow(clippy::large_enum_variant)] // lives on the stack for one match, never stored
+pub(super) enum Plan {
+    /// Nothing to write: send this `Set-Cookie`, if any (the common
+    /// read-only request).
+    Done(Option<String>),
+    /// Only per-key changes (and perhaps an idle refresh) to an existing
+    /// session: one small store call.
+    Update { key: SessionKey, changes: Changes },
+    /// A login, logout, rotation or new session: the full [`save`].
+    Full(State),
+}
+
+pub(super) fn plan(mut state: State, config: &Config, now: SystemTime, clear_cookie: bool) -> Plan {
+    if state.pending != Pending::Nothing {
+        return Plan::Full(state);
+    }
+    match (state.key, &mut state.record) {
+        (Some(key), Some(record)) => {
+            let mut changes = std::mem::take(&mut state.changes);
+            if refresh_due(record, config, now) {
+                refresh(record, config, now);
+                changes.touch = Some(Touch {
+                    idle_deadline_ms: record.idle_deadline_ms,
+                    last_seen_ms: record.last_seen_ms,
+                    ttl: record.ttl(now),
+                });
+            }
+            if changes.is_empty() {
+                Plan::Done(None)
+            } else {
+                Plan::Update { key, changes }
+            }
+        }
+        _ if state.changes.set.is_empty() => Plan::Done(clear_cookie.then(|| removal_cookie(config))),
+        _ => Plan::Full(state),
+    }
+}
+
+/// Saves what the request changed, once. Returns the `Set-Cookie` value to
+/// send, if any.
+pub(super) async fn save(
+    sessions: Sessions,
+    config: std::sync::Arc<Config>,
+    mut state: State,
+    now: SystemTime,
+    user_agent: Option<HeaderValue>,
+    clear_cookie: bool,
+    expired: Option<SessionKey>,
+) -> Result<Option<String>, StoreError> {
+    if let Some(expired) = expired {
+        // Best effort: the store's own expiry removes it anyway.
+        let _ = sessions.store().delete(&expired).await;
+    }
+    let user_agent = user_agent
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| ua.chars().take(256).collect::<String>());
+    let (config, sessions, state) = (&*config, &sessions, &mut state);
+    let store = sessions.store();
+    let had_cookie = state.key.is_some() || clear_cookie;
+    match std::mem::take(&mut state.pending) {
+        Pending::Logout => {
+            if let Some(key) = &state.key {
+                store.delete(key).await?;
+                if let Some(subject) = state.record.as_ref().and_then(|r| r.subject.as_deref()) {
+                    Decision::new(LAYER, Outcome::Accepted)
+                        .reason("logout")
+                        .subject(subject)
+                        .record();
+                }
+            }
+            Ok(had_cookie.then(|| removal_cookie(config)))
+        }
+        pending @ (Pending::Login { .. } | Pending::Cycle) => {
+            let previous_subject = state.record.as_ref().and_then(|r| r.subject.clone());
+            let existed = state.record.is_some();
+            let mut record = match (&pending, state.record.take()) {
+                // A login starts the absolute timeout anew.
+                (Pending::Login { .. }, Some(old)) => {
+                    let mut fresh = SessionRecord::new(now, config.idle, config.absolute);
+                    fresh.data = old.data;
+                    fresh.user_agent = old.user_agent.or(user_agent);
+                    fresh
+                }
+                (_, Some(old)) => old,
+                (_, None) => {
+                    let mut fresh = SessionRecord::new(now, config.idle, config.absolute);
+                    fresh.user_agent = user_agent;
+                    fresh
+                }
+            };
+            apply(&mut record.data, &state.changes);
+            if let Pending::Login { subject, scopes } = &pending {
+                record.subject = Some(subject.clone());
+                record.scopes = scopes.clone();
+            }
+            refresh(&mut record, config, now);
+            let id = SessionId::generate();
+            let key = SessionKey::derive(&config.secret, &id);
+            let ttl = record.ttl(now);
+            match &state.key {
+                Some(old) => {
+                    // Grace only when the same subject stays logged in: an
+                    // old id must never resolve to a freshly logged-in
+                    // session (fixation).
+                    let same_subject = existed && previous_subject.is_some() && previous_subject == record.subject;
+                    let grace = same_subject.then_some(config.rotation_grace);
+                    store.rotate(old, &key, &record, ttl, grace).await?;
+                }
+                None => store.create(&key, &record, ttl).await?,
+            }
+            if let (Pending::Login { subject, .. }, Some(max)) = (&pending, config.max_per_subject) {
+                Decision::new(LAYER, Outcome::Accepted)
+                    .reason("login")
+                    .subject(subject)
+                    .credential(id.fingerprint())
+                    .record();
+                let live = store.sessions_of(subject).await?;
+                let excess = live.len().saturating_sub(max);
+                for (old_key, _) in live.iter().filter(|(k, _)| *k != key).take(excess) {
+                    store.delete(old_key).await?;
+                }
+            } else if let Pending::Login { subject, .. } = &pending {
+                Decision::new(LAYER, Outcome::Accepted)
+                    .reason("login")
+                    .subject(subject)
+                    .credential(id.fingerprint())
+                    .record();
+            }
+            Ok(Some(session_cookie(config, &id)))
+        }
+        Pending::Nothing => {
+            if let (Some(key), Some(record)) = (&state.key, &mut state.record) {
+                let mut changes = std::mem::take(&mut state.changes);
+                if refresh_due(record, config, now) {
+                    refresh(record, config, now);
+                    changes.touch = Some(Touch {
+                        idle_deadline_ms: record.idle_deadline_ms,
+                        last_seen_ms: record.last_seen_ms,
+                        ttl: record.ttl(now),
+                    });
+                }
+                if changes.is_empty() {
+                    return Ok(None);
+                }
+                let still_there = store.update(key, &changes).await?;
+                // Ended meanwhile (a logout elsewhere): never recreated.
+                return Ok((!still_there).then(|| removal_cookie(config)));
+            }
+            if !state.changes.set.is_empty() {
+                let mut record = SessionRecord::new(now, config.idle, config.absolute);
+                record.user_agent = user_agent;
+                apply(&mut record.data, &state.changes);
+                let id = SessionId::generate();
+                let key = SessionKey::derive(&config.secret, &id);
+                store.create(&key, &record, record.ttl(now)).await?;
+                return Ok(Some(session_cookie(config, &id)));
+            }
+            Ok(clear_cookie.then(|| removal_cookie(config)))
+        }
+    }
+}
+
+fn apply(data: &mut std::collections::BTreeMap<String, String>, changes: &Changes) {
+    for (k, v) in &changes.set {
+        data.insert(k.clone(), v.clone());
+    }
+    for k in &changes.removed {
+        data.remove(k);
+    }
+}
+
+/// The idle deadline is refreshed only once less than `refresh_fraction`
+/// of the idle window remains used… i.e. once more than half of it has
+/// passed by default: one cheap write per half-window, not one per request.
+pub(super) fn refresh_due(record: &SessionRecord, config: &Config, now: SystemTime) -> bool {
+    let idle_ms = u64::try_from(config.idle.as_millis()).unwrap_or(u64::MAX);
+    let remaining = record.idle_deadline_ms.saturating_sub(millis(now));
+    (remaining as f64) < idle_ms as f64 * config.refresh_fraction
+        && record.idle_deadline_ms < record.absolute_deadline_ms
+}
+
+fn refresh(record: &mut SessionRecord, config: &Config, now: SystemTime) {
+    let now_ms = millis(now);
+    let idle_ms = u64::try_from(config.idle.as_millis()).unwrap_or(u64::MAX);
+    record.idle_deadline_ms = now_ms.saturating_add(idle_ms).min(record.absolute_deadline_ms);
+    record.last_seen_ms = now_ms;
+}
+
+fn attributes(config: &Config) -> String {
+    let same_site = match config.same_site {
+        SameSite::Strict => "Strict",
+        SameSite::Lax => "Lax",
+        SameSite::None => "None",
+    };
+    let secure = if config.secure { "; Secure" } else { "" };
+    format!("Path=/; HttpOnly{secure}; SameSite={same_site}")
+}
+
+fn session_cookie(config: &Config, id: &SessionId) -> String {
+    format!("{}={}; {}", config.cookie_name, id.encode(), attributes(config))
+}
+
+pub(super) fn removal_cookie(config: &Config) -> String {
+    format!("{}=; Max-Age=0; {}", config.cookie_name, attributes(config))
+}
+
+/// `None`: no session cookie. `Some(None)`: a cookie that is not an id we
+/// could have issued. The first cookie of that name counts.
+pub(super) fn find_cookie(headers: &HeaderMap, name: &str) -> Option<Option<SessionId>> {
+    for header in headers.get_all(COOKIE) {
+        let Ok(text) = header.to_str() else { continue };
+        for pair in text.split(';') {
+            if let Some((key, value)) = pair.trim().split_once('=')
+                && key == name
+            {
+                return Some(SessionId::parse(value.trim_matches('"')));
+            }
+        }
+    }
+    None
+}

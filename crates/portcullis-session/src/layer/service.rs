@@ -1,0 +1,64 @@
+use std::task::{Context, Poll};
+
+use http::header::{ACCEPT, CONTENT_TYPE, USER_AGENT};
+use http::{HeaderMap, Request, Response};
+use portcullis_core::ResponseBody;
+use tower_service::Service;
+
+use super::SessionLayer;
+use super::future::ResponseFuture;
+use super::save::find_cookie;
+use crate::SessionKey;
+
+/// The service of [`SessionLayer`].
+#[derive(Clone, Debug)]
+pub struct SessionService<S> {
+    pub(super) inner: S,
+    pub(super) layer: SessionLayer,
+}
+
+impl<S, B, ResBody> Service<Request<B>> for SessionService<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, B, S::Future, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // The clone we were polled ready on goes into the future; a fresh
+        // clone stays behind (tower-service's rule).
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let SessionLayer { sessions, config } = self.layer.clone();
+        let now = config.clock.now();
+        let cookie = find_cookie(request.headers(), &config.cookie_name)
+            .map(|id| id.map(|id| (SessionKey::derive(&config.secret, &id), id)));
+        // Kept as the raw header (a cheap `Bytes` clone); turned into text
+        // only if a session is created.
+        let user_agent = request.headers().get(USER_AGENT).cloned();
+        // What a responder needs to render a late 503 (the request itself
+        // is gone by then): its protocol and content negotiation.
+        let mut context_headers = HeaderMap::new();
+        for name in [CONTENT_TYPE, ACCEPT] {
+            if let Some(value) = request.headers().get(&name) {
+                context_headers.insert(name, value.clone());
+            }
+        }
+        ResponseFuture::start(
+            inner,
+            request,
+            sessions,
+            config,
+            now,
+            cookie,
+            user_agent,
+            context_headers,
+        )
+    }
+}

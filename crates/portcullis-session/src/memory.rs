@@ -1,0 +1,237 @@
+//! The in-process store.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+
+use crate::store::{Changes, SessionRecord, StoreFuture};
+use crate::{SessionKey, SessionStore};
+
+/// Sessions in this process's memory (dashmap): the embedded default, for
+/// one machine. Sessions do not survive a restart.
+///
+/// Expired sessions are swept as new ones are created (every 128th
+/// creation walks the map), so memory stays bounded under churn without a
+/// background task.
+///
+/// ```
+/// use std::sync::Arc;
+/// use portcullis_session::{MemoryStore, SessionStore};
+///
+/// let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+/// assert_eq!(MemoryStore::new().len(), 0);
+/// ```
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    records: DashMap<SessionKey, Entry>,
+    by_subject: DashMap<String, HashSet<SessionKey>>,
+    creations: AtomicU64,
+}
+
+#[derive(Debug)]
+enum Entry {
+    Live { record: SessionRecord, expires: Instant },
+    Alias { to: SessionKey, expires: Instant },
+}
+
+impl Entry {
+    fn expires(&self) -> Instant {
+        match self {
+            Self::Live { expires, .. } | Self::Alias { expires, .. } => *expires,
+        }
+    }
+}
+
+const SWEEP_EVERY: u64 = 128;
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many entries (sessions and rotation aliases) are held, expired
+    /// ones not yet swept included.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether the store holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Drops every expired entry now.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        self.records.retain(|_, entry| entry.expires() > now);
+        self.by_subject.retain(|_, keys| {
+            keys.retain(|key| self.records.contains_key(key));
+            !keys.is_empty()
+        });
+    }
+
+    /// The live key `key` resolves to (through at most one alias).
+    fn resolve(&self, key: &SessionKey) -> Option<SessionKey> {
+        let now = Instant::now();
+        let entry = self.records.get(key)?;
+        match &*entry {
+            Entry::Live { expires, .. } if *expires > now => Some(*key),
+            Entry::Alias { to, expires } if *expires > now => Some(*to),
+            _ => None,
+        }
+    }
+
+    fn index(&self, subject: Option<&str>, key: SessionKey) {
+        if let Some(subject) = subject {
+            self.by_subject.entry(subject.to_owned()).or_default().insert(key);
+        }
+    }
+
+    fn unindex(&self, subject: Option<&str>, key: &SessionKey) {
+        if let Some(subject) = subject {
+            self.by_subject.remove_if_mut(subject, |_, keys| {
+                keys.remove(key);
+                keys.is_empty()
+            });
+        }
+    }
+
+    fn insert_live(&self, key: SessionKey, record: SessionRecord, ttl: Duration) {
+        self.index(record.subject.as_deref(), key);
+        self.records.insert(
+            key,
+            Entry::Live {
+                record,
+                expires: Instant::now() + ttl,
+            },
+        );
+        if self.creations.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            self.sweep();
+        }
+    }
+
+    fn remove_live(&self, key: &SessionKey) {
+        if let Some((_, Entry::Live { record, .. })) = self.records.remove(key) {
+            self.unindex(record.subject.as_deref(), key);
+        }
+    }
+}
+
+impl SessionStore for MemoryStore {
+    fn load(&self, key: &SessionKey) -> StoreFuture<'_, Option<SessionRecord>> {
+        let now = Instant::now();
+        let target = match self.records.get(key).as_deref() {
+            Some(Entry::Alias { to, expires }) if *expires > now => *to,
+            _ => *key,
+        };
+        let found = match self.records.get(&target).as_deref() {
+            Some(Entry::Live { record, expires }) if *expires > now => Some(record.clone()),
+            _ => None,
+        };
+        Box::pin(std::future::ready(Ok(found)))
+    }
+
+    fn create(&self, key: &SessionKey, record: &SessionRecord, ttl: Duration) -> StoreFuture<'_, ()> {
+        self.insert_live(*key, record.clone(), ttl);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn update(&self, key: &SessionKey, changes: &Changes) -> StoreFuture<'_, bool> {
+        let now = Instant::now();
+        // Follow a rotation alias first (its guard dropped before the
+        // target's shard is locked).
+        let target = match self.records.get(key).as_deref() {
+            Some(Entry::Alias { to, expires }) if *expires > now => *to,
+            _ => *key,
+        };
+        // `get_mut` holds the shard lock: a concurrent delete either ran
+        // before (nothing to update) or runs after (and wins).
+        let updated = match self.records.get_mut(&target).as_deref_mut() {
+            Some(Entry::Live { record, expires }) if *expires > now => {
+                for (name, value) in &changes.set {
+                    record.data.insert(name.clone(), value.clone());
+                }
+                for name in &changes.removed {
+                    record.data.remove(name);
+                }
+                if let Some(touch) = changes.touch {
+                    record.idle_deadline_ms = touch.idle_deadline_ms;
+                    record.last_seen_ms = touch.last_seen_ms;
+                    *expires = now + touch.ttl;
+                }
+                true
+            }
+            _ => false,
+        };
+        Box::pin(std::future::ready(Ok(updated)))
+    }
+
+    fn rotate(
+        &self,
+        old: &SessionKey,
+        new: &SessionKey,
+        record: &SessionRecord,
+        ttl: Duration,
+        grace: Option<Duration>,
+    ) -> StoreFuture<'_, ()> {
+        self.insert_live(*new, record.clone(), ttl);
+        self.remove_live(old);
+        if let Some(grace) = grace {
+            self.records.insert(
+                *old,
+                Entry::Alias {
+                    to: *new,
+                    expires: Instant::now() + grace,
+                },
+            );
+        } else {
+            self.records.remove(old);
+        }
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn delete(&self, key: &SessionKey) -> StoreFuture<'_, ()> {
+        if let Some(live) = self.resolve(key) {
+            self.remove_live(&live);
+        }
+        self.remove_live(key);
+        self.records.remove(key);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn sessions_of(&self, subject: &str) -> StoreFuture<'_, Vec<(SessionKey, SessionRecord)>> {
+        let keys: Vec<SessionKey> = self
+            .by_subject
+            .get(subject)
+            .map(|keys| keys.iter().copied().collect())
+            .unwrap_or_default();
+        let now = Instant::now();
+        let mut sessions: Vec<(SessionKey, SessionRecord)> = keys
+            .into_iter()
+            .filter_map(|key| match self.records.get(&key).as_deref() {
+                Some(Entry::Live { record, expires }) if *expires > now => Some((key, record.clone())),
+                _ => None,
+            })
+            .collect();
+        sessions.sort_by_key(|(_, record)| record.created_ms);
+        Box::pin(std::future::ready(Ok(sessions)))
+    }
+
+    fn delete_all_of(&self, subject: &str) -> StoreFuture<'_, usize> {
+        let keys = self
+            .by_subject
+            .remove(subject)
+            .map(|(_, keys)| keys)
+            .unwrap_or_default();
+        let mut ended = 0;
+        for key in keys {
+            if self.records.remove(&key).is_some() {
+                ended += 1;
+            }
+        }
+        Box::pin(std::future::ready(Ok(ended)))
+    }
+}

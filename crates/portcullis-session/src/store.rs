@@ -1,0 +1,165 @@
+//! The `SessionStore` trait and the records it keeps.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::SessionKey;
+
+/// A boxed future returned by [`SessionStore`] methods, so the trait stays
+/// usable as `Arc<dyn SessionStore>`.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A store could not answer. The layer turns it into a 503 (gRPC
+/// `UNAVAILABLE`): never a silent logout, never a fresh empty session.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend is unreachable or timed out.
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+    /// The backend answered with data this version cannot read.
+    #[error("session store returned a corrupt record: {0}")]
+    Corrupt(String),
+}
+
+/// Milliseconds since the Unix epoch: the stores' time unit.
+pub(crate) fn millis(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// One session as a store keeps it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionRecord {
+    /// The logged-in subject, if any.
+    pub subject: Option<String>,
+    /// The subject's scopes, recorded at login.
+    pub scopes: Vec<String>,
+    /// Creation time, ms since the epoch.
+    pub created_ms: u64,
+    /// The idle deadline, ms since the epoch: refreshed as the session is
+    /// used.
+    pub idle_deadline_ms: u64,
+    /// The absolute deadline, ms since the epoch: never moves.
+    pub absolute_deadline_ms: u64,
+    /// Last time the idle deadline was refreshed, ms since the epoch.
+    pub last_seen_ms: u64,
+    /// The `User-Agent` of the request that created the session.
+    pub user_agent: Option<String>,
+    /// Application data: key → JSON text.
+    pub data: BTreeMap<String, String>,
+}
+
+impl SessionRecord {
+    /// A new record at `now`, with deadlines from the two timeouts.
+    pub fn new(now: SystemTime, idle: Duration, absolute: Duration) -> Self {
+        let now_ms = millis(now);
+        let absolute_deadline_ms = now_ms.saturating_add(u64::try_from(absolute.as_millis()).unwrap_or(u64::MAX));
+        Self {
+            created_ms: now_ms,
+            last_seen_ms: now_ms,
+            idle_deadline_ms: now_ms
+                .saturating_add(u64::try_from(idle.as_millis()).unwrap_or(u64::MAX))
+                .min(absolute_deadline_ms),
+            absolute_deadline_ms,
+            ..Self::default()
+        }
+    }
+
+    /// The first deadline to pass.
+    pub fn deadline_ms(&self) -> u64 {
+        self.idle_deadline_ms.min(self.absolute_deadline_ms)
+    }
+
+    /// Whether the session is over at `now`.
+    pub fn expired_at(&self, now: SystemTime) -> bool {
+        millis(now) >= self.deadline_ms()
+    }
+
+    /// Time left until the first deadline, from `now` (zero when past).
+    pub fn ttl(&self, now: SystemTime) -> Duration {
+        Duration::from_millis(self.deadline_ms().saturating_sub(millis(now)))
+    }
+}
+
+/// Per-key changes of one request, applied together.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Changes {
+    /// Keys set: key → JSON text.
+    pub set: BTreeMap<String, String>,
+    /// Keys removed.
+    pub removed: Vec<String>,
+    /// A refreshed idle deadline and last-seen time (ms), when due.
+    pub touch: Option<Touch>,
+}
+
+/// A refresh of the idle deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Touch {
+    /// The new idle deadline, ms since the epoch.
+    pub idle_deadline_ms: u64,
+    /// Now, ms since the epoch.
+    pub last_seen_ms: u64,
+    /// How long the store may keep the record from now.
+    pub ttl: Duration,
+}
+
+impl Changes {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.removed.is_empty() && self.touch.is_none()
+    }
+}
+
+/// Where sessions live. Usable as `Arc<dyn SessionStore>`.
+///
+/// Every implementation runs the one conformance suite
+/// (`portcullis_session::conformance`, feature `conformance`). The
+/// contract:
+///
+/// - Keys are [`SessionKey`]s (keyed hashes); a store never sees an id.
+/// - [`update`](SessionStore::update) changes only the keys it names (two
+///   requests writing different keys both keep their writes), and never
+///   brings back a deleted session (a logout is final).
+/// - [`rotate`](SessionStore::rotate) moves a session to a new key; with a
+///   grace period the old key keeps resolving to the new record for that
+///   long (requests already in flight are not logged out).
+/// - Every session with a subject is indexed by it.
+pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
+    /// The record under `key` (following a rotation alias), or `None`.
+    fn load(&self, key: &SessionKey) -> StoreFuture<'_, Option<SessionRecord>>;
+
+    /// Stores a new record under `key`, for `ttl`.
+    fn create(&self, key: &SessionKey, record: &SessionRecord, ttl: Duration) -> StoreFuture<'_, ()>;
+
+    /// Applies `changes` to the record under `key` (following a rotation
+    /// alias). Returns `false`, writing nothing, when there is no such
+    /// record.
+    fn update(&self, key: &SessionKey, changes: &Changes) -> StoreFuture<'_, bool>;
+
+    /// Replaces the record under `old` by `record` under `new` (for `ttl`).
+    /// With `grace`, `old` resolves to `new` for that long; without, it is
+    /// gone at once.
+    fn rotate(
+        &self,
+        old: &SessionKey,
+        new: &SessionKey,
+        record: &SessionRecord,
+        ttl: Duration,
+        grace: Option<Duration>,
+    ) -> StoreFuture<'_, ()>;
+
+    /// Deletes the record under `key` (and its subject index entry).
+    fn delete(&self, key: &SessionKey) -> StoreFuture<'_, ()>;
+
+    /// The live sessions of `subject`.
+    fn sessions_of(&self, subject: &str) -> StoreFuture<'_, Vec<(SessionKey, SessionRecord)>>;
+
+    /// Deletes every session of `subject`; returns how many there were.
+    fn delete_all_of(&self, subject: &str) -> StoreFuture<'_, usize>;
+}

@@ -1,0 +1,78 @@
+//! Portcullis: composable tower layers that hold the authenticated state of
+//! a request.
+//!
+//! | feature | what it brings | default |
+//! |---|---|---|
+//! | `jwt` | [`JwtLayer`], [`JwtIssuer`], [`jwt`] key sets and validation | yes |
+//! | `session` | [`SessionLayer`], [`Session`], [`MemoryStore`], [`session`] stores | no |
+//! | `redis` | [`redis`]: Redis implementations of every store | no |
+//! | `axum` | axum extractors: [`Identity`], `Option<Identity>`, `Claims<T>` | no |
+//! | `full` | every layer and integration | no |
+//!
+//! The shared vocabulary — [`Identity`], [`Rejection`], [`audit`],
+//! [`Clock`], [`RequireAuthLayer`] — is always there.
+//!
+//! ```text
+//! request ─▶ SessionLayer ─▶ JwtLayer ─▶ RevocationLayer ─▶ CsrfLayer ─▶ RequireAuth ─▶ your service
+//!            (cookie → Identity) (bearer → Identity) (deny revoked) (cookie-authed writes) (policy)
+//! ```
+//!
+//! Authenticators turn a credential into an [`Identity`] in the request's
+//! extensions; guards read it and refuse or pass. Every refusal is a
+//! response (RFC 6750 challenge and problem+json for HTTP, a trailers-only
+//! status for gRPC), never a service error.
+//!
+//! ```
+//! # #[cfg(feature = "jwt")] {
+//! use std::convert::Infallible;
+//! use bytes::Bytes;
+//! use http::{Request, Response, StatusCode};
+//! use portcullis::{Identity, JwtIssuer, JwtLayer, RequireAuthLayer, SigningKey};
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let issuer = JwtIssuer::new(SigningKey::generate_ed25519()?, "https://auth.example", "notes-api");
+//! let stack = ServiceBuilder::new()
+//!     .layer(JwtLayer::builder(issuer.verifying_key()).issuer("https://auth.example").audience("notes-api").optional().build()?)
+//!     .layer(RequireAuthLayer::new().scope("notes:write"));
+//! let service = stack.service_fn(|request: Request<()>| async move {
+//!     let subject = request.extensions().get::<Identity>().map(|i| i.subject().to_owned());
+//!     Ok::<_, Infallible>(Response::new(Bytes::from(subject.unwrap_or_default())))
+//! });
+//!
+//! let reader = issuer.mint("bob", ["notes:read"])?;
+//! let request = Request::builder().header("authorization", format!("Bearer {reader}")).body(())?;
+//! assert_eq!(service.clone().oneshot(request).await?.status(), StatusCode::FORBIDDEN);
+//!
+//! let writer = issuer.mint("alice", ["notes:read", "notes:write"])?;
+//! let request = Request::builder().header("authorization", format!("Bearer {writer}")).body(())?;
+//! assert_eq!(service.oneshot(request).await?.status(), StatusCode::OK);
+//! # Ok(()) }
+//! # }
+//! ```
+
+pub use portcullis_core::*;
+
+/// Bearer-token (JWT) authentication: the whole `portcullis-jwt` crate.
+#[cfg(feature = "jwt")]
+pub mod jwt {
+    pub use portcullis_jwt::*;
+}
+
+#[cfg(feature = "jwt")]
+pub use portcullis_jwt::{JwtIssuer, JwtLayer, JwtVerifier, KeySet, SigningKey, VerifyingKey};
+
+/// Server-side sessions: the whole `portcullis-session` crate.
+#[cfg(feature = "session")]
+pub mod session {
+    pub use portcullis_session::*;
+}
+
+#[cfg(feature = "session")]
+pub use portcullis_session::{MemoryStore, Session, SessionLayer, Sessions};
+
+/// Redis implementations of the stores: the whole `portcullis-redis` crate.
+#[cfg(feature = "redis")]
+pub mod redis {
+    pub use portcullis_redis::*;
+}

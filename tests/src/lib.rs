@@ -1,0 +1,225 @@
+//! Shared helpers for the over-the-wire suites: servers on free loopback
+//! ports, a plain HTTP client, and a small hand-written gRPC service (no
+//! protoc needed) whose handler reports the caller's `Identity`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioExecutor;
+use portcullis::Identity;
+use tokio::net::TcpListener;
+
+pub mod redis_server;
+
+/// Binds a listener on a free loopback port.
+pub async fn loopback_listener() -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+    let addr = listener.local_addr().expect("local addr");
+    (listener, addr)
+}
+
+/// Serves an axum router on a free loopback port.
+pub async fn spawn_axum(router: axum::Router) -> SocketAddr {
+    let (listener, addr) = loopback_listener().await;
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    addr
+}
+
+/// Serves a bare tower service with hyper 1 (HTTP/1 and HTTP/2) on a free
+/// loopback port.
+pub async fn spawn_hyper<S, B>(service: S) -> SocketAddr
+where
+    S: tower::Service<Request<hyper::body::Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (listener, addr) = loopback_listener().await;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(service.clone());
+            tokio::spawn(async move {
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A response as the client saw it.
+#[derive(Debug)]
+pub struct Answer {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body, as text.
+    pub body: String,
+}
+
+impl Answer {
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
+    }
+
+    /// A header as text.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} header in {:?}", self.headers))
+            .to_str()
+            .expect("visible ASCII header")
+    }
+}
+
+/// Sends `GET path` to `addr` over a real socket, with an optional bearer
+/// token.
+pub async fn get(addr: SocketAddr, path: &str, bearer: Option<&str>) -> Answer {
+    let mut request = Request::get(format!("http://{addr}{path}"));
+    if let Some(token) = bearer {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    send(request.body(Full::new(Bytes::new())).expect("request")).await
+}
+
+/// Sends `request` over a real socket.
+pub async fn send(request: Request<Full<Bytes>>) -> Answer {
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
+    let response = tokio::time::timeout(std::time::Duration::from_secs(10), client.request(request))
+        .await
+        .expect("answer within 10 s")
+        .expect("HTTP exchange");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// The gRPC service used by the tests, written by hand the way
+/// `tonic-build` would generate it.
+pub mod grpc {
+    use super::*;
+    use tonic::codegen::http::uri::PathAndQuery;
+
+    /// `WhoAmI` request (empty).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct WhoAmIRequest {}
+
+    /// `WhoAmI` reply.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct WhoAmIReply {
+        /// The caller's subject.
+        #[prost(string, tag = "1")]
+        pub subject: String,
+        /// `session` or `bearer`.
+        #[prost(string, tag = "2")]
+        pub method: String,
+        /// Granted scopes.
+        #[prost(string, repeated, tag = "3")]
+        pub scopes: Vec<String>,
+    }
+
+    const PATH: &str = "/test.v1.Identity/WhoAmI";
+
+    /// The server side.
+    #[derive(Clone, Debug, Default)]
+    pub struct IdentityServer;
+
+    impl tonic::server::NamedService for IdentityServer {
+        const NAME: &'static str = "test.v1.Identity";
+    }
+
+    struct WhoAmI;
+
+    impl tonic::server::UnaryService<WhoAmIRequest> for WhoAmI {
+        type Response = WhoAmIReply;
+        type Future = std::future::Ready<Result<tonic::Response<WhoAmIReply>, tonic::Status>>;
+
+        fn call(&mut self, request: tonic::Request<WhoAmIRequest>) -> Self::Future {
+            std::future::ready(match request.extensions().get::<Identity>() {
+                Some(identity) => Ok(tonic::Response::new(WhoAmIReply {
+                    subject: identity.subject().to_owned(),
+                    method: identity.method().name().to_owned(),
+                    scopes: identity.scopes().to_vec(),
+                })),
+                None => Err(tonic::Status::internal("handler reached without an identity")),
+            })
+        }
+    }
+
+    impl tower::Service<Request<tonic::body::Body>> for IdentityServer {
+        type Response = Response<tonic::body::Body>;
+        type Error = Infallible;
+        type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, request: Request<tonic::body::Body>) -> Self::Future {
+            Box::pin(async move {
+                if request.uri().path() == PATH {
+                    let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default());
+                    Ok(grpc.unary(WhoAmI, request).await)
+                } else {
+                    Ok(tonic::Status::unimplemented("no such method").into_http())
+                }
+            })
+        }
+    }
+
+    /// Calls `WhoAmI` with a `cookie` metadata entry (a session cookie).
+    pub async fn who_am_i_with_cookie(addr: SocketAddr, cookie: &str) -> Result<WhoAmIReply, tonic::Status> {
+        call(addr, "cookie", cookie.to_owned()).await
+    }
+
+    /// Calls `WhoAmI` on `addr` with a real tonic client.
+    pub async fn who_am_i(addr: SocketAddr, bearer: Option<&str>) -> Result<WhoAmIReply, tonic::Status> {
+        match bearer {
+            Some(token) => call(addr, "authorization", format!("Bearer {token}")).await,
+            None => call(addr, "", String::new()).await,
+        }
+    }
+
+    async fn call(addr: SocketAddr, header: &'static str, value: String) -> Result<WhoAmIReply, tonic::Status> {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect over loopback");
+        let mut client = tonic::client::Grpc::new(channel);
+        client.ready().await.expect("client ready");
+        let mut request = tonic::Request::new(WhoAmIRequest {});
+        if !header.is_empty() {
+            request
+                .metadata_mut()
+                .insert(header, value.parse().expect("ascii metadata"));
+        }
+        client
+            .unary(
+                request,
+                PathAndQuery::from_static(PATH),
+                tonic_prost::ProstCodec::default(),
+            )
+            .await
+            .map(tonic::Response::into_inner)
+    }
+}

@@ -1,0 +1,24 @@
+//! The SessionStore conformance suite against a real redis-server.
+
+use std::sync::Arc;
+
+use portcullis::redis::RedisSessionStore;
+use portcullis_tests::redis_server::RedisServer;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_conforms() {
+    let server = RedisServer::start();
+    let store = RedisSessionStore::connect(&server.url()).await.expect("connect");
+    portcullis::session::conformance::run(Arc::new(store), "redis").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connecting_to_a_dead_redis_is_an_error_not_a_hang() {
+    let mut server = RedisServer::start();
+    let url = server.url();
+    server.kill();
+    let started = std::time::Instant::now();
+    let error = RedisSessionStore::connect(&url).await.expect_err("nothing listens");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "failed fast");
+    assert!(error.to_string().starts_with("session store unavailable"), "{error}");
+}
