@@ -1,5 +1,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_session::{Changes, SessionKey, SessionRecord, SessionStore, StoreError, StoreFuture};
@@ -280,7 +281,7 @@ fn parse_record(flat: Vec<String>) -> Result<Option<SessionRecord>, StoreError> 
 }
 
 impl SessionStore for RedisSessionStore {
-    fn load(&self, key: &SessionKey) -> StoreFuture<'_, Option<SessionRecord>> {
+    fn load(&self, key: &SessionKey) -> StoreFuture<'_, Option<Arc<SessionRecord>>> {
         let redis_key = self.session_key(key);
         Box::pin(async move {
             let mut connection = self.connection.clone();
@@ -292,7 +293,7 @@ impl SessionStore for RedisSessionStore {
                 .invoke_async(&mut connection)
                 .await
                 .map_err(unavailable)?;
-            parse_record(flat)
+            Ok(parse_record(flat)?.map(Arc::new))
         })
     }
 

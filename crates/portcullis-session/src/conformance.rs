@@ -49,7 +49,7 @@ pub async fn run(store: Arc<dyn SessionStore>, subject_prefix: &str) {
     store.create(&k1, &r1, TTL).await.expect("create");
     assert_eq!(
         store.load(&k1).await.expect("load"),
-        Some(r1.clone()),
+        Some(Arc::new(r1.clone())),
         "a created record loads back whole"
     );
     assert_eq!(
@@ -137,7 +137,7 @@ pub async fn run(store: Arc<dyn SessionStore>, subject_prefix: &str) {
     let rotated = record(Some(&alice));
     store.rotate(&k1, &k4, &rotated, TTL, None).await.expect("rotate");
     assert_eq!(store.load(&k1).await.expect("load"), None, "no grace: old key gone");
-    assert_eq!(store.load(&k4).await.expect("load"), Some(rotated.clone()));
+    assert_eq!(store.load(&k4).await.expect("load"), Some(Arc::new(rotated.clone())));
     let listed: Vec<SessionKey> = store
         .sessions_of(&alice)
         .await
@@ -156,7 +156,7 @@ pub async fn run(store: Arc<dyn SessionStore>, subject_prefix: &str) {
         .expect("rotate");
     assert_eq!(
         store.load(&k4).await.expect("load"),
-        Some(rotated.clone()),
+        Some(Arc::new(rotated.clone())),
         "grace: old key resolves"
     );
     assert!(store.update(&k4, &set(&[("in_flight", "true")])).await.expect("update"));

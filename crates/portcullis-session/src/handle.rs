@@ -39,7 +39,7 @@ pub(crate) struct Shared {
 pub(crate) struct State {
     pub(crate) id: Option<SessionId>,
     pub(crate) key: Option<SessionKey>,
-    pub(crate) record: Option<SessionRecord>,
+    pub(crate) record: Option<Arc<SessionRecord>>,
     pub(crate) changes: Changes,
     pub(crate) pending: Pending,
 }

@@ -1,12 +1,13 @@
 //! The in-process store.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
-use crate::store::{Changes, SessionRecord, StoreFuture};
+use crate::store::{Changes, SessionRecord, StoreError, StoreFuture};
 use crate::{SessionKey, SessionStore};
 
 /// Sessions in this process's memory (dashmap): the embedded default, for
@@ -32,8 +33,14 @@ pub struct MemoryStore {
 
 #[derive(Debug)]
 enum Entry {
-    Live { record: SessionRecord, expires: Instant },
-    Alias { to: SessionKey, expires: Instant },
+    Live {
+        record: Arc<SessionRecord>,
+        expires: Instant,
+    },
+    Alias {
+        to: SessionKey,
+        expires: Instant,
+    },
 }
 
 impl Entry {
@@ -104,7 +111,7 @@ impl MemoryStore {
         self.records.insert(
             key,
             Entry::Live {
-                record,
+                record: Arc::new(record),
                 expires: Instant::now() + ttl,
             },
         );
@@ -118,20 +125,70 @@ impl MemoryStore {
             self.unindex(record.subject.as_deref(), key);
         }
     }
+
+    /// The live record under `key`, following a rotation alias. One
+    /// lookup in the common case (an alias's guard is dropped before its
+    /// target's shard is locked).
+    fn find(&self, key: &SessionKey) -> Option<Arc<SessionRecord>> {
+        let now = Instant::now();
+        let alias_to = match self.records.get(key).as_deref() {
+            Some(Entry::Live { record, expires }) if *expires > now => return Some(Arc::clone(record)),
+            Some(Entry::Alias { to, expires }) if *expires > now => *to,
+            _ => return None,
+        };
+        match self.records.get(&alias_to).as_deref() {
+            Some(Entry::Live { record, expires }) if *expires > now => Some(Arc::clone(record)),
+            _ => None,
+        }
+    }
+
+    /// Applies `changes` to the live record under `key` (following an
+    /// alias); `false` when there is none.
+    fn apply(&self, key: &SessionKey, changes: &Changes) -> bool {
+        let now = Instant::now();
+        // `get_mut` holds the shard lock: a concurrent delete either ran
+        // before (nothing to update) or runs after (and wins).
+        let alias_to = match self.records.get_mut(key).as_deref_mut() {
+            Some(Entry::Live { record, expires }) if *expires > now => {
+                apply_changes(record, expires, changes, now);
+                return true;
+            }
+            Some(Entry::Alias { to, expires }) if *expires > now => *to,
+            _ => return false,
+        };
+        match self.records.get_mut(&alias_to).as_deref_mut() {
+            Some(Entry::Live { record, expires }) if *expires > now => {
+                apply_changes(record, expires, changes, now);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+fn apply_changes(record: &mut Arc<SessionRecord>, expires: &mut Instant, changes: &Changes, now: Instant) {
+    // Copy-on-write: a request still holding the loaded snapshot keeps it.
+    let record = Arc::make_mut(record);
+    for (name, value) in &changes.set {
+        record.data.insert(name.clone(), value.clone());
+    }
+    for name in &changes.removed {
+        record.data.remove(name);
+    }
+    if let Some(touch) = changes.touch {
+        record.idle_deadline_ms = touch.idle_deadline_ms;
+        record.last_seen_ms = touch.last_seen_ms;
+        *expires = now + touch.ttl;
+    }
 }
 
 impl SessionStore for MemoryStore {
-    fn load(&self, key: &SessionKey) -> StoreFuture<'_, Option<SessionRecord>> {
-        let now = Instant::now();
-        let target = match self.records.get(key).as_deref() {
-            Some(Entry::Alias { to, expires }) if *expires > now => *to,
-            _ => *key,
-        };
-        let found = match self.records.get(&target).as_deref() {
-            Some(Entry::Live { record, expires }) if *expires > now => Some(record.clone()),
-            _ => None,
-        };
-        Box::pin(std::future::ready(Ok(found)))
+    fn load(&self, key: &SessionKey) -> StoreFuture<'_, Option<Arc<SessionRecord>>> {
+        Box::pin(std::future::ready(Ok(self.find(key))))
+    }
+
+    fn load_now(&self, key: &SessionKey) -> Option<Result<Option<Arc<SessionRecord>>, StoreError>> {
+        Some(Ok(self.find(key)))
     }
 
     fn create(&self, key: &SessionKey, record: &SessionRecord, ttl: Duration) -> StoreFuture<'_, ()> {
@@ -140,33 +197,11 @@ impl SessionStore for MemoryStore {
     }
 
     fn update(&self, key: &SessionKey, changes: &Changes) -> StoreFuture<'_, bool> {
-        let now = Instant::now();
-        // Follow a rotation alias first (its guard dropped before the
-        // target's shard is locked).
-        let target = match self.records.get(key).as_deref() {
-            Some(Entry::Alias { to, expires }) if *expires > now => *to,
-            _ => *key,
-        };
-        // `get_mut` holds the shard lock: a concurrent delete either ran
-        // before (nothing to update) or runs after (and wins).
-        let updated = match self.records.get_mut(&target).as_deref_mut() {
-            Some(Entry::Live { record, expires }) if *expires > now => {
-                for (name, value) in &changes.set {
-                    record.data.insert(name.clone(), value.clone());
-                }
-                for name in &changes.removed {
-                    record.data.remove(name);
-                }
-                if let Some(touch) = changes.touch {
-                    record.idle_deadline_ms = touch.idle_deadline_ms;
-                    record.last_seen_ms = touch.last_seen_ms;
-                    *expires = now + touch.ttl;
-                }
-                true
-            }
-            _ => false,
-        };
-        Box::pin(std::future::ready(Ok(updated)))
+        Box::pin(std::future::ready(Ok(self.apply(key, changes))))
+    }
+
+    fn update_now(&self, key: &SessionKey, changes: &Changes) -> Option<Result<bool, StoreError>> {
+        Some(Ok(self.apply(key, changes)))
     }
 
     fn rotate(
@@ -212,7 +247,7 @@ impl SessionStore for MemoryStore {
         let mut sessions: Vec<(SessionKey, SessionRecord)> = keys
             .into_iter()
             .filter_map(|key| match self.records.get(&key).as_deref() {
-                Some(Entry::Live { record, expires }) if *expires > now => Some((key, record.clone())),
+                Some(Entry::Live { record, expires }) if *expires > now => Some((key, SessionRecord::clone(record))),
                 _ => None,
             })
             .collect();

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::SessionKey;
@@ -132,7 +133,27 @@ impl Changes {
 /// - Every session with a subject is indexed by it.
 pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
     /// The record under `key` (following a rotation alias), or `None`.
-    fn load(&self, key: &SessionKey) -> StoreFuture<'_, Option<SessionRecord>>;
+    ///
+    /// Shared, so a store that keeps records in memory hands out its copy
+    /// without cloning it; the layer copies on write.
+    fn load(&self, key: &SessionKey) -> StoreFuture<'_, Option<Arc<SessionRecord>>>;
+
+    /// The answer [`load`](SessionStore::load) would give, when the store
+    /// has it without waiting (an in-process store); `None` when it would
+    /// have to wait (a network store), and then the layer calls `load`.
+    /// An optional fast path: the layer skips allocating and polling a
+    /// future for it. Must agree with `load`.
+    fn load_now(&self, key: &SessionKey) -> Option<Result<Option<Arc<SessionRecord>>, StoreError>> {
+        let _ = key;
+        None
+    }
+
+    /// Like [`load_now`](SessionStore::load_now), for
+    /// [`update`](SessionStore::update).
+    fn update_now(&self, key: &SessionKey, changes: &Changes) -> Option<Result<bool, StoreError>> {
+        let _ = (key, changes);
+        None
+    }
 
     /// Stores a new record under `key`, for `ttl`.
     fn create(&self, key: &SessionKey, record: &SessionRecord, ttl: Duration) -> StoreFuture<'_, ()>;

@@ -22,7 +22,7 @@ use crate::id::SessionId;
 use crate::store::{SessionRecord, StoreError};
 use crate::{LAYER, Session, SessionKey, Sessions};
 
-type LoadFuture = Pin<Box<dyn Future<Output = Result<Option<SessionRecord>, StoreError>> + Send>>;
+type LoadFuture = Pin<Box<dyn Future<Output = Result<Option<Arc<SessionRecord>>, StoreError>> + Send>>;
 type SaveFuture = Pin<Box<dyn Future<Output = Result<Option<String>, StoreError>> + Send>>;
 
 pin_project! {
@@ -45,6 +45,7 @@ pin_project! {
         },
         Calling { #[pin] future: F },
         Saving { save: SaveFuture, response: Option<Response<ResBody>> },
+        Unavailable { error: Option<StoreError> },
         Done,
     }
 }
@@ -98,16 +99,25 @@ where
             headers,
         });
         let state = match cookie {
-            Some(Some((key, id))) => {
-                let store = context.sessions.store().clone();
-                let load: LoadFuture = Box::pin(async move { store.load(&key).await });
-                State::Loading {
-                    load,
-                    inner: Some(inner),
-                    request: Some(request),
-                    id: Some((key, id)),
+            Some(Some((key, id))) => match context.sessions.store().load_now(&key) {
+                // An in-process store answers at once: no future to box or poll.
+                Some(result) => match loaded(&mut context, result, key, id) {
+                    Ok(state) => State::Calling {
+                        future: call(&mut context, &mut inner, request, state),
+                    },
+                    Err(error) => State::Unavailable { error: Some(error) },
+                },
+                None => {
+                    let store = context.sessions.store().clone();
+                    let load: LoadFuture = Box::pin(async move { store.load(&key).await });
+                    State::Loading {
+                        load,
+                        inner: Some(inner),
+                        request: Some(request),
+                        id: Some((key, id)),
+                    }
                 }
-            }
+            },
             Some(None) => {
                 Decision::new(LAYER, Outcome::Rejected)
                     .reason("malformed session cookie")
@@ -123,6 +133,41 @@ where
         };
         Self { state, context }
     }
+}
+
+/// The session state a load's answer gives; a store error is the
+/// caller's to render (a 503, never a fresh empty session).
+fn loaded(
+    context: &mut RequestInfo,
+    result: Result<Option<Arc<SessionRecord>>, StoreError>,
+    key: SessionKey,
+    id: SessionId,
+) -> Result<SessionState, StoreError> {
+    let mut state = SessionState::default();
+    match result? {
+        Some(record) if !record.expired_at(context.now) => {
+            state.id = Some(id);
+            state.key = Some(key);
+            state.record = Some(record);
+        }
+        Some(_) => {
+            Decision::new(LAYER, Outcome::Rejected)
+                .reason("session expired")
+                .credential(id.fingerprint())
+                .record();
+            context.expired = Some(key);
+            context.clear_cookie = true;
+        }
+        None => {
+            // Never adopted: a later login gets a fresh id.
+            Decision::new(LAYER, Outcome::Rejected)
+                .reason("unknown session id")
+                .credential(id.fingerprint())
+                .record();
+            context.clear_cookie = true;
+        }
+    }
+    Ok(state)
 }
 
 /// Puts the session (and its identity) into the request and calls `inner`.
@@ -184,35 +229,14 @@ where
                     else {
                         return Poll::Ready(Ok(server_error()));
                     };
-                    let mut state = SessionState::default();
-                    match result {
+                    let state = match loaded(context, result, key, id) {
+                        Ok(state) => state,
                         Err(error) => {
                             let response = context.unavailable(&error);
                             self.as_mut().project().state.set(State::Done);
                             return Poll::Ready(Ok(response));
                         }
-                        Ok(Some(record)) if !record.expired_at(context.now) => {
-                            state.id = Some(id);
-                            state.key = Some(key);
-                            state.record = Some(record);
-                        }
-                        Ok(Some(_)) => {
-                            Decision::new(LAYER, Outcome::Rejected)
-                                .reason("session expired")
-                                .credential(id.fingerprint())
-                                .record();
-                            context.expired = Some(key);
-                            context.clear_cookie = true;
-                        }
-                        Ok(None) => {
-                            // Never adopted: a later login gets a fresh id.
-                            Decision::new(LAYER, Outcome::Rejected)
-                                .reason("unknown session id")
-                                .credential(id.fingerprint())
-                                .record();
-                            context.clear_cookie = true;
-                        }
-                    }
+                    };
                     let future = call(context, &mut inner, request, state);
                     self.as_mut().project().state.set(State::Calling { future });
                 }
@@ -240,6 +264,16 @@ where
                     let save: SaveFuture = match plan {
                         Plan::Done(cookie) => return Poll::Ready(Ok(with_cookie(response, cookie))),
                         Plan::Update { key, changes } => {
+                            if let Some(result) = context.sessions.store().update_now(&key, &changes) {
+                                let output = match result {
+                                    // Ended meanwhile (a logout elsewhere): never recreated.
+                                    Ok(still_there) => {
+                                        with_cookie(response, (!still_there).then(|| removal_cookie(&context.config)))
+                                    }
+                                    Err(error) => context.unavailable(&error),
+                                };
+                                return Poll::Ready(Ok(output));
+                            }
                             let store = context.sessions.store().clone();
                             let config = context.config.clone();
                             Box::pin(async move {
@@ -274,6 +308,14 @@ where
                     };
                     self.as_mut().project().state.set(State::Done);
                     return Poll::Ready(Ok(output));
+                }
+                StateProj::Unavailable { error } => {
+                    let response = match error.take() {
+                        Some(error) => context.unavailable(&error),
+                        None => server_error(),
+                    };
+                    self.as_mut().project().state.set(State::Done);
+                    return Poll::Ready(Ok(response));
                 }
                 StateProj::Done => return Poll::Ready(Ok(server_error())),
             }

@@ -1,6 +1,7 @@
 //! What happens around the inner call: the identity a record yields, and
 //! saving what the request changed, once.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http::header::COOKIE;
@@ -58,16 +59,11 @@ pub(super) fn plan(mut state: State, config: &Config, now: SystemTime, clear_coo
     if state.pending != Pending::Nothing {
         return Plan::Full(state);
     }
-    match (state.key, &mut state.record) {
+    match (state.key, &state.record) {
         (Some(key), Some(record)) => {
             let mut changes = std::mem::take(&mut state.changes);
             if refresh_due(record, config, now) {
-                refresh(record, config, now);
-                changes.touch = Some(Touch {
-                    idle_deadline_ms: record.idle_deadline_ms,
-                    last_seen_ms: record.last_seen_ms,
-                    ttl: record.ttl(now),
-                });
+                changes.touch = Some(touch(record, config, now));
             }
             if changes.is_empty() {
                 Plan::Done(None)
@@ -121,12 +117,13 @@ pub(super) async fn save(
             let mut record = match (&pending, state.record.take()) {
                 // A login starts the absolute timeout anew.
                 (Pending::Login { .. }, Some(old)) => {
+                    let old = Arc::unwrap_or_clone(old);
                     let mut fresh = SessionRecord::new(now, config.idle, config.absolute);
                     fresh.data = old.data;
                     fresh.user_agent = old.user_agent.or(user_agent);
                     fresh
                 }
-                (_, Some(old)) => old,
+                (_, Some(old)) => Arc::unwrap_or_clone(old),
                 (_, None) => {
                     let mut fresh = SessionRecord::new(now, config.idle, config.absolute);
                     fresh.user_agent = user_agent;
@@ -174,15 +171,10 @@ pub(super) async fn save(
             Ok(Some(session_cookie(config, &id)))
         }
         Pending::Nothing => {
-            if let (Some(key), Some(record)) = (&state.key, &mut state.record) {
+            if let (Some(key), Some(record)) = (&state.key, &state.record) {
                 let mut changes = std::mem::take(&mut state.changes);
                 if refresh_due(record, config, now) {
-                    refresh(record, config, now);
-                    changes.touch = Some(Touch {
-                        idle_deadline_ms: record.idle_deadline_ms,
-                        last_seen_ms: record.last_seen_ms,
-                        ttl: record.ttl(now),
-                    });
+                    changes.touch = Some(touch(record, config, now));
                 }
                 if changes.is_empty() {
                     return Ok(None);
@@ -224,11 +216,23 @@ pub(super) fn refresh_due(record: &SessionRecord, config: &Config, now: SystemTi
         && record.idle_deadline_ms < record.absolute_deadline_ms
 }
 
-fn refresh(record: &mut SessionRecord, config: &Config, now: SystemTime) {
+/// The refreshed deadlines of `record` at `now`: the idle deadline moves
+/// to a full window ahead (never past the absolute one).
+fn touch(record: &SessionRecord, config: &Config, now: SystemTime) -> Touch {
     let now_ms = millis(now);
     let idle_ms = u64::try_from(config.idle.as_millis()).unwrap_or(u64::MAX);
-    record.idle_deadline_ms = now_ms.saturating_add(idle_ms).min(record.absolute_deadline_ms);
-    record.last_seen_ms = now_ms;
+    let idle_deadline_ms = now_ms.saturating_add(idle_ms).min(record.absolute_deadline_ms);
+    Touch {
+        idle_deadline_ms,
+        last_seen_ms: now_ms,
+        ttl: Duration::from_millis(idle_deadline_ms.saturating_sub(now_ms)),
+    }
+}
+
+fn refresh(record: &mut SessionRecord, config: &Config, now: SystemTime) {
+    let touch = touch(record, config, now);
+    record.idle_deadline_ms = touch.idle_deadline_ms;
+    record.last_seen_ms = touch.last_seen_ms;
 }
 
 fn attributes(config: &Config) -> String {
