@@ -270,3 +270,41 @@ impl SessionStore for MemoryStore {
         Box::pin(std::future::ready(Ok(ended)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+
+    fn key(n: u32) -> SessionKey {
+        let mut hex = format!("{n:08x}");
+        hex.push_str(&"0".repeat(56));
+        SessionKey::from_hex(&hex).expect("64 hex digits")
+    }
+
+    #[tokio::test]
+    async fn memory_stays_bounded_under_churn() {
+        let store = MemoryStore::new();
+        let record = SessionRecord::new(SystemTime::now(), Duration::from_secs(60), Duration::from_secs(600));
+        let mut most = 0;
+        // 40 waves of short-lived sessions: without sweeping, 5,120 entries.
+        for wave in 0..40u32 {
+            for n in 0..SWEEP_EVERY as u32 {
+                let ttl = Duration::from_millis(2);
+                store
+                    .create(&key(wave * 1_000 + n), &record, ttl)
+                    .await
+                    .expect("create");
+            }
+            most = most.max(store.len());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(
+            most <= 2 * SWEEP_EVERY as usize,
+            "expired sessions are swept: at most {most} entries held"
+        );
+        store.sweep();
+        assert!(store.is_empty(), "an explicit sweep drops every expired entry");
+    }
+}
