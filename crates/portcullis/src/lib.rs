@@ -71,6 +71,16 @@ pub mod session {
 #[cfg(feature = "session")]
 pub use portcullis_session::{MemoryStore, Session, SessionLayer, Sessions};
 
+/// Token revocation and refresh-token rotation: the whole
+/// `portcullis-revocation` crate.
+#[cfg(feature = "revocation")]
+pub mod revocation {
+    pub use portcullis_revocation::*;
+}
+
+#[cfg(feature = "revocation")]
+pub use portcullis_revocation::{RefreshTokens, RevocationLayer, Revocations};
+
 /// Redis implementations of the stores: the whole `portcullis-redis` crate.
 #[cfg(feature = "redis")]
 pub mod redis {

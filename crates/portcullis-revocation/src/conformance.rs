@@ -1,0 +1,350 @@
+//! Conformance suites for [`RevocationStore`] and [`RefreshStore`]
+//! implementations: run them from your store's tests. Each panics with a
+//! message naming the broken rule.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use portcullis_core::{AuthMethod, Identity};
+
+use crate::denylist::{Revocation, Revoked, millis};
+use crate::refresh::{Family, RefreshStore, Spend, TokenHash};
+use crate::store::RevocationStore;
+
+/// A bearer identity as `JwtLayer` would build it; `tag` makes names
+/// unique per run so two runs against one server never collide.
+fn token(tag: &str, subject: &str, jti: &str, sid: Option<&str>, issued_ago: Duration) -> Identity {
+    let now = SystemTime::now();
+    let claims = match sid {
+        Some(sid) => format!(r#"{{"sub":"{tag}{subject}","sid":"{tag}{sid}"}}"#),
+        None => format!(r#"{{"sub":"{tag}{subject}"}}"#),
+    };
+    Identity::builder(
+        format!("{tag}{subject}"),
+        AuthMethod::bearer(Some(format!("{tag}{jti}").into()), Some("https://issuer.test".into())),
+    )
+    .issued_at(now - issued_ago)
+    .expires_at(now + Duration::from_secs(600))
+    .claims_json(claims)
+    .build()
+}
+
+fn run_tag() -> String {
+    format!("{}-", millis(SystemTime::now()))
+}
+
+/// Checks the [`RevocationStore`] contract against `store`.
+pub async fn run_revocation_store(store: Arc<dyn RevocationStore>) {
+    let tag = run_tag();
+    let old = Duration::from_secs(5);
+    let t1 = token(&tag, "alice", "j1", None, old);
+    assert_eq!(
+        store.check(t1.clone()).await.expect("check"),
+        None,
+        "nothing revoked yet"
+    );
+
+    // One token, by (iss, jti).
+    store
+        .revoke(Revocation::token(
+            "https://issuer.test",
+            format!("{tag}j1"),
+            SystemTime::now() + Duration::from_secs(600),
+        ))
+        .await
+        .expect("revoke");
+    assert_eq!(
+        store.check(t1.clone()).await.expect("check"),
+        Some(Revoked::Token),
+        "a denylisted jti"
+    );
+    let t2 = token(&tag, "alice", "j2", None, old);
+    assert_eq!(
+        store.check(t2.clone()).await.expect("check"),
+        None,
+        "another jti is untouched"
+    );
+    let other_issuer = Identity::builder(
+        format!("{tag}alice"),
+        AuthMethod::bearer(Some(format!("{tag}j1").into()), Some("https://other.test".into())),
+    )
+    .issued_at(SystemTime::now() - old)
+    .build();
+    assert_eq!(
+        store.check(other_issuer).await.expect("check"),
+        None,
+        "the same jti from another issuer is untouched"
+    );
+
+    // An expired entry no longer revokes.
+    store
+        .revoke(Revocation {
+            expires_ms: millis(SystemTime::now()) + 300,
+            ..Revocation::token("https://issuer.test", format!("{tag}short"), SystemTime::now())
+        })
+        .await
+        .expect("revoke");
+    let short = token(&tag, "carol", "short", None, old);
+    assert_eq!(store.check(short.clone()).await.expect("check"), Some(Revoked::Token));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        store.check(short).await.expect("check"),
+        None,
+        "an expired entry is forgotten"
+    );
+
+    // A subject cutoff: tokens issued at or before it, not after.
+    let now = SystemTime::now();
+    store
+        .revoke(Revocation::subject(
+            format!("{tag}alice"),
+            now,
+            Duration::from_secs(600),
+        ))
+        .await
+        .expect("cut off");
+    assert_eq!(
+        store.check(t2.clone()).await.expect("check"),
+        Some(Revoked::Subject),
+        "issued before the cutoff"
+    );
+    let later = Identity::builder(
+        format!("{tag}alice"),
+        AuthMethod::bearer(Some(format!("{tag}j3").into()), Some("https://issuer.test".into())),
+    )
+    .issued_at(now + Duration::from_secs(2))
+    .build();
+    assert_eq!(
+        store.check(later).await.expect("check"),
+        None,
+        "issued after the cutoff"
+    );
+    let no_iat = Identity::builder(
+        format!("{tag}alice"),
+        AuthMethod::bearer(Some(format!("{tag}j4").into()), Some("https://issuer.test".into())),
+    )
+    .build();
+    assert_eq!(
+        store.check(no_iat).await.expect("check"),
+        Some(Revoked::Subject),
+        "a token without iat cannot prove it came after the cutoff"
+    );
+    let bob = token(&tag, "bob", "j5", None, old);
+    assert_eq!(
+        store.check(bob).await.expect("check"),
+        None,
+        "another subject is untouched"
+    );
+
+    // An earlier cutoff never weakens a later one.
+    store
+        .revoke(Revocation::subject(
+            format!("{tag}alice"),
+            now - Duration::from_secs(3600),
+            Duration::from_secs(600),
+        ))
+        .await
+        .expect("cut off");
+    assert_eq!(
+        store.check(t2).await.expect("check"),
+        Some(Revoked::Subject),
+        "merges keep the later cutoff"
+    );
+
+    // A session (sid) cutoff.
+    let in_family = token(&tag, "dave", "j6", Some("fam"), old);
+    let other_family = token(&tag, "dave", "j7", Some("other"), old);
+    store
+        .revoke(Revocation::session(
+            format!("{tag}fam"),
+            SystemTime::now(),
+            Duration::from_secs(600),
+        ))
+        .await
+        .expect("cut off");
+    assert_eq!(
+        store.check(in_family).await.expect("check"),
+        Some(Revoked::Session),
+        "its sid was cut off"
+    );
+    assert_eq!(
+        store.check(other_family).await.expect("check"),
+        None,
+        "another sid is untouched"
+    );
+
+    // Every unexpired entry is listed.
+    let entries = store.entries().await.expect("entries");
+    for wanted in [
+        crate::Target::Token {
+            issuer: "https://issuer.test".into(),
+            jti: format!("{tag}j1"),
+        },
+        crate::Target::Subject(format!("{tag}alice")),
+        crate::Target::Session(format!("{tag}fam")),
+    ] {
+        assert!(entries.iter().any(|e| e.target == wanted), "entries lists {wanted:?}");
+    }
+    assert!(
+        !entries.iter().any(|e| e.target
+            == crate::Target::Token {
+                issuer: "https://issuer.test".into(),
+                jti: format!("{tag}short")
+            }),
+        "entries leaves out expired ones"
+    );
+}
+
+fn hash(tag: &str, n: u8) -> TokenHash {
+    let mut bytes = [n; 32];
+    for (slot, byte) in bytes.iter_mut().zip(tag.bytes()) {
+        *slot ^= byte;
+    }
+    TokenHash(bytes)
+}
+
+fn family(tag: &str, id: &str, subject: &str) -> Family {
+    let now = millis(SystemTime::now());
+    Family {
+        id: format!("{tag}{id}"),
+        subject: format!("{tag}{subject}"),
+        scopes: vec!["notes:read".into()],
+        created_ms: now,
+        absolute_deadline_ms: now + 600_000,
+    }
+}
+
+/// Checks the [`RefreshStore`] contract against `store`.
+pub async fn run_refresh_store(store: Arc<dyn RefreshStore>) {
+    let tag = run_tag();
+    let idle = Duration::from_secs(60);
+    let grace = Duration::from_secs(2);
+    let now = || millis(SystemTime::now());
+    let f1 = family(&tag, "f1", "alice");
+    let (a, b, c, d) = (hash(&tag, 1), hash(&tag, 2), hash(&tag, 3), hash(&tag, 4));
+    store.create(&a, &f1, idle).await.expect("create");
+
+    assert_eq!(
+        store
+            .spend(&hash(&tag, 99), &b, now(), grace, idle)
+            .await
+            .expect("spend"),
+        Spend::Unknown,
+        "an unknown token"
+    );
+    assert_eq!(
+        store.spend(&a, &b, now(), grace, idle).await.expect("spend"),
+        Spend::Rotated(f1.clone())
+    );
+    assert_eq!(
+        store.spend(&a, &b, now(), grace, idle).await.expect("spend"),
+        Spend::Retry(f1.clone()),
+        "a retry within the grace window, same successor"
+    );
+    assert_eq!(
+        store.spend(&b, &c, now(), grace, idle).await.expect("spend"),
+        Spend::Rotated(f1.clone()),
+        "the successor is live"
+    );
+    // Replay of `a` past the grace window (the store is told the time).
+    let later = now() + 10_000;
+    assert_eq!(
+        store.spend(&a, &b, later, grace, idle).await.expect("spend"),
+        Spend::Reused(f1.clone()),
+        "a replay past the grace window"
+    );
+    assert_eq!(
+        store.spend(&c, &d, now(), grace, idle).await.expect("spend"),
+        Spend::Ended,
+        "the family is revoked: the newest token is dead too"
+    );
+
+    // A different successor within the grace window is a replay, not a retry.
+    let f2 = family(&tag, "f2", "bob");
+    let (e, f, g) = (hash(&tag, 5), hash(&tag, 6), hash(&tag, 7));
+    store.create(&e, &f2, idle).await.expect("create");
+    assert_eq!(
+        store.spend(&e, &f, now(), grace, idle).await.expect("spend"),
+        Spend::Rotated(f2.clone())
+    );
+    assert_eq!(
+        store.spend(&e, &g, now(), grace, idle).await.expect("spend"),
+        Spend::Reused(f2.clone())
+    );
+
+    // Idle expiry, absolute expiry.
+    let f3 = family(&tag, "f3", "carol");
+    let h = hash(&tag, 8);
+    store.create(&h, &f3, idle).await.expect("create");
+    assert_eq!(
+        store
+            .spend(&h, &hash(&tag, 9), now() + 61_000, grace, idle)
+            .await
+            .expect("spend"),
+        Spend::Ended,
+        "idled out"
+    );
+    let mut f4 = family(&tag, "f4", "carol");
+    f4.absolute_deadline_ms = now() + 1_000;
+    let i = hash(&tag, 10);
+    store.create(&i, &f4, idle).await.expect("create");
+    assert_eq!(
+        store
+            .spend(&i, &hash(&tag, 11), now() + 2_000, grace, idle)
+            .await
+            .expect("spend"),
+        Spend::Ended,
+        "past the absolute deadline"
+    );
+
+    // Revoke by token, and by subject.
+    let f5 = family(&tag, "f5", "dave");
+    let f6 = family(&tag, "f6", "dave");
+    let (j, k) = (hash(&tag, 12), hash(&tag, 13));
+    store.create(&j, &f5, idle).await.expect("create");
+    store.create(&k, &f6, idle).await.expect("create");
+    assert_eq!(store.revoke_family_of(&j).await.expect("revoke"), Some(f5.clone()));
+    assert_eq!(
+        store.revoke_family_of(&hash(&tag, 98)).await.expect("revoke"),
+        None,
+        "unknown token"
+    );
+    assert_eq!(
+        store
+            .spend(&j, &hash(&tag, 14), now(), grace, idle)
+            .await
+            .expect("spend"),
+        Spend::Ended
+    );
+    let mut revoked = store.revoke_subject(&format!("{tag}dave")).await.expect("revoke");
+    revoked.sort();
+    assert!(
+        revoked.contains(&f6.id),
+        "the subject's live family is revoked: {revoked:?}"
+    );
+    assert_eq!(
+        store
+            .spend(&k, &hash(&tag, 15), now(), grace, idle)
+            .await
+            .expect("spend"),
+        Spend::Ended
+    );
+
+    // Concurrent spends of one token: exactly one rotation.
+    let f7 = family(&tag, "f7", "erin");
+    let l = hash(&tag, 16);
+    store.create(&l, &f7, idle).await.expect("create");
+    let spends = (0..16u8).map(|n| {
+        let store = store.clone();
+        let successor = hash(&tag, 100 + n);
+        let at = now();
+        tokio::spawn(async move { store.spend(&l, &successor, at, Duration::ZERO, idle).await })
+    });
+    let mut rotated = 0;
+    for spend in spends {
+        if let Spend::Rotated(_) = spend.await.expect("join").expect("spend") {
+            rotated += 1;
+        }
+    }
+    assert_eq!(rotated, 1, "exactly one concurrent spend rotates");
+}

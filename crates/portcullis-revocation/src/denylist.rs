@@ -1,0 +1,392 @@
+//! What a revocation is, and the in-process denylist that answers "is this
+//! token revoked?" with local lookups only (the memory store and the Redis
+//! mirror both keep one).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use dashmap::DashMap;
+use portcullis_core::{AuthMethod, Identity};
+
+/// How long a token's denylist entry outlives the token's `exp`: longer
+/// than any sane clock-skew leeway, so a token accepted within its
+/// authenticator's leeway is still found revoked.
+pub const EXPIRY_MARGIN: Duration = Duration::from_secs(300);
+
+/// What a revocation applies to. Every part comes from verified claims,
+/// never from a token's bytes (ECDSA signatures are malleable: two byte
+/// strings can carry one valid token).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// One token, by its issuer and `jti`.
+    Token {
+        /// The token's `iss`.
+        issuer: String,
+        /// The token's `jti`.
+        jti: String,
+    },
+    /// Every token of a subject issued at or before the cutoff.
+    Subject(String),
+    /// Every token carrying this `sid` claim issued at or before the
+    /// cutoff (a refresh-token family, or a login session).
+    Session(String),
+}
+
+impl Target {
+    /// An unambiguous text form, used as a key by stores.
+    ///
+    /// ```
+    /// use portcullis_revocation::Target;
+    /// assert_eq!(Target::Subject("alice".into()).encode(), "s:alice");
+    /// assert_eq!(Target::decode("s:alice"), Some(Target::Subject("alice".into())));
+    /// ```
+    pub fn encode(&self) -> String {
+        match self {
+            Self::Token { issuer, jti } => format!("t:{}:{issuer}{jti}", issuer.len()),
+            Self::Subject(subject) => format!("s:{subject}"),
+            Self::Session(sid) => format!("d:{sid}"),
+        }
+    }
+
+    /// Parses [`Target::encode`]'s form.
+    pub fn decode(text: &str) -> Option<Self> {
+        let (kind, rest) = text.split_at_checked(2)?;
+        match kind {
+            "s:" => Some(Self::Subject(rest.to_owned())),
+            "d:" => Some(Self::Session(rest.to_owned())),
+            "t:" => {
+                let (length, rest) = rest.split_once(':')?;
+                let (issuer, jti) = rest.split_at_checked(length.parse().ok()?)?;
+                Some(Self::Token {
+                    issuer: issuer.to_owned(),
+                    jti: jti.to_owned(),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// One revocation: what it applies to, its cutoff, and when it may be
+/// forgotten.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Revocation {
+    /// What is revoked.
+    pub target: Target,
+    /// For subject and session cutoffs: tokens whose `iat` is at or before
+    /// this second are revoked. `iat` has one-second resolution, so a token
+    /// minted in the same second as the cutoff, even just after it, is
+    /// revoked too: the safe side. Unused (0) for a single token.
+    pub cutoff_secs: u64,
+    /// When the entry may be dropped, ms since the epoch: once no token it
+    /// could revoke can still be accepted.
+    pub expires_ms: u64,
+}
+
+impl Revocation {
+    /// Revokes the token `(issuer, jti)`, which expires at `token_expires`.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use portcullis_revocation::{Revocation, Target};
+    ///
+    /// let exp = SystemTime::now() + Duration::from_secs(900);
+    /// let revocation = Revocation::token("https://auth.example", "abc", exp);
+    /// assert!(matches!(revocation.target, Target::Token { .. }));
+    /// ```
+    pub fn token(issuer: impl Into<String>, jti: impl Into<String>, token_expires: SystemTime) -> Self {
+        Self {
+            target: Target::Token {
+                issuer: issuer.into(),
+                jti: jti.into(),
+            },
+            cutoff_secs: 0,
+            expires_ms: millis(token_expires + EXPIRY_MARGIN),
+        }
+    }
+
+    /// Revokes every token of `subject` issued at or before `at`; the
+    /// cutoff is kept for `keep_for` (at least the longest lifetime of a
+    /// token you accept).
+    pub fn subject(subject: impl Into<String>, at: SystemTime, keep_for: Duration) -> Self {
+        Self::cutoff(Target::Subject(subject.into()), at, keep_for)
+    }
+
+    /// Revokes every token whose `sid` claim is `sid`, issued at or before
+    /// `at`; kept for `keep_for`.
+    pub fn session(sid: impl Into<String>, at: SystemTime, keep_for: Duration) -> Self {
+        Self::cutoff(Target::Session(sid.into()), at, keep_for)
+    }
+
+    fn cutoff(target: Target, at: SystemTime, keep_for: Duration) -> Self {
+        Self {
+            target,
+            cutoff_secs: at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs(),
+            expires_ms: millis(at + keep_for + EXPIRY_MARGIN),
+        }
+    }
+
+    /// The value half of the text form stores keep: `cutoff:expires`.
+    pub fn encode_value(&self) -> String {
+        format!("{}:{}", self.cutoff_secs, self.expires_ms)
+    }
+
+    /// Rebuilds a revocation from [`Target::encode`] and
+    /// [`Revocation::encode_value`].
+    pub fn decode(target: &str, value: &str) -> Option<Self> {
+        let (cutoff, expires) = value.split_once(':')?;
+        Some(Self {
+            target: Target::decode(target)?,
+            cutoff_secs: cutoff.parse().ok()?,
+            expires_ms: expires.parse().ok()?,
+        })
+    }
+}
+
+/// Why a token was found revoked (the rejection's reason is always
+/// `token revoked`; this is for audit events and callers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Revoked {
+    /// Its `(iss, jti)` is on the denylist.
+    Token,
+    /// Its subject was cut off after it was issued.
+    Subject,
+    /// Its `sid` was cut off after it was issued.
+    Session,
+}
+
+impl Revoked {
+    /// A short name, for audit events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Token => "token denylisted",
+            Self::Subject => "subject cut off",
+            Self::Session => "session cut off",
+        }
+    }
+}
+
+/// The parts of an `Identity` a revocation can match.
+#[derive(Debug)]
+pub struct TokenFacts<'a> {
+    /// `iss`.
+    pub issuer: Option<&'a str>,
+    /// `jti`.
+    pub jti: Option<&'a str>,
+    /// `sub`.
+    pub subject: &'a str,
+    /// `iat`, seconds since the epoch.
+    pub issued_at_secs: Option<u64>,
+    identity: &'a Identity,
+}
+
+impl<'a> TokenFacts<'a> {
+    /// The facts of a bearer-token identity; `None` for other identities
+    /// (a session is revoked in its own store).
+    pub fn of(identity: &'a Identity) -> Option<Self> {
+        let AuthMethod::Bearer { token_id, issuer, .. } = identity.method() else {
+            return None;
+        };
+        Some(Self {
+            issuer: issuer.as_deref(),
+            jti: token_id.as_deref(),
+            subject: identity.subject(),
+            issued_at_secs: identity
+                .issued_at()
+                .map(|at| at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()),
+            identity,
+        })
+    }
+
+    /// The token's `sid` claim, parsed from its raw claims only when asked
+    /// (only when some session cutoff exists).
+    pub fn session_id(&self) -> Option<String> {
+        #[derive(serde::Deserialize)]
+        struct Sid {
+            sid: Option<String>,
+        }
+        let claims = self.identity.claims_json()?;
+        serde_json::from_str::<Sid>(claims).ok()?.sid
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Cutoff {
+    cutoff_secs: u64,
+    expires_ms: u64,
+}
+
+/// The in-process denylist: tokens by issuer then `jti`, cutoffs by
+/// subject and by `sid`. Lookups borrow the token's strings (no
+/// allocation per check). The memory store keeps one, and so does each
+/// node's mirror of a shared store.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use portcullis_revocation::{Denylist, Revocation, denylist_millis};
+///
+/// let denylist = Denylist::default();
+/// let now = SystemTime::now();
+/// denylist.insert(&Revocation::subject("alice", now, Duration::from_secs(60)), denylist_millis(now));
+/// assert_eq!(denylist.len(), 1);
+/// ```
+#[derive(Debug, Default)]
+pub struct Denylist {
+    tokens: DashMap<Box<str>, DashMap<Box<str>, u64>>,
+    subjects: DashMap<Box<str>, Cutoff>,
+    sessions: DashMap<Box<str>, Cutoff>,
+    last_sweep_ms: AtomicU64,
+}
+
+/// Sweeps run at most this often, triggered by inserts: bounded memory
+/// without a background task, and no O(n) walk per insert.
+const SWEEP_INTERVAL_MS: u64 = 30_000;
+
+impl Denylist {
+    /// Adds `revocation`, merged with what is there (the later cutoff and
+    /// the later expiry win: a revocation is never weakened).
+    pub fn insert(&self, revocation: &Revocation, now_ms: u64) {
+        if revocation.expires_ms <= now_ms {
+            return;
+        }
+        let merge = |cutoffs: &DashMap<Box<str>, Cutoff>, key: &str| {
+            let mut entry = cutoffs.entry(key.into()).or_insert(Cutoff {
+                cutoff_secs: 0,
+                expires_ms: 0,
+            });
+            entry.cutoff_secs = entry.cutoff_secs.max(revocation.cutoff_secs);
+            entry.expires_ms = entry.expires_ms.max(revocation.expires_ms);
+        };
+        match &revocation.target {
+            Target::Token { issuer, jti } => {
+                let by_issuer = self.tokens.entry(issuer.as_str().into()).or_default();
+                let mut expires = by_issuer.entry(jti.as_str().into()).or_insert(0);
+                *expires = (*expires).max(revocation.expires_ms);
+            }
+            Target::Subject(subject) => merge(&self.subjects, subject),
+            Target::Session(sid) => merge(&self.sessions, sid),
+        }
+        let last = self.last_sweep_ms.load(Ordering::Relaxed);
+        if now_ms.saturating_sub(last) >= SWEEP_INTERVAL_MS
+            && self
+                .last_sweep_ms
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.sweep(now_ms);
+        }
+    }
+
+    /// Whether the token described by `facts` is revoked at `now_ms`.
+    pub fn verdict(&self, facts: &TokenFacts<'_>, now_ms: u64) -> Option<Revoked> {
+        if let (Some(issuer), Some(jti)) = (facts.issuer, facts.jti)
+            && let Some(by_issuer) = self.tokens.get(issuer)
+            && let Some(expires) = by_issuer.get(jti)
+            && *expires > now_ms
+        {
+            return Some(Revoked::Token);
+        }
+        // A token without `iat` cannot prove it was issued after a cutoff.
+        let cut = |cutoff: &Cutoff| {
+            cutoff.expires_ms > now_ms && facts.issued_at_secs.is_none_or(|iat| iat <= cutoff.cutoff_secs)
+        };
+        if !self.subjects.is_empty()
+            && let Some(cutoff) = self.subjects.get(facts.subject)
+            && cut(&cutoff)
+        {
+            return Some(Revoked::Subject);
+        }
+        if !self.sessions.is_empty()
+            && let Some(sid) = facts.session_id()
+            && let Some(cutoff) = self.sessions.get(sid.as_str())
+            && cut(&cutoff)
+        {
+            return Some(Revoked::Session);
+        }
+        None
+    }
+
+    /// Drops every entry that has expired by `now_ms`.
+    pub fn sweep(&self, now_ms: u64) {
+        self.tokens.retain(|_, by_issuer| {
+            by_issuer.retain(|_, expires| *expires > now_ms);
+            !by_issuer.is_empty()
+        });
+        self.subjects.retain(|_, cutoff| cutoff.expires_ms > now_ms);
+        self.sessions.retain(|_, cutoff| cutoff.expires_ms > now_ms);
+    }
+
+    /// How many entries are held (expired ones not yet swept included).
+    pub fn len(&self) -> usize {
+        let tokens: usize = self.tokens.iter().map(|by_issuer| by_issuer.len()).sum();
+        tokens + self.subjects.len() + self.sessions.len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty() && self.subjects.is_empty() && self.sessions.is_empty()
+    }
+
+    /// Every unexpired entry.
+    pub fn entries(&self, now_ms: u64) -> Vec<Revocation> {
+        let mut entries = Vec::new();
+        for by_issuer in self.tokens.iter() {
+            for token in by_issuer.iter() {
+                if *token.value() > now_ms {
+                    entries.push(Revocation {
+                        target: Target::Token {
+                            issuer: by_issuer.key().to_string(),
+                            jti: token.key().to_string(),
+                        },
+                        cutoff_secs: 0,
+                        expires_ms: *token.value(),
+                    });
+                }
+            }
+        }
+        for (cutoffs, make) in [
+            (&self.subjects, Target::Subject as fn(String) -> Target),
+            (&self.sessions, Target::Session),
+        ] {
+            for cutoff in cutoffs.iter() {
+                if cutoff.expires_ms > now_ms {
+                    entries.push(Revocation {
+                        target: make(cutoff.key().to_string()),
+                        cutoff_secs: cutoff.cutoff_secs,
+                        expires_ms: cutoff.expires_ms,
+                    });
+                }
+            }
+        }
+        entries
+    }
+}
+
+/// Milliseconds since the epoch (re-exported as `denylist_millis`).
+pub fn millis(at: SystemTime) -> u64 {
+    u64::try_from(at.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_round_trip_even_with_separators_inside() {
+        for target in [
+            Target::Token {
+                issuer: "https://a:b".into(),
+                jti: "1:2".into(),
+            },
+            Target::Subject("s:x".into()),
+            Target::Session(String::new()),
+        ] {
+            assert_eq!(Target::decode(&target.encode()), Some(target.clone()));
+        }
+        assert_eq!(Target::decode("t:99:short"), None, "a length past the end");
+        assert_eq!(Target::decode("x:what"), None);
+        assert_eq!(Target::decode(""), None);
+        assert_eq!(Revocation::decode("s:a", "1:2").map(|r| r.expires_ms), Some(2));
+        assert_eq!(Revocation::decode("s:a", "1"), None);
+    }
+}

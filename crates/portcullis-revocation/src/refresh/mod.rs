@@ -1,0 +1,428 @@
+//! `RefreshTokens`: the rotation engine.
+
+mod memory;
+mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lc_rs::{digest, hmac};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use portcullis_core::audit::{Decision, Fingerprint, Outcome};
+use portcullis_core::{SharedClock, SystemClock};
+use portcullis_jwt::{IssueError, JwtIssuer};
+use serde_json::{Map, Value};
+
+pub use memory::MemoryRefreshStore;
+pub use store::{Family, RefreshStore, Spend, TokenHash};
+
+use crate::denylist::millis;
+use crate::store::{Revocations, StoreError};
+
+const LAYER: &str = "refresh";
+
+/// A new access token and the refresh token to use next.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct TokenPair {
+    /// A signed access token from the configured `JwtIssuer`, carrying the
+    /// family id as `sid`.
+    pub access_token: String,
+    /// The opaque refresh token to present next time (single use).
+    pub refresh_token: String,
+    /// The access token's lifetime.
+    pub expires_in: Duration,
+    /// The scopes granted, space-separated.
+    pub scope: String,
+    /// The family id (`sid` of the access tokens).
+    pub family: String,
+}
+
+/// Why a refresh failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    /// The refresh token is not usable: OAuth `invalid_grant`, with the
+    /// reason (`malformed refresh token`, `unknown refresh token`,
+    /// `refresh token expired or revoked`, `refresh token reused; family revoked`).
+    #[error("invalid grant: {0}")]
+    InvalidGrant(&'static str),
+    /// A store could not answer: a 503, never a silent success.
+    #[error(transparent)]
+    Unavailable(#[from] StoreError),
+    /// The access token could not be minted.
+    #[error(transparent)]
+    Issue(#[from] IssueError),
+}
+
+/// Invalid configuration of [`RefreshTokens`].
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshConfigError {
+    /// The secret refresh tokens are hashed and derived under is too short.
+    #[error("the refresh-token secret must be at least 32 bytes, got {0}")]
+    ShortSecret(usize),
+    /// The grace window is not shorter than the idle lifetime.
+    #[error("the grace window must be shorter than the idle lifetime")]
+    GraceTooLong,
+}
+
+/// Issues and rotates opaque refresh tokens, in families.
+///
+/// - A refresh token is 256 random bits (base64url), stored only as a keyed
+///   hash. Each use spends it atomically and returns a new access token
+///   (minted by the [`JwtIssuer`], with the family id as `sid`) and its
+///   successor.
+/// - The successor is derived from the token (HMAC under the secret), so
+///   an honest retry within the grace window (default 5 s: a lost
+///   response) gets the *same* successor, never a second branch, and the
+///   store never holds a usable token.
+/// - A spent token presented again after the grace window is a replay: its
+///   whole family is revoked, and the family's access tokens are cut off
+///   through [`Revocations`] (and, with
+///   [`cut_off_subject_on_reuse`](RefreshTokensBuilder::cut_off_subject_on_reuse),
+///   every access token of the subject).
+/// - A family has an idle lifetime (default 14 days, per token) and an
+///   absolute one (default 30 days, from login).
+///
+/// ```
+/// use std::sync::Arc;
+/// use portcullis_jwt::{JwtIssuer, SigningKey};
+/// use portcullis_revocation::{MemoryRefreshStore, RefreshError, RefreshTokens};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let issuer = JwtIssuer::new(SigningKey::generate_ed25519().unwrap(), "https://auth.example", "api");
+/// let tokens = RefreshTokens::builder(Arc::new(MemoryRefreshStore::new()), issuer, &[7; 32]).build().unwrap();
+/// let login = tokens.issue("alice", ["notes:read"]).await?;
+/// let next = tokens.refresh(&login.refresh_token).await?;
+/// assert_ne!(next.refresh_token, login.refresh_token);
+/// # Ok::<(), RefreshError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone, Debug)]
+pub struct RefreshTokens {
+    inner: Arc<Engine>,
+}
+
+struct Engine {
+    store: Arc<dyn RefreshStore>,
+    issuer: JwtIssuer,
+    revocations: Option<Revocations>,
+    hash_state: digest::Context,
+    successor_key: hmac::Key,
+    grace: Duration,
+    idle: Duration,
+    absolute: Duration,
+    cut_off_subject_on_reuse: bool,
+    clock: SharedClock,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefreshTokens")
+            .field("store", &self.store)
+            .field("grace", &self.grace)
+            .field("idle", &self.idle)
+            .field("absolute", &self.absolute)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures [`RefreshTokens`].
+#[must_use]
+pub struct RefreshTokensBuilder {
+    store: Arc<dyn RefreshStore>,
+    issuer: JwtIssuer,
+    secret: Vec<u8>,
+    revocations: Option<Revocations>,
+    grace: Duration,
+    idle: Duration,
+    absolute: Duration,
+    cut_off_subject_on_reuse: bool,
+    clock: SharedClock,
+}
+
+impl std::fmt::Debug for RefreshTokensBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefreshTokensBuilder").finish_non_exhaustive()
+    }
+}
+
+impl RefreshTokensBuilder {
+    /// Where revoked families' access tokens are cut off (their `sid`).
+    /// Without it, a revoked family's access tokens live out their (short)
+    /// lifetime.
+    pub fn revocations(mut self, revocations: &Revocations) -> Self {
+        self.revocations = Some(revocations.clone());
+        self
+    }
+
+    /// How long after a rotation a retry with the spent token gets the same
+    /// successor (default 5 s). Zero: every second use is a replay.
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// How long an unused refresh token stays valid (default 14 days).
+    pub fn idle(mut self, idle: Duration) -> Self {
+        self.idle = idle;
+        self
+    }
+
+    /// How long a family lives from login, whatever its use (default 30 days).
+    pub fn absolute(mut self, absolute: Duration) -> Self {
+        self.absolute = absolute;
+        self
+    }
+
+    /// On a replay, also cut off every access token of the subject, not
+    /// only the family's (default off: a replay proves one family leaked).
+    pub fn cut_off_subject_on_reuse(mut self, enabled: bool) -> Self {
+        self.cut_off_subject_on_reuse = enabled;
+        self
+    }
+
+    /// The clock deadlines are computed with (tests use a manual one).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The engine, or why the configuration is unsafe.
+    pub fn build(self) -> Result<RefreshTokens, RefreshConfigError> {
+        if self.secret.len() < 32 {
+            return Err(RefreshConfigError::ShortSecret(self.secret.len()));
+        }
+        if self.grace >= self.idle {
+            return Err(RefreshConfigError::GraceTooLong);
+        }
+        // Two keys from one secret, domain-separated: one to hash tokens
+        // for the store, one to derive successors.
+        let mut hash_state = digest::Context::new(&digest::SHA256);
+        hash_state.update(
+            digest::digest(
+                &digest::SHA512,
+                &[&self.secret[..], b"portcullis refresh hash"].concat(),
+            )
+            .as_ref(),
+        );
+        let successor_secret = digest::digest(
+            &digest::SHA256,
+            &[&self.secret[..], b"portcullis refresh successor"].concat(),
+        );
+        Ok(RefreshTokens {
+            inner: Arc::new(Engine {
+                store: self.store,
+                issuer: self.issuer,
+                revocations: self.revocations,
+                hash_state,
+                successor_key: hmac::Key::new(hmac::HMAC_SHA256, successor_secret.as_ref()),
+                grace: self.grace,
+                idle: self.idle,
+                absolute: self.absolute,
+                cut_off_subject_on_reuse: self.cut_off_subject_on_reuse,
+                clock: self.clock,
+            }),
+        })
+    }
+}
+
+/// A refresh token as sent: 43 base64url characters, 32 bytes.
+struct RawToken([u8; 32]);
+
+impl RawToken {
+    fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        // No safe token without randomness; aws-lc aborts rather than fail.
+        aws_lc_rs::rand::fill(&mut bytes).unwrap_or_else(|_| unreachable!("system RNG failure"));
+        Self(bytes)
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        if text.len() != 43 {
+            return None;
+        }
+        let mut bytes = [0u8; 32];
+        match URL_SAFE_NO_PAD.decode_slice(text, &mut bytes) {
+            Ok(32) => Some(Self(bytes)),
+            _ => None,
+        }
+    }
+
+    fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+}
+
+fn random_family_id() -> String {
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut bytes).unwrap_or_else(|_| unreachable!("system RNG failure"));
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+impl RefreshTokens {
+    /// Configures an engine over `store`, minting access tokens with
+    /// `issuer`; `secret` (at least 32 bytes, kept stable across restarts
+    /// and nodes) keys the token hashes and successors.
+    pub fn builder(store: Arc<dyn RefreshStore>, issuer: JwtIssuer, secret: &[u8]) -> RefreshTokensBuilder {
+        RefreshTokensBuilder {
+            store,
+            issuer,
+            secret: secret.to_vec(),
+            revocations: None,
+            grace: Duration::from_secs(5),
+            idle: Duration::from_secs(14 * 24 * 3600),
+            absolute: Duration::from_secs(30 * 24 * 3600),
+            cut_off_subject_on_reuse: false,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// The issuer access tokens are minted with.
+    pub fn issuer(&self) -> &JwtIssuer {
+        &self.inner.issuer
+    }
+
+    fn hash(&self, token: &RawToken) -> TokenHash {
+        let mut context = self.inner.hash_state.clone();
+        context.update(&token.0);
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(context.finish().as_ref());
+        TokenHash(hash)
+    }
+
+    fn successor(&self, token: &RawToken) -> RawToken {
+        let tag = hmac::sign(&self.inner.successor_key, &token.0);
+        let mut bytes = [0u8; 32];
+        bytes.copy_from_slice(tag.as_ref());
+        RawToken(bytes)
+    }
+
+    fn pair(&self, family: &Family, refresh: &RawToken) -> Result<TokenPair, RefreshError> {
+        let mut extra = Map::new();
+        extra.insert("sid".into(), Value::String(family.id.clone()));
+        let access_token = self.inner.issuer.mint_with(&family.subject, &family.scopes, extra)?;
+        Ok(TokenPair {
+            access_token,
+            refresh_token: refresh.encode(),
+            expires_in: self.inner.issuer.ttl(),
+            scope: family.scopes.join(" "),
+            family: family.id.clone(),
+        })
+    }
+
+    /// Starts a family for `subject` (after a login): its first access and
+    /// refresh tokens.
+    pub async fn issue<I, S>(&self, subject: &str, scopes: I) -> Result<TokenPair, RefreshError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let now = self.inner.clock.now();
+        let created_ms = millis(now);
+        let family = Family {
+            id: random_family_id(),
+            subject: subject.to_owned(),
+            scopes: scopes.into_iter().map(Into::into).collect(),
+            created_ms,
+            absolute_deadline_ms: created_ms
+                .saturating_add(u64::try_from(self.inner.absolute.as_millis()).unwrap_or(u64::MAX)),
+        };
+        let first = RawToken::generate();
+        self.inner
+            .store
+            .create(&self.hash(&first), &family, self.inner.idle)
+            .await?;
+        self.pair(&family, &first)
+    }
+
+    /// Spends `refresh_token` and returns the next pair.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, RefreshError> {
+        let Some(token) = RawToken::parse(refresh_token) else {
+            return Err(self.refused("malformed refresh token", None));
+        };
+        let successor = self.successor(&token);
+        let now_ms = millis(self.inner.clock.now());
+        let spend = self
+            .inner
+            .store
+            .spend(
+                &self.hash(&token),
+                &self.hash(&successor),
+                now_ms,
+                self.inner.grace,
+                self.inner.idle,
+            )
+            .await?;
+        let fingerprint = Fingerprint::of(&token.0);
+        match spend {
+            Spend::Rotated(family) | Spend::Retry(family) => {
+                Decision::new(LAYER, Outcome::Accepted)
+                    .subject(&family.subject)
+                    .credential(fingerprint)
+                    .record();
+                self.pair(&family, &successor)
+            }
+            Spend::Reused(family) => {
+                self.cut_off(&family, self.inner.cut_off_subject_on_reuse).await?;
+                Decision::new(LAYER, Outcome::Rejected)
+                    .reason("refresh token reused; family revoked")
+                    .subject(&family.subject)
+                    .credential(fingerprint)
+                    .record();
+                Err(RefreshError::InvalidGrant("refresh token reused; family revoked"))
+            }
+            Spend::Ended => Err(self.refused("refresh token expired or revoked", Some(fingerprint))),
+            Spend::Unknown => Err(self.refused("unknown refresh token", Some(fingerprint))),
+        }
+    }
+
+    fn refused(&self, reason: &'static str, fingerprint: Option<Fingerprint>) -> RefreshError {
+        let mut decision = Decision::new(LAYER, Outcome::Rejected).reason(reason);
+        if let Some(fingerprint) = fingerprint {
+            decision = decision.credential(fingerprint);
+        }
+        decision.record();
+        RefreshError::InvalidGrant(reason)
+    }
+
+    /// Cuts off the access tokens of a revoked family (and of its subject).
+    async fn cut_off(&self, family: &Family, subject_too: bool) -> Result<(), StoreError> {
+        if let Some(revocations) = &self.inner.revocations {
+            revocations.cut_off_session(&family.id).await?;
+            if subject_too {
+                revocations.cut_off_subject(&family.subject).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Revokes the family of `refresh_token` and cuts off its access
+    /// tokens. `false` for a token that is malformed or unknown.
+    pub async fn revoke(&self, refresh_token: &str) -> Result<bool, StoreError> {
+        let Some(token) = RawToken::parse(refresh_token) else {
+            return Ok(false);
+        };
+        let Some(family) = self.inner.store.revoke_family_of(&self.hash(&token)).await? else {
+            return Ok(false);
+        };
+        self.cut_off(&family, false).await?;
+        Decision::new(LAYER, Outcome::Accepted)
+            .reason("refresh family revoked")
+            .subject(&family.subject)
+            .record();
+        Ok(true)
+    }
+
+    /// Revokes every family of `subject` and cuts off their access tokens;
+    /// returns how many families were revoked.
+    pub async fn revoke_subject(&self, subject: &str) -> Result<usize, StoreError> {
+        let families = self.inner.store.revoke_subject(subject).await?;
+        if let Some(revocations) = &self.inner.revocations {
+            for id in &families {
+                revocations.cut_off_session(id).await?;
+            }
+        }
+        Ok(families.len())
+    }
+}

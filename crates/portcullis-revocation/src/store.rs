@@ -1,0 +1,159 @@
+//! The `RevocationStore` trait, and `Revocations`, the handle that revokes.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use portcullis_core::{Identity, SharedClock, SystemClock};
+
+use crate::denylist::{Revocation, Revoked};
+
+/// A boxed future returned by store methods, so the traits stay usable as
+/// `Arc<dyn …>`.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A store could not answer. A check that meets it is a 503 (gRPC
+/// `UNAVAILABLE`): never a silent pass.
+#[derive(Debug, thiserror::Error)]
+#[error("revocation store unavailable: {reason}")]
+pub struct StoreError {
+    reason: String,
+}
+
+impl StoreError {
+    /// An error with a human-readable reason.
+    pub fn unavailable(reason: impl fmt::Display) -> Self {
+        Self {
+            reason: reason.to_string(),
+        }
+    }
+
+    /// The reason.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+/// Where revocations live.
+///
+/// Contract (checked by the conformance suite, feature `conformance`):
+/// - [`revoke`](RevocationStore::revoke) merges: a later cutoff or a later
+///   expiry wins, a revocation is never weakened.
+/// - [`check`](RevocationStore::check) finds a token revoked by its
+///   `(iss, jti)`, by a cutoff of its subject, or by a cutoff of its `sid`
+///   claim, for tokens issued at or before the cutoff.
+/// - Entries are forgotten only after they expire.
+pub trait RevocationStore: Send + Sync + fmt::Debug + 'static {
+    /// Records `revocation`.
+    fn revoke(&self, revocation: Revocation) -> StoreFuture<'_, ()>;
+
+    /// Whether the bearer-token `identity` is revoked.
+    fn check(&self, identity: Identity) -> StoreFuture<'_, Option<Revoked>>;
+
+    /// The answer [`check`](RevocationStore::check) would give, when the
+    /// store has it without waiting (an in-process store or mirror). The
+    /// layer then allocates and polls no future. `None`: ask `check`.
+    fn check_now(&self, identity: &Identity) -> Option<Result<Option<Revoked>, StoreError>> {
+        let _ = identity;
+        None
+    }
+
+    /// Every unexpired revocation (for mirrors and administration).
+    fn entries(&self) -> StoreFuture<'_, Vec<Revocation>>;
+}
+
+/// The handle that revokes: cheap to clone, shared by the layer, the
+/// refresh engine and the application's logout code.
+///
+/// ```
+/// use std::sync::Arc;
+/// use portcullis_revocation::{MemoryRevocationStore, Revocations};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let revocations = Revocations::new(Arc::new(MemoryRevocationStore::new()));
+/// revocations.cut_off_subject("alice").await?; // "log out everywhere"
+/// # Ok::<(), portcullis_revocation::StoreError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone, Debug)]
+pub struct Revocations {
+    store: Arc<dyn RevocationStore>,
+    keep_cutoffs_for: Duration,
+    clock: SharedClock,
+}
+
+/// How long subject and session cutoffs are kept by default: a day, past
+/// the lifetime of any access token worth accepting.
+pub const DEFAULT_KEEP_CUTOFFS_FOR: Duration = Duration::from_secs(24 * 3600);
+
+impl Revocations {
+    /// A handle on `store`.
+    pub fn new(store: Arc<dyn RevocationStore>) -> Self {
+        Self {
+            store,
+            keep_cutoffs_for: DEFAULT_KEEP_CUTOFFS_FOR,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// How long a subject or session cutoff is kept (default a day). Set it
+    /// to at least the longest lifetime of an access token you accept: an
+    /// older cutoff is forgotten, and with it the revocation.
+    #[must_use]
+    pub fn keep_cutoffs_for(mut self, keep_for: Duration) -> Self {
+        self.keep_cutoffs_for = keep_for;
+        self
+    }
+
+    /// The clock cutoffs are stamped with (tests use a manual one).
+    #[must_use]
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn RevocationStore> {
+        &self.store
+    }
+
+    /// Revokes the token `(issuer, jti)` until `token_expires`.
+    pub async fn revoke_token(&self, issuer: &str, jti: &str, token_expires: SystemTime) -> Result<(), StoreError> {
+        self.store.revoke(Revocation::token(issuer, jti, token_expires)).await
+    }
+
+    /// Revokes the token behind a verified bearer `identity` (logout of one
+    /// token). `false` when it carries no `iss`/`jti`/`exp` to revoke it by:
+    /// cut off its subject instead.
+    pub async fn revoke_identity(&self, identity: &Identity) -> Result<bool, StoreError> {
+        let Some(facts) = crate::TokenFacts::of(identity) else {
+            return Ok(false);
+        };
+        match (facts.issuer, facts.jti, identity.expires_at()) {
+            (Some(issuer), Some(jti), Some(expires)) => {
+                self.revoke_token(issuer, jti, expires).await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Revokes every token of `subject` issued until now (log out
+    /// everywhere, password change, account lock).
+    pub async fn cut_off_subject(&self, subject: &str) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        self.store
+            .revoke(Revocation::subject(subject, now, self.keep_cutoffs_for))
+            .await
+    }
+
+    /// Revokes every token carrying `sid` issued until now.
+    pub async fn cut_off_session(&self, sid: &str) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        self.store
+            .revoke(Revocation::session(sid, now, self.keep_cutoffs_for))
+            .await
+    }
+}
