@@ -223,3 +223,56 @@ pub mod grpc {
             .map(tonic::Response::into_inner)
     }
 }
+
+/// A TCP forwarder on a loopback port that a test can cut and restore: a
+/// network partition between one node and its Redis, while other nodes
+/// still reach it.
+#[derive(Debug)]
+pub struct Partition {
+    addr: SocketAddr,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl Partition {
+    /// Forwards a free loopback port to `upstream`.
+    pub async fn to(upstream: SocketAddr) -> Self {
+        let (listener, addr) = loopback_listener().await;
+        let (cut, watch) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    continue;
+                };
+                if *watch.borrow() {
+                    continue; // dropped: the connection is refused
+                }
+                let mut watch = watch.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = watch.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        Self { addr, cut }
+    }
+
+    /// `redis://` URL through the forwarder.
+    pub fn redis_url(&self) -> String {
+        format!("redis://{}", self.addr)
+    }
+
+    /// Cuts every connection through it and refuses new ones.
+    pub fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    /// Lets connections through again.
+    pub fn restore(&self) {
+        self.cut.send_replace(false);
+    }
+}

@@ -2,6 +2,10 @@
 //!
 //! - [`RedisSessionStore`]: a [`SessionStore`] for `SessionLayer`, so several
 //!   instances share sessions.
+//! - [`ReplicatedRevocationStore`]: revocations shared through Redis and
+//!   checked against a local mirror on every node (no round trip per
+//!   request); [`RedisRevocationStore`] is its writer, asked per check.
+//! - [`RedisRefreshStore`]: refresh-token families, rotated atomically.
 //!
 //! The client is `redis` 1.x with its `ConnectionManager`: one multiplexed
 //! connection per store that reconnects by itself after an outage, so the
@@ -30,7 +34,13 @@
 //! by name, which Redis Cluster does not allow across slots; this store is
 //! for a single Redis (or a primary with replicas) for now.
 
+mod refresh;
+mod revocation;
 mod session;
 
 pub use portcullis_session::SessionStore;
+pub use refresh::RedisRefreshStore;
+pub use revocation::{
+    FeedLossPolicy, MirrorStats, RedisRevocationStore, ReplicatedRevocationStore, ReplicationOptions,
+};
 pub use session::{RedisOptions, RedisSessionStore};

@@ -175,6 +175,22 @@ fn ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
+/// A reconnecting connection with the options' timeouts: while Redis is
+/// down, commands fail fast (a 503) and the manager reconnects in the
+/// background.
+pub(crate) async fn connection_manager(
+    url: &str,
+    options: &RedisOptions,
+) -> Result<ConnectionManager, redis::RedisError> {
+    let client = redis::Client::open(url)?;
+    let config = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(options.response_timeout))
+        .set_connection_timeout(Some(options.connection_timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500));
+    ConnectionManager::new_with_config(client, config).await
+}
+
 fn unavailable(error: redis::RedisError) -> StoreError {
     StoreError::Unavailable(error.to_string())
 }
@@ -188,15 +204,7 @@ impl RedisSessionStore {
 
     /// Connects with explicit options.
     pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(options.response_timeout))
-            .set_connection_timeout(Some(options.connection_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let connection = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(unavailable)?;
+        let connection = connection_manager(url, &options).await.map_err(unavailable)?;
         Ok(Self {
             connection,
             prefix: options.prefix,

@@ -79,8 +79,9 @@ impl Inner {
 
     fn sweep(&mut self, now_ms: u64) {
         let families = &self.families;
+        // A spent token is kept while its family lives, to catch replays.
         self.tokens.retain(|_, token| {
-            token.idle_deadline_ms > now_ms
+            (token.spent.is_some() || token.idle_deadline_ms > now_ms)
                 && families
                     .get(&token.family)
                     .is_some_and(|f| !f.revoked && f.family.absolute_deadline_ms > now_ms)

@@ -1,0 +1,528 @@
+//! Revocations in Redis: a store that asks Redis on every check, and the
+//! replicated store that keeps a local mirror on every node.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use portcullis_core::Identity;
+use portcullis_core::audit::TARGET as AUDIT;
+use portcullis_revocation::{
+    Denylist, Revocation, RevocationStore, Revoked, StoreError, StoreFuture, Target, TokenFacts, denylist_millis,
+};
+use redis::aio::{ConnectionManager, MultiplexedConnection};
+use redis::streams::{StreamId, StreamRangeReply, StreamReadOptions, StreamReadReply};
+use redis::{AsyncCommands, Script};
+
+use crate::session::{RedisOptions, connection_manager};
+
+fn unavailable(error: redis::RedisError) -> StoreError {
+    StoreError::unavailable(error)
+}
+
+fn now_ms() -> u64 {
+    denylist_millis(SystemTime::now())
+}
+
+/// How many feed entries Redis keeps for nodes catching up (older ones
+/// are trimmed; a node that missed more resynchronizes from the hash).
+const FEED_LENGTH: u32 = 100_000;
+
+// KEYS = entries, expiry, feed; ARGV = field, cutoff, expires_ms, now_ms, feed length
+const REVOKE: &str = r"
+local cutoff, expires = tonumber(ARGV[2]), tonumber(ARGV[3])
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old then
+  local c, e = string.match(old, '^(%d+):(%d+)$')
+  if c then cutoff = math.max(cutoff, tonumber(c)); expires = math.max(expires, tonumber(e)) end
+end
+local value = string.format('%.0f:%.0f', cutoff, expires)
+redis.call('HSET', KEYS[1], ARGV[1], value)
+redis.call('ZADD', KEYS[2], expires, ARGV[1])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'f', ARGV[1], 'v', value)
+local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[4], 'LIMIT', 0, 100)
+for _, field in ipairs(stale) do
+  redis.call('HDEL', KEYS[1], field)
+  redis.call('ZREM', KEYS[2], field)
+end
+return 1";
+
+/// Revocations in Redis, asked on every check (one `HMGET` round trip).
+///
+/// Layout, under the prefix: `rev:entries` is a hash from a target
+/// ([`Target::encode`]) to `cutoff:expires`; `rev:expiry` a sorted set of
+/// the same targets by expiry (expired ones are dropped as new revocations
+/// arrive); `rev:feed` a stream of every revocation, which mirrors follow.
+///
+/// For the per-request check prefer [`ReplicatedRevocationStore`]: this
+/// store is its writer, and the baseline the benchmarks compare it with.
+#[derive(Clone)]
+pub struct RedisRevocationStore {
+    connection: ConnectionManager,
+    keys: Arc<Keys>,
+}
+
+struct Keys {
+    entries: String,
+    expiry: String,
+    feed: String,
+}
+
+impl fmt::Debug for RedisRevocationStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisRevocationStore")
+            .field("entries", &self.keys.entries)
+            .finish_non_exhaustive()
+    }
+}
+
+fn script() -> &'static Script {
+    static SCRIPT: std::sync::OnceLock<Script> = std::sync::OnceLock::new();
+    SCRIPT.get_or_init(|| Script::new(REVOKE))
+}
+
+impl RedisRevocationStore {
+    /// Connects to `url`, failing if Redis cannot be reached now.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, RedisOptions::default()).await
+    }
+
+    /// Connects with explicit options.
+    pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
+        let connection = connection_manager(url, &options).await.map_err(unavailable)?;
+        let prefix = options.prefix;
+        Ok(Self {
+            connection,
+            keys: Arc::new(Keys {
+                entries: format!("{prefix}rev:entries"),
+                expiry: format!("{prefix}rev:expiry"),
+                feed: format!("{prefix}rev:feed"),
+            }),
+        })
+    }
+
+    async fn all(&self) -> Result<Vec<Revocation>, StoreError> {
+        let mut connection = self.connection.clone();
+        let flat: Vec<(String, String)> = connection.hgetall(&self.keys.entries).await.map_err(unavailable)?;
+        let now = now_ms();
+        Ok(flat
+            .iter()
+            .filter_map(|(target, value)| Revocation::decode(target, value))
+            .filter(|revocation| revocation.expires_ms > now)
+            .collect())
+    }
+}
+
+fn parse_value(value: Option<&str>) -> Option<(u64, u64)> {
+    let (cutoff, expires) = value?.split_once(':')?;
+    Some((cutoff.parse().ok()?, expires.parse().ok()?))
+}
+
+impl RevocationStore for RedisRevocationStore {
+    fn revoke(&self, revocation: Revocation) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            let _: i64 = script()
+                .key(&self.keys.entries)
+                .key(&self.keys.expiry)
+                .key(&self.keys.feed)
+                .arg(revocation.target.encode())
+                .arg(revocation.cutoff_secs)
+                .arg(revocation.expires_ms)
+                .arg(now_ms())
+                .arg(FEED_LENGTH)
+                .invoke_async(&mut connection)
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
+    fn check(&self, identity: Identity) -> StoreFuture<'_, Option<Revoked>> {
+        Box::pin(async move {
+            let Some(facts) = TokenFacts::of(&identity) else {
+                return Ok(None);
+            };
+            let token = match (facts.issuer, facts.jti) {
+                (Some(issuer), Some(jti)) => Target::Token {
+                    issuer: issuer.to_owned(),
+                    jti: jti.to_owned(),
+                }
+                .encode(),
+                // No field can match it; keeps the reply's shape fixed.
+                _ => String::new(),
+            };
+            let subject = Target::Subject(facts.subject.to_owned()).encode();
+            let session = facts
+                .session_id()
+                .map(|sid| Target::Session(sid).encode())
+                .unwrap_or_default();
+            let mut connection = self.connection.clone();
+            let values: Vec<Option<String>> = redis::cmd("HMGET")
+                .arg(&self.keys.entries)
+                .arg(token)
+                .arg(subject)
+                .arg(session)
+                .query_async(&mut connection)
+                .await
+                .map_err(unavailable)?;
+            let now = now_ms();
+            let cut = |value: Option<&String>| {
+                parse_value(value.map(String::as_str)).is_some_and(|(cutoff, expires)| {
+                    expires > now && facts.issued_at_secs.is_none_or(|iat| iat <= cutoff)
+                })
+            };
+            if parse_value(values.first().and_then(Option::as_deref)).is_some_and(|(_, expires)| expires > now) {
+                return Ok(Some(Revoked::Token));
+            }
+            if cut(values.get(1).and_then(Option::as_ref)) {
+                return Ok(Some(Revoked::Subject));
+            }
+            if cut(values.get(2).and_then(Option::as_ref)) {
+                return Ok(Some(Revoked::Session));
+            }
+            Ok(None)
+        })
+    }
+
+    fn entries(&self) -> StoreFuture<'_, Vec<Revocation>> {
+        Box::pin(self.all())
+    }
+}
+
+/// What a node does when its mirror has lost the feed from Redis for
+/// longer than the allowed staleness.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FeedLossPolicy {
+    /// Refuse bearer requests with a 503 (gRPC `UNAVAILABLE`): no revoked
+    /// token can slip through. The default.
+    #[default]
+    FailClosed,
+    /// Keep answering from the stale mirror, with a warning audit event
+    /// (at most one a second): availability first, knowingly.
+    FailOpen,
+}
+
+/// Options of [`ReplicatedRevocationStore`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ReplicationOptions {
+    /// Connection options (prefix, timeouts) of the writer.
+    pub redis: RedisOptions,
+    /// How stale the mirror may get before the policy applies (default 3 s).
+    pub max_staleness: Duration,
+    /// What to do past it (default fail closed).
+    pub policy: FeedLossPolicy,
+    /// How long one read of the feed waits for news (default 250 ms): a
+    /// heartbeat that bounds how stale a healthy mirror can look.
+    pub heartbeat: Duration,
+}
+
+impl Default for ReplicationOptions {
+    fn default() -> Self {
+        Self {
+            redis: RedisOptions::default(),
+            max_staleness: Duration::from_secs(3),
+            policy: FeedLossPolicy::FailClosed,
+            heartbeat: Duration::from_millis(250),
+        }
+    }
+}
+
+/// A snapshot of a mirror's health, for metrics and health checks.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct MirrorStats {
+    /// Time since the mirror last heard from Redis.
+    pub staleness: Duration,
+    /// Whether the feed is connected now.
+    pub connected: bool,
+    /// Revocations applied from the feed since start.
+    pub applied: u64,
+    /// Full resynchronizations (the first load included).
+    pub resyncs: u64,
+    /// Propagation delays of the revocations applied from the feed (from
+    /// Redis's timestamp of the entry to the mirror applying it), the
+    /// latest 1,024.
+    pub recent_delays: Vec<Duration>,
+    /// Entries held.
+    pub entries: usize,
+}
+
+struct Shared {
+    denylist: Denylist,
+    writer: RedisRevocationStore,
+    options: ReplicationOptions,
+    last_contact_ms: AtomicU64,
+    last_warning_ms: AtomicU64,
+    connected: AtomicBool,
+    applied: AtomicU64,
+    resyncs: AtomicU64,
+    delays: Mutex<std::collections::VecDeque<Duration>>,
+}
+
+/// Revocations shared through Redis, checked against a local mirror: the
+/// per-request check is an in-process lookup (no round trip), and a
+/// revocation made on any node reaches every node's mirror within
+/// milliseconds.
+///
+/// How: the writer appends every revocation to a Redis stream besides the
+/// hash that holds them all. Each node loads the hash at start (before
+/// [`start`](ReplicatedRevocationStore::start) returns: a node is not
+/// ready without its denylist), then follows the stream with blocking
+/// reads. A stream, not pub/sub, because it has no gap: a node reads on
+/// from the last entry it saw. After a lost connection the node reloads the
+/// hash, then follows the stream from its end as it was before the reload,
+/// so nothing revoked meanwhile is missed. The mirror merges and never
+/// drops an unexpired entry, even one Redis has lost (a restart without
+/// persistence).
+///
+/// Staleness (time since the mirror last heard from Redis; a healthy feed
+/// answers every heartbeat) is in [`stats`](ReplicatedRevocationStore::stats),
+/// and past `max_staleness` the [`FeedLossPolicy`] applies. Feed loss and
+/// recovery are audit events; each applied revocation emits a
+/// `portcullis::metrics` event with its propagation delay.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use portcullis_redis::{ReplicatedRevocationStore, ReplicationOptions};
+/// use portcullis_revocation::{RevocationLayer, Revocations};
+///
+/// # async fn demo() -> Result<(), portcullis_revocation::StoreError> {
+/// let store = ReplicatedRevocationStore::start("redis://127.0.0.1:6379", ReplicationOptions::default()).await?;
+/// let revocations = Revocations::new(Arc::new(store));
+/// let layer = RevocationLayer::new(&revocations);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct ReplicatedRevocationStore {
+    shared: Arc<Shared>,
+    _feed: Arc<AbortOnDrop>,
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl fmt::Debug for ReplicatedRevocationStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReplicatedRevocationStore")
+            .field("entries", &self.shared.writer.keys.entries)
+            .field("policy", &self.shared.options.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The feed's own connection: its reads block, so it shares nothing.
+struct Feed {
+    connection: MultiplexedConnection,
+    last_id: String,
+}
+
+impl Feed {
+    async fn connect(client: &redis::Client, options: &ReplicationOptions) -> Result<Self, redis::RedisError> {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(options.redis.connection_timeout))
+            .set_response_timeout(Some(options.heartbeat + options.redis.response_timeout));
+        let connection = client.get_multiplexed_async_connection_with_config(&config).await?;
+        Ok(Self {
+            connection,
+            last_id: "0-0".into(),
+        })
+    }
+
+    /// Loads every revocation, remembering where the stream stood first so
+    /// that nothing added during the load is missed.
+    async fn resync(&mut self, shared: &Shared) -> Result<(), redis::RedisError> {
+        let keys = &shared.writer.keys;
+        let newest: StreamRangeReply = self.connection.xrevrange_count(&keys.feed, "+", "-", 1).await?;
+        self.last_id = newest
+            .ids
+            .first()
+            .map_or_else(|| "0-0".to_owned(), |entry| entry.id.clone());
+        let flat: Vec<(String, String)> = self.connection.hgetall(&keys.entries).await?;
+        let now = now_ms();
+        for (target, value) in &flat {
+            if let Some(revocation) = Revocation::decode(target, value) {
+                shared.denylist.insert(&revocation, now);
+            }
+        }
+        shared.resyncs.fetch_add(1, Ordering::Relaxed);
+        shared.last_contact_ms.store(now_ms(), Ordering::Release);
+        shared.connected.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Waits up to one heartbeat for new revocations and applies them.
+    async fn follow(&mut self, shared: &Shared) -> Result<(), redis::RedisError> {
+        let heartbeat_ms = usize::try_from(shared.options.heartbeat.as_millis()).unwrap_or(usize::MAX);
+        let options = StreamReadOptions::default().block(heartbeat_ms).count(1_000);
+        let reply: Option<StreamReadReply> = self
+            .connection
+            .xread_options(&[&shared.writer.keys.feed], &[&self.last_id], &options)
+            .await?;
+        let now = now_ms();
+        for key in reply.map(|reply| reply.keys).unwrap_or_default() {
+            for entry in key.ids {
+                apply(shared, &entry, now);
+                self.last_id = entry.id;
+            }
+        }
+        shared.last_contact_ms.store(now, Ordering::Release);
+        Ok(())
+    }
+}
+
+fn apply(shared: &Shared, entry: &StreamId, now: u64) {
+    let field: Option<String> = entry.get("f");
+    let value: Option<String> = entry.get("v");
+    let Some(revocation) = field.zip(value).and_then(|(f, v)| Revocation::decode(&f, &v)) else {
+        return;
+    };
+    shared.denylist.insert(&revocation, now);
+    shared.applied.fetch_add(1, Ordering::Relaxed);
+    // The entry id starts with Redis's clock, in ms, when it was added.
+    let added_ms = entry.id.split('-').next().and_then(|ms| ms.parse::<u64>().ok());
+    if let Some(added_ms) = added_ms {
+        let delay = Duration::from_millis(now.saturating_sub(added_ms));
+        tracing::debug!(target: "portcullis::metrics", delay_ms = delay.as_millis() as u64, "revocation applied to mirror");
+        let mut delays = shared.delays.lock().unwrap_or_else(PoisonError::into_inner);
+        if delays.len() == 1_024 {
+            delays.pop_front();
+        }
+        delays.push_back(delay);
+    }
+}
+
+async fn run_feed(mut feed: Feed, client: redis::Client, shared: Arc<Shared>) {
+    loop {
+        if let Err(error) = feed.follow(&shared).await {
+            shared.connected.store(false, Ordering::Release);
+            tracing::warn!(target: AUDIT, layer = "revocation", error = %error, "revocation feed lost; reconnecting");
+            let mut backoff = Duration::from_millis(50);
+            feed = loop {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                let Ok(mut fresh) = Feed::connect(&client, &shared.options).await else {
+                    continue;
+                };
+                if fresh.resync(&shared).await.is_ok() {
+                    break fresh;
+                }
+            };
+            tracing::warn!(target: AUDIT, layer = "revocation", "revocation feed restored; mirror resynchronized");
+        }
+    }
+}
+
+impl ReplicatedRevocationStore {
+    /// Connects, loads every revocation into the local mirror, and starts
+    /// following the feed (a task on the current tokio runtime). Fails if
+    /// Redis cannot be reached now: a node without its denylist is not
+    /// ready.
+    pub async fn start(url: &str, options: ReplicationOptions) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(unavailable)?;
+        let writer = RedisRevocationStore::connect_with(url, options.redis.clone()).await?;
+        let shared = Arc::new(Shared {
+            denylist: Denylist::default(),
+            writer,
+            options,
+            last_contact_ms: AtomicU64::new(0),
+            last_warning_ms: AtomicU64::new(0),
+            connected: AtomicBool::new(false),
+            applied: AtomicU64::new(0),
+            resyncs: AtomicU64::new(0),
+            delays: Mutex::default(),
+        });
+        let mut feed = Feed::connect(&client, &shared.options).await.map_err(unavailable)?;
+        feed.resync(&shared).await.map_err(unavailable)?;
+        let task = tokio::spawn(run_feed(feed, client, shared.clone()));
+        Ok(Self {
+            shared,
+            _feed: Arc::new(AbortOnDrop(task)),
+        })
+    }
+
+    /// The mirror's health now.
+    pub fn stats(&self) -> MirrorStats {
+        let shared = &self.shared;
+        MirrorStats {
+            staleness: self.staleness(),
+            connected: shared.connected.load(Ordering::Acquire),
+            applied: shared.applied.load(Ordering::Relaxed),
+            resyncs: shared.resyncs.load(Ordering::Relaxed),
+            recent_delays: shared
+                .delays
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .copied()
+                .collect(),
+            entries: shared.denylist.len(),
+        }
+    }
+
+    fn staleness(&self) -> Duration {
+        let last = self.shared.last_contact_ms.load(Ordering::Acquire);
+        Duration::from_millis(now_ms().saturating_sub(last))
+    }
+
+    fn verdict(&self, identity: &Identity) -> Result<Option<Revoked>, StoreError> {
+        let shared = &self.shared;
+        let now = now_ms();
+        let stale_ms = now.saturating_sub(shared.last_contact_ms.load(Ordering::Acquire));
+        if stale_ms > u64::try_from(shared.options.max_staleness.as_millis()).unwrap_or(u64::MAX) {
+            match shared.options.policy {
+                FeedLossPolicy::FailClosed => {
+                    return Err(StoreError::unavailable(format!(
+                        "revocation feed lost: mirror {stale_ms} ms stale (fail closed)"
+                    )));
+                }
+                FeedLossPolicy::FailOpen => {
+                    let last = shared.last_warning_ms.load(Ordering::Relaxed);
+                    if now.saturating_sub(last) >= 1_000
+                        && shared
+                            .last_warning_ms
+                            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                            .is_ok()
+                    {
+                        tracing::warn!(
+                            target: AUDIT,
+                            layer = "revocation",
+                            staleness_ms = stale_ms,
+                            "revocation feed lost: answering from a stale mirror (fail open)"
+                        );
+                    }
+                }
+            }
+        }
+        Ok(TokenFacts::of(identity).and_then(|facts| shared.denylist.verdict(&facts, now)))
+    }
+}
+
+impl RevocationStore for ReplicatedRevocationStore {
+    fn revoke(&self, revocation: Revocation) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            // This node sees its own revocation at once, whatever Redis says.
+            self.shared.denylist.insert(&revocation, now_ms());
+            self.shared.writer.revoke(revocation).await
+        })
+    }
+
+    fn check(&self, identity: Identity) -> StoreFuture<'_, Option<Revoked>> {
+        Box::pin(std::future::ready(self.verdict(&identity)))
+    }
+
+    fn check_now(&self, identity: &Identity) -> Option<Result<Option<Revoked>, StoreError>> {
+        Some(self.verdict(identity))
+    }
+
+    fn entries(&self) -> StoreFuture<'_, Vec<Revocation>> {
+        Box::pin(std::future::ready(Ok(self.shared.denylist.entries(now_ms()))))
+    }
+}
