@@ -217,3 +217,28 @@ async fn tonic_server_behind_jwt_layer() {
     assert_eq!(unknown.code(), tonic::Code::Unauthenticated);
     assert_eq!(unknown.message(), "unknown key id");
 }
+
+#[tokio::test]
+async fn tonic_server_behind_jwt_and_revocation_layers() {
+    use portcullis::revocation::{MemoryRevocationStore, RevocationLayer, Revocations};
+
+    let issuer = JwtIssuer::new(SigningKey::generate_ed25519().expect("key"), ISS, AUD);
+    let revocations = Revocations::new(std::sync::Arc::new(MemoryRevocationStore::new()));
+    let (listener, addr) = loopback_listener().await;
+    let server = tonic::transport::Server::builder()
+        .layer(
+            ServiceBuilder::new()
+                .layer(layer(&issuer))
+                .layer(RevocationLayer::new(&revocations)),
+        )
+        .add_service(IdentityServer)
+        .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener));
+    tokio::spawn(server);
+
+    let token = issuer.mint("dave", ["notes:read"]).expect("mint");
+    assert_eq!(who_am_i(addr, Some(&token)).await.expect("authorized").subject, "dave");
+    revocations.cut_off_subject("dave").await.expect("cut off");
+    let revoked = who_am_i(addr, Some(&token)).await.expect_err("revoked");
+    assert_eq!(revoked.code(), tonic::Code::Unauthenticated);
+    assert_eq!(revoked.message(), "token revoked");
+}

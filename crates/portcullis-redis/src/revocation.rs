@@ -252,6 +252,7 @@ pub struct MirrorStats {
 
 struct Shared {
     denylist: Denylist,
+    max_staleness_ms: u64,
     writer: RedisRevocationStore,
     options: ReplicationOptions,
     last_contact_ms: AtomicU64,
@@ -345,12 +346,28 @@ impl Feed {
             .ids
             .first()
             .map_or_else(|| "0-0".to_owned(), |entry| entry.id.clone());
-        let flat: Vec<(String, String)> = self.connection.hgetall(&keys.entries).await?;
-        let now = now_ms();
-        for (target, value) in &flat {
-            if let Some(revocation) = Revocation::decode(target, value) {
-                shared.denylist.insert(&revocation, now);
+        // In batches (HSCAN), so a large denylist never makes one reply
+        // outgrow the command timeout. Duplicates merge harmlessly, and an
+        // entry added meanwhile is on the stream past `last_id`.
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, flat): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
+                .arg(&keys.entries)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(10_000)
+                .query_async(&mut self.connection)
+                .await?;
+            let now = now_ms();
+            for (target, value) in &flat {
+                if let Some(revocation) = Revocation::decode(target, value) {
+                    shared.denylist.insert(&revocation, now);
+                }
             }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
         }
         shared.resyncs.fetch_add(1, Ordering::Relaxed);
         shared.last_contact_ms.store(now_ms(), Ordering::Release);
@@ -430,6 +447,7 @@ impl ReplicatedRevocationStore {
         let writer = RedisRevocationStore::connect_with(url, options.redis.clone()).await?;
         let shared = Arc::new(Shared {
             denylist: Denylist::default(),
+            max_staleness_ms: u64::try_from(options.max_staleness.as_millis()).unwrap_or(u64::MAX),
             writer,
             options,
             last_contact_ms: AtomicU64::new(0),
@@ -476,7 +494,7 @@ impl ReplicatedRevocationStore {
         let shared = &self.shared;
         let now = now_ms();
         let stale_ms = now.saturating_sub(shared.last_contact_ms.load(Ordering::Acquire));
-        if stale_ms > u64::try_from(shared.options.max_staleness.as_millis()).unwrap_or(u64::MAX) {
+        if stale_ms > shared.max_staleness_ms {
             match shared.options.policy {
                 FeedLossPolicy::FailClosed => {
                     return Err(StoreError::unavailable(format!(
