@@ -380,3 +380,58 @@ async fn the_revocation_endpoint_follows_rfc_7009() {
         (StatusCode::BAD_REQUEST, Some("invalid_request"))
     );
 }
+
+#[tokio::test]
+async fn reuse_can_cut_off_the_subject_and_a_subject_can_be_revoked_whole() {
+    let fixture = Fixture::new();
+    let strict = RefreshTokens::builder(Arc::new(MemoryRefreshStore::new()), fixture.issuer.clone(), &[9; 32])
+        .revocations(&fixture.revocations)
+        .grace(Duration::ZERO)
+        .cut_off_subject_on_reuse(true)
+        .clock(Arc::new(fixture.clock.clone()))
+        .build()
+        .expect("engine");
+    let phone = strict.issue("alice", ["notes:read"]).await.expect("issue");
+    let laptop = strict.issue("alice", ["notes:read"]).await.expect("issue");
+    let plain = fixture.issuer.mint("alice", ["notes:read"]).expect("mint");
+    strict.refresh(&phone.refresh_token).await.expect("rotate");
+    assert!(strict.refresh(&phone.refresh_token).await.is_err(), "replay");
+    for token in [&laptop.access_token, &plain] {
+        assert_revoked(&fixture.call(token).await);
+    }
+    assert!(
+        strict.refresh(&laptop.refresh_token).await.is_ok(),
+        "other families' refresh tokens still rotate"
+    );
+
+    // Revoke all of a subject's families at once.
+    fixture.clock.advance(Duration::from_secs(1));
+    let tokens = engine(&fixture, Duration::from_secs(5));
+    let one = tokens.issue("bob", ["notes:read"]).await.expect("issue");
+    let two = tokens.issue("bob", ["notes:read"]).await.expect("issue");
+    assert_eq!(tokens.revoke_subject("bob").await.expect("revoke"), 2);
+    for pair in [&one, &two] {
+        assert!(tokens.refresh(&pair.refresh_token).await.is_err());
+        assert_revoked(&fixture.call(&pair.access_token).await);
+    }
+    assert!(
+        RefreshTokens::builder(Arc::new(MemoryRefreshStore::new()), fixture.issuer.clone(), &[1; 16])
+            .build()
+            .is_err(),
+        "a short secret is refused"
+    );
+}
+
+#[tokio::test]
+async fn the_memory_store_sweeps_expired_entries() {
+    let store = MemoryRevocationStore::new();
+    for n in 0..1_000 {
+        let mut revocation = portcullis_revocation::Revocation::token(ISS, format!("j{n}"), SystemTime::now());
+        revocation.expires_ms = portcullis_revocation::denylist_millis(SystemTime::now()) + 50;
+        store.revoke(revocation).await.expect("revoke");
+    }
+    assert_eq!(store.len(), 1_000);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    store.sweep();
+    assert!(store.is_empty(), "expired entries are dropped");
+}
