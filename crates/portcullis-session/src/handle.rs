@@ -122,6 +122,14 @@ impl Session {
         };
     }
 
+    /// Whether the request carried the cookie of a live session (one the
+    /// store knew and that had not expired). Guards such as `CsrfLayer`
+    /// apply to these requests only: without a live session there is no
+    /// ambient credential to forge with.
+    pub fn is_live(&self) -> bool {
+        self.state().id.is_some()
+    }
+
     /// Ends the session: the record is deleted and the cookie cleared. A
     /// slower request of the same session that finishes later cannot bring
     /// it back.

@@ -1,0 +1,204 @@
+//! `CsrfLayer`: its configuration.
+
+mod future;
+mod service;
+
+use std::sync::Arc;
+
+use aws_lc_rs::hmac;
+use portcullis_core::{DefaultResponder, Responder, SharedResponder};
+use tower_layer::Layer;
+
+pub use future::ResponseFuture;
+pub use service::CsrfService;
+
+use crate::origin::Origin;
+
+/// Rejects cross-site state changes on cookie-authenticated requests.
+///
+/// Applies to unsafe methods (anything but GET, HEAD, OPTIONS, TRACE) on
+/// requests that carry a live session (put it after `SessionLayer`).
+/// Requests without one — bearer-token API calls, anonymous visitors — are
+/// exempt: a browser cannot forge an `Authorization` header cross-site.
+///
+/// 1. **Origin first**: `Sec-Fetch-Site` (`same-origin` and `none`, a
+///    user-typed navigation, pass; `same-site` passes only when allowed;
+///    otherwise the `Origin` must be trusted), else `Origin` (the request's
+///    own origin or a trusted one; `null` never), else `Referer`. A request
+///    with none of them (an old browser, or not a browser) is left to the
+///    token check.
+/// 2. **Token** (on by default): a token bound to the session, from the
+///    `X-CSRF-Token` header or the `csrf_token` field of a urlencoded or
+///    multipart form (the body is buffered up to 64 KiB and passed on
+///    intact), compared in constant time. See [`CsrfToken`](crate::CsrfToken).
+///
+/// Refusals are 403 with the reason in the problem body and the audit
+/// event: `cross-site request`, `untrusted origin`, `missing token`,
+/// `token mismatch`. Responses the origin rules looked at carry
+/// `Vary: Origin, Sec-Fetch-Site`; responses that issued a token,
+/// `Vary: Cookie`.
+///
+/// Behind a proxy, set [`public_origin`](CsrfLayer::public_origin): the
+/// request's own origin is otherwise rebuilt from its `Host` header.
+///
+/// ```
+/// use portcullis_csrf::CsrfLayer;
+///
+/// let csrf = CsrfLayer::new()
+///     .secret(b"the same 32+ byte secret on every instance")?
+///     .public_origin("https://app.example.com")?
+///     .trusted_origin("https://*.admin.example.com")?;
+/// # Ok::<(), portcullis_csrf::ConfigError>(())
+/// ```
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct CsrfLayer {
+    pub(crate) config: Arc<Config>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) key: Arc<hmac::Key>,
+    pub(crate) public_origin: Option<Origin>,
+    pub(crate) trusted: Vec<Origin>,
+    pub(crate) allow_same_site: bool,
+    pub(crate) tokens: bool,
+    pub(crate) report_only: bool,
+    pub(crate) exempt: Vec<String>,
+    pub(crate) body_limit: usize,
+    pub(crate) scheme: &'static str,
+    pub(crate) responder: SharedResponder,
+}
+
+/// Invalid configuration of [`CsrfLayer`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The secret is shorter than 32 bytes.
+    #[error("the CSRF secret must be at least 32 bytes, got {0}")]
+    ShortSecret(usize),
+    /// An origin is not `scheme://host[:port]`.
+    #[error("not an origin (scheme://host[:port]): {0}")]
+    BadOrigin(String),
+    /// An exempt route does not start with `/`.
+    #[error("an exempt route must be a path starting with '/': {0}")]
+    BadExemptPath(String),
+}
+
+impl Default for CsrfLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CsrfLayer {
+    /// Origin checks and tokens on, with a random per-process key: set
+    /// [`secret`](CsrfLayer::secret) when several instances serve one site
+    /// or tokens must survive a restart.
+    pub fn new() -> Self {
+        let mut key = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut key).unwrap_or_else(|_| unreachable!("system RNG failure"));
+        Self {
+            config: Arc::new(Config {
+                key: Arc::new(hmac::Key::new(hmac::HMAC_SHA256, &key)),
+                public_origin: None,
+                trusted: Vec::new(),
+                allow_same_site: false,
+                tokens: true,
+                report_only: false,
+                exempt: Vec::new(),
+                body_limit: 64 * 1024,
+                scheme: "https",
+                responder: DefaultResponder::shared(),
+            }),
+        }
+    }
+
+    fn with(mut self, change: impl FnOnce(&mut Config)) -> Self {
+        change(Arc::make_mut(&mut self.config));
+        self
+    }
+
+    /// The key tokens are derived under (at least 32 bytes; the same on
+    /// every instance).
+    pub fn secret(self, secret: &[u8]) -> Result<Self, ConfigError> {
+        if secret.len() < 32 {
+            return Err(ConfigError::ShortSecret(secret.len()));
+        }
+        let key = Arc::new(hmac::Key::new(hmac::HMAC_SHA256, secret));
+        Ok(self.with(|config| config.key = key))
+    }
+
+    /// The site's public origin (`https://app.example.com`): the request's
+    /// own origin, instead of one rebuilt from its `Host` header.
+    pub fn public_origin(self, origin: &str) -> Result<Self, ConfigError> {
+        let origin = Origin::parse(origin, false).ok_or_else(|| ConfigError::BadOrigin(origin.into()))?;
+        Ok(self.with(|config| config.public_origin = Some(origin)))
+    }
+
+    /// Another origin allowed to post here; `https://*.example.com` trusts
+    /// every subdomain of `example.com` (not `example.com` itself).
+    pub fn trusted_origin(self, origin: &str) -> Result<Self, ConfigError> {
+        let origin = Origin::parse(origin, false).ok_or_else(|| ConfigError::BadOrigin(origin.into()))?;
+        Ok(self.with(|config| config.trusted.push(origin)))
+    }
+
+    /// Lets `Sec-Fetch-Site: same-site` requests (other origins of the
+    /// same registrable domain) pass the origin check.
+    pub fn allow_same_site(self) -> Self {
+        self.with(|config| config.allow_same_site = true)
+    }
+
+    /// Origin checks only, no tokens (what `tower_http::csrf` does). Safe
+    /// for browsers that send `Sec-Fetch-Site` or `Origin`; the token is
+    /// the defence for those that send neither.
+    pub fn origin_checks_only(self) -> Self {
+        self.with(|config| config.tokens = false)
+    }
+
+    /// Logs (audit outcome `would_reject`) what would be refused, and lets
+    /// it pass: for rolling the layer out on a live site.
+    pub fn report_only(self) -> Self {
+        self.with(|config| config.report_only = true)
+    }
+
+    /// Exempts requests whose path starts with `path` (webhooks called by
+    /// other servers). **Insecure**: such a route must protect itself, e.g.
+    /// with a signature on the payload.
+    pub fn insecure_exempt(self, path: &str) -> Result<Self, ConfigError> {
+        if !path.starts_with('/') {
+            return Err(ConfigError::BadExemptPath(path.into()));
+        }
+        let path = path.to_owned();
+        Ok(self.with(|config| config.exempt.push(path)))
+    }
+
+    /// The most form body bytes buffered to find a token (default 64 KiB).
+    /// Larger forms must send the token in the `X-CSRF-Token` header.
+    pub fn body_limit(self, bytes: usize) -> Self {
+        self.with(|config| config.body_limit = bytes)
+    }
+
+    /// **Insecure**, for plain-HTTP development: the request's own origin
+    /// rebuilt from `Host` is `http://…` instead of `https://…`.
+    pub fn insecure_http(self) -> Self {
+        self.with(|config| config.scheme = "http")
+    }
+
+    /// Renders refusals with `responder` instead of the default.
+    pub fn responder(self, responder: impl Responder) -> Self {
+        let responder: SharedResponder = Arc::new(responder);
+        self.with(|config| config.responder = responder)
+    }
+}
+
+impl<S> Layer<S> for CsrfLayer {
+    type Service = CsrfService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CsrfService {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}

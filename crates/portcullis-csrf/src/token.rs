@@ -1,0 +1,163 @@
+//! Session-bound tokens, masked per response.
+//!
+//! Each session holds a random secret (in its own data, so it survives id
+//! rotation). The unmasked token is HMAC-SHA256(layer key, session secret):
+//! a token from one session is useless in another, and a leaked session
+//! store yields no token without the layer key. What pages carry is
+//! `mask ‖ (token ⊕ mask)` with a fresh random mask each time (BREACH: the
+//! token is never a fixed string in compressed responses), and every such
+//! form stays valid for the whole session (tabs, back button).
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use aws_lc_rs::{constant_time, hmac};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use portcullis_session::Session;
+
+/// The session data key holding the CSRF secret.
+pub(crate) const SECRET_KEY: &str = "_portcullis_csrf";
+
+const TOKEN_BYTES: usize = 32;
+/// Base64url length of a masked token (64 bytes).
+const MASKED_LEN: usize = 86;
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    // No safe token without randomness; aws-lc aborts rather than fail.
+    aws_lc_rs::rand::fill(&mut bytes).unwrap_or_else(|_| unreachable!("system RNG failure"));
+    bytes
+}
+
+pub(crate) fn unmasked(key: &hmac::Key, secret: &str) -> [u8; TOKEN_BYTES] {
+    let tag = hmac::sign(key, secret.as_bytes());
+    let mut token = [0u8; TOKEN_BYTES];
+    token.copy_from_slice(tag.as_ref());
+    token
+}
+
+pub(crate) fn mask(token: &[u8; TOKEN_BYTES]) -> String {
+    let mask: [u8; TOKEN_BYTES] = random();
+    let mut out = [0u8; 2 * TOKEN_BYTES];
+    out[..TOKEN_BYTES].copy_from_slice(&mask);
+    for (index, byte) in token.iter().enumerate() {
+        out[TOKEN_BYTES + index] = byte ^ mask[index];
+    }
+    URL_SAFE_NO_PAD.encode(out)
+}
+
+/// Whether `presented` (a masked token) unmasks to `expected`, compared in
+/// constant time. Anything malformed (truncated, not base64url) is `false`.
+pub(crate) fn verify(expected: &[u8; TOKEN_BYTES], presented: &str) -> bool {
+    let presented = presented.trim();
+    if presented.len() != MASKED_LEN {
+        return false;
+    }
+    let mut bytes = [0u8; 2 * TOKEN_BYTES];
+    if URL_SAFE_NO_PAD.decode_slice(presented, &mut bytes) != Ok(2 * TOKEN_BYTES) {
+        return false;
+    }
+    let (mask, masked) = bytes.split_at(TOKEN_BYTES);
+    let mut token = [0u8; TOKEN_BYTES];
+    for index in 0..TOKEN_BYTES {
+        token[index] = masked[index] ^ mask[index];
+    }
+    constant_time::verify_slices_are_equal(&token, expected).is_ok()
+}
+
+/// The session's CSRF secret, if it has one.
+pub(crate) fn secret_of(session: &Session) -> Option<String> {
+    session.get::<String>(SECRET_KEY).ok().flatten()
+}
+
+/// The CSRF token of the current session, for templates and SPA clients:
+/// in the request extensions (and an axum extractor, feature `axum`) of
+/// every request that passed `SessionLayer` and `CsrfLayer`.
+///
+/// [`CsrfToken::value`] returns a freshly masked token each call; put it in
+/// a form's hidden `csrf_token` field or send it as the `X-CSRF-Token`
+/// header. The first call in a session creates the session's secret (and,
+/// for a visitor without one, the session itself: a login form is then
+/// protected too). The secret lives in the session's data, so tokens stay
+/// valid across `login`'s id rotation; `logout` ends them with the session.
+#[derive(Clone)]
+pub struct CsrfToken {
+    session: Session,
+    key: Arc<hmac::Key>,
+    issued: Arc<AtomicBool>,
+}
+
+impl fmt::Debug for CsrfToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CsrfToken(..)")
+    }
+}
+
+impl CsrfToken {
+    /// The form field tokens are read from.
+    pub const FIELD: &'static str = "csrf_token";
+    /// The header tokens are read from.
+    pub const HEADER: &'static str = "x-csrf-token";
+
+    pub(crate) fn new(session: Session, key: Arc<hmac::Key>) -> Self {
+        Self {
+            session,
+            key,
+            issued: Arc::default(),
+        }
+    }
+
+    /// Set once a token was issued: the response then varies by cookie.
+    pub(crate) fn issued_flag(&self) -> Arc<AtomicBool> {
+        self.issued.clone()
+    }
+
+    /// A masked token for this session (new mask each call). Fails only if
+    /// the session cannot record its new secret.
+    pub fn value(&self) -> Result<String, CsrfError> {
+        self.issued.store(true, Ordering::Relaxed);
+        let secret = match secret_of(&self.session) {
+            Some(secret) => secret,
+            None => {
+                let secret = URL_SAFE_NO_PAD.encode(random::<32>());
+                self.session
+                    .insert(SECRET_KEY, &secret)
+                    .map_err(|_| CsrfError::SessionWrite)?;
+                secret
+            }
+        };
+        Ok(mask(&unmasked(&self.key, &secret)))
+    }
+}
+
+/// A token could not be issued.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CsrfError {
+    /// The session refused the secret.
+    #[error("the session could not store the CSRF secret")]
+    SessionWrite,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masked_tokens_differ_yet_verify_and_bind_to_their_secret() {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, &[1; 32]);
+        let token = unmasked(&key, "secret-a");
+        let (one, two) = (mask(&token), mask(&token));
+        assert_ne!(one, two, "a fresh mask each time");
+        assert!(verify(&token, &one) && verify(&token, &two), "both stay valid");
+        assert!(!verify(&unmasked(&key, "secret-b"), &one), "another session's token");
+        assert!(!verify(&token, &one[..MASKED_LEN - 1]), "truncated");
+        assert!(!verify(&token, &format!("{one}A")), "too long");
+        assert!(!verify(&token, &"!".repeat(MASKED_LEN)), "not base64url");
+        assert!(!verify(&token, ""), "empty");
+        let other_key = hmac::Key::new(hmac::HMAC_SHA256, &[2; 32]);
+        assert!(!verify(&unmasked(&other_key, "secret-a"), &one), "another layer key");
+    }
+}
