@@ -282,7 +282,8 @@ async fn origin_rules_and_their_reasons() {
         all.push(("x-csrf-token", token.as_str()));
         request(Method::POST, "/notes", Some(&cookie), &all, "")
     };
-    let cases: Vec<(Vec<(&'static str, String)>, Option<&str>)> = vec![
+    type Case = (Vec<(&'static str, String)>, Option<&'static str>);
+    let cases: Vec<Case> = vec![
         (
             vec![("sec-fetch-site", "cross-site".into())],
             Some("cross-site request"),
