@@ -16,6 +16,7 @@ use portcullis::Identity;
 use tokio::net::TcpListener;
 
 pub mod redis_server;
+pub mod webdriver;
 
 /// Binds a listener on a free loopback port.
 pub async fn loopback_listener() -> (TcpListener, SocketAddr) {

@@ -71,6 +71,15 @@ pub mod session {
 #[cfg(feature = "session")]
 pub use portcullis_session::{MemoryStore, Session, SessionLayer, Sessions};
 
+/// CSRF protection for cookie sessions: the whole `portcullis-csrf` crate.
+#[cfg(feature = "csrf")]
+pub mod csrf {
+    pub use portcullis_csrf::*;
+}
+
+#[cfg(feature = "csrf")]
+pub use portcullis_csrf::{CsrfLayer, CsrfToken};
+
 /// Token revocation and refresh-token rotation: the whole
 /// `portcullis-revocation` crate.
 #[cfg(feature = "revocation")]
