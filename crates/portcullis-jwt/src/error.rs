@@ -67,12 +67,20 @@ pub enum JwtError {
     /// The header's `typ` is not the configured one.
     #[error("unexpected token type")]
     TypeMismatch,
+    /// The keys to verify with are unavailable (a remote key set not yet
+    /// loaded, or stale past its bound): a 503, since the token may be fine.
+    #[error("{0}")]
+    KeysUnavailable(String),
 }
 
 impl JwtError {
-    /// The rejection this error becomes: 401 `invalid_token`.
+    /// The rejection this error becomes: 401 `invalid_token`, or 503 when
+    /// the keys are unavailable.
     pub fn into_rejection(self) -> Rejection {
-        Rejection::invalid_credentials(crate::LAYER, self.to_string()).with_source(self)
+        match self {
+            Self::KeysUnavailable(_) => Rejection::unavailable(crate::LAYER, self.to_string()).with_source(self),
+            _ => Rejection::invalid_credentials(crate::LAYER, self.to_string()).with_source(self),
+        }
     }
 }
 

@@ -478,3 +478,35 @@ impl FromIterator<VerifyingKey> for KeySet {
         Self::new(iter)
     }
 }
+
+/// Where a verifier's keys come from: a static [`KeySet`], or (feature
+/// `remote`) a [`RemoteKeys`](crate::remote::RemoteKeys) kept current from
+/// a provider.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Keys {
+    /// Keys fixed at start.
+    Static(KeySet),
+    /// Keys fetched and refreshed from a provider.
+    #[cfg(feature = "remote")]
+    Remote(crate::remote::RemoteKeys),
+}
+
+impl From<KeySet> for Keys {
+    fn from(keys: KeySet) -> Self {
+        Self::Static(keys)
+    }
+}
+
+impl From<VerifyingKey> for Keys {
+    fn from(key: VerifyingKey) -> Self {
+        Self::Static(key.into())
+    }
+}
+
+#[cfg(feature = "remote")]
+impl From<crate::remote::RemoteKeys> for Keys {
+    fn from(keys: crate::remote::RemoteKeys) -> Self {
+        Self::Remote(keys)
+    }
+}

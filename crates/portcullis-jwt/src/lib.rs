@@ -81,6 +81,8 @@ mod error;
 mod issuer;
 mod key;
 mod layer;
+#[cfg(feature = "remote")]
+pub mod remote;
 mod token;
 mod validation;
 mod verifier;
@@ -89,8 +91,8 @@ pub use algorithm::Algorithm;
 pub use cache::CacheLimits;
 pub use error::{ConfigError, JwtError, KeyError};
 pub use issuer::{IssueError, JwtIssuer, SigningKey, sign_compact};
-pub use key::{Jwk, KeySet, VerifyingKey};
-pub use layer::{JwtLayer, JwtLayerBuilder, JwtService};
+pub use key::{Jwk, KeySet, Keys, VerifyingKey};
+pub use layer::{JwtLayer, JwtLayerBuilder, JwtService, ResponseFuture};
 pub use validation::Validation;
 pub use verifier::JwtVerifier;
 

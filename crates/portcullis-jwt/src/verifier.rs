@@ -4,7 +4,7 @@ use std::sync::Arc;
 use portcullis_core::{Identity, SharedClock, SystemClock, TokenTransport};
 
 use crate::cache::{CacheLimits, TokenCache};
-use crate::{ConfigError, JwtError, KeySet, Validation};
+use crate::{ConfigError, JwtError, KeySet, Keys, Validation};
 
 /// Verifies bearer tokens: the engine inside [`JwtLayer`](crate::JwtLayer),
 /// usable on its own (a token-introspection endpoint, a WebSocket
@@ -28,7 +28,7 @@ use crate::{ConfigError, JwtError, KeySet, Validation};
 pub struct JwtVerifier(Arc<Inner>);
 
 struct Inner {
-    keys: KeySet,
+    keys: Keys,
     validation: Validation,
     clock: SharedClock,
     cache: Option<TokenCache>,
@@ -48,7 +48,20 @@ impl JwtVerifier {
         clock: SharedClock,
         cache: Option<CacheLimits>,
     ) -> Result<Self, ConfigError> {
-        if keys.is_empty() {
+        Self::with_keys(Keys::Static(keys), validation, clock, cache)
+    }
+
+    /// A verifier over any [`Keys`] source (a remote key set, feature
+    /// `remote`), with an explicit clock and cache.
+    pub fn with_keys(
+        keys: Keys,
+        validation: Validation,
+        clock: SharedClock,
+        cache: Option<CacheLimits>,
+    ) -> Result<Self, ConfigError> {
+        if let Keys::Static(keys) = &keys
+            && keys.is_empty()
+        {
             return Err(ConfigError::NoKeys);
         }
         validation.check()?;
@@ -73,8 +86,19 @@ impl JwtVerifier {
             return Err(JwtError::TooLarge);
         }
         let now = inner.clock.now();
+        // Remote keys are checked first: past their staleness bound even a
+        // cached token is refused (503), as the keys behind it may be gone.
+        let keys = match &inner.keys {
+            Keys::Static(keys) => std::borrow::Cow::Borrowed(keys),
+            #[cfg(feature = "remote")]
+            Keys::Remote(remote) => std::borrow::Cow::Owned(
+                remote
+                    .current()
+                    .map_err(|error| JwtError::KeysUnavailable(error.to_string()))?,
+            ),
+        };
         let Some(cache) = &inner.cache else {
-            return crate::token::verify(token, &inner.keys, &inner.validation, now, transport).map(|(id, _)| id);
+            return crate::token::verify(token, &keys, &inner.validation, now, transport).map(|(id, _)| id);
         };
         let tag = match transport {
             TokenTransport::Cookie => 1,
@@ -84,14 +108,24 @@ impl JwtVerifier {
         if let Some(identity) = cache.get(&key, now) {
             return Ok(identity);
         }
-        let (identity, valid_until) = crate::token::verify(token, &inner.keys, &inner.validation, now, transport)?;
+        let (identity, valid_until) = crate::token::verify(token, &keys, &inner.validation, now, transport)?;
         cache.insert(key, identity.clone(), valid_until, now);
         Ok(identity)
     }
 
     /// The keys this verifier trusts.
-    pub fn keys(&self) -> &KeySet {
+    pub fn keys(&self) -> &Keys {
         &self.0.keys
+    }
+
+    /// The remote key set behind this verifier, if that is where its keys
+    /// come from.
+    #[cfg(feature = "remote")]
+    pub fn remote_keys(&self) -> Option<&crate::remote::RemoteKeys> {
+        match &self.0.keys {
+            Keys::Remote(remote) => Some(remote),
+            Keys::Static(_) => None,
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use tower_layer::Layer;
 
 use super::JwtService;
 use crate::cache::CacheLimits;
-use crate::{ConfigError, JwtVerifier, KeySet, Validation};
+use crate::{ConfigError, JwtVerifier, Keys, Validation};
 
 /// Authenticates requests by their bearer token (JWT) and puts the caller's
 /// [`Identity`](portcullis_core::Identity) into the request's extensions.
@@ -24,7 +24,7 @@ pub struct JwtLayer {
 
 impl JwtLayer {
     /// Starts configuring a layer that verifies tokens with `keys`.
-    pub fn builder(keys: impl Into<KeySet>) -> JwtLayerBuilder {
+    pub fn builder(keys: impl Into<Keys>) -> JwtLayerBuilder {
         JwtLayerBuilder {
             keys: keys.into(),
             validation: Validation::new(),
@@ -58,7 +58,7 @@ impl<S> Layer<S> for JwtLayer {
 #[derive(Debug)]
 #[must_use]
 pub struct JwtLayerBuilder {
-    keys: KeySet,
+    keys: Keys,
     validation: Validation,
     required: bool,
     cookie: Option<Arc<str>>,
@@ -183,7 +183,7 @@ impl JwtLayerBuilder {
     /// is configured and none was explicitly waived.
     pub fn build(self) -> Result<JwtLayer, ConfigError> {
         Ok(JwtLayer {
-            verifier: JwtVerifier::with_options(self.keys, self.validation, self.clock, self.cache)?,
+            verifier: JwtVerifier::with_keys(self.keys, self.validation, self.clock, self.cache)?,
             required: self.required,
             cookie: self.cookie,
             responder: self.responder,

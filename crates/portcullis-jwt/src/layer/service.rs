@@ -3,12 +3,13 @@ use std::task::{Context, Poll};
 use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, Request, Response};
 use portcullis_core::audit::{self, Decision, Fingerprint, Outcome};
-use portcullis_core::{
-    AuthMethod, AuthenticatorRan, Rejection, RequestContext, ResponseBody, ResponseFuture, TokenTransport,
-};
+use portcullis_core::{AuthMethod, AuthenticatorRan, Rejection, RequestContext, ResponseBody, TokenTransport};
 use tower_service::Service;
 
 use super::JwtLayer;
+#[cfg(feature = "remote")]
+use super::future::RefetchFuture;
+use super::future::ResponseFuture;
 use crate::{JwtError, LAYER};
 
 /// The service of [`JwtLayer`].
@@ -20,11 +21,11 @@ pub struct JwtService<S> {
 
 impl<S, B, ResBody> Service<Request<B>> for JwtService<S>
 where
-    S: Service<Request<B>, Response = Response<ResBody>>,
+    S: Service<Request<B>, Response = Response<ResBody>> + Clone,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S, B, S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -32,9 +33,9 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let outcome = match find_token(request.headers(), self.layer.cookie.as_deref()) {
-            Ok(Some((token, transport))) => Some(self.authenticate(token, transport)),
+            Ok(Some((token, transport))) => Some(self.layer.authenticate(token, transport)),
             Ok(None) => None,
-            Err(error) => Some(Err(error.into_rejection())),
+            Err(error) => Some(Err(error)),
         };
         match outcome {
             // An identity says an authenticator ran; the marker is only
@@ -43,7 +44,24 @@ where
                 request.extensions_mut().insert(identity);
                 ResponseFuture::called(self.inner.call(request))
             }
-            Some(Err(rejection)) => self.reject(&request, &rejection),
+            #[cfg(feature = "remote")]
+            Some(Err(JwtError::UnknownKeyId)) if self.layer.verifier.remote_keys().is_some() => {
+                // The provider may have rotated: fetch (once per cooldown,
+                // one at a time) and verify again, waiting a bounded time.
+                let Some(remote) = self.layer.verifier.remote_keys().cloned() else {
+                    return self.reject(&request, &JwtError::UnknownKeyId.into_rejection());
+                };
+                let wait_for = remote.options().request_wait;
+                let wait: RefetchFuture = Box::pin(async move {
+                    tokio::time::timeout(wait_for, remote.refresh_for_unknown_kid())
+                        .await
+                        .unwrap_or(false)
+                });
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture::refetching(wait, inner, request, self.layer.clone())
+            }
+            Some(Err(error)) => self.reject(&request, &error.into_rejection()),
             None if self.layer.required => {
                 Decision::new(LAYER, Outcome::Rejected)
                     .reason("bearer token required")
@@ -62,9 +80,14 @@ where
     }
 }
 
-impl<S> JwtService<S> {
-    fn authenticate(&self, token: &str, transport: TokenTransport) -> Result<portcullis_core::Identity, Rejection> {
-        let result = self.layer.verifier.verify_from(token, transport);
+impl JwtLayer {
+    /// Verifies `token`, recording the audit event.
+    pub(super) fn authenticate(
+        &self,
+        token: &str,
+        transport: TokenTransport,
+    ) -> Result<portcullis_core::Identity, JwtError> {
+        let result = self.verifier.verify_from(token, transport);
         if audit::enabled() {
             let fingerprint = Fingerprint::of(token.as_bytes());
             match &result {
@@ -82,17 +105,43 @@ impl<S> JwtService<S> {
                 }
                 Err(error) => {
                     let reason = error.to_string();
-                    Decision::new(LAYER, Outcome::Rejected)
+                    let outcome = match error {
+                        JwtError::KeysUnavailable(_) => Outcome::Unavailable,
+                        _ => Outcome::Rejected,
+                    };
+                    Decision::new(LAYER, outcome)
                         .reason(&reason)
                         .credential(fingerprint)
                         .record();
                 }
             }
         }
-        result.map_err(JwtError::into_rejection)
+        result
     }
 
-    fn reject<B, F>(&self, request: &Request<B>, rejection: &Rejection) -> ResponseFuture<F> {
+    /// Authenticates `request` again (after new keys arrived): `None` to
+    /// call the service, or the refusal to send.
+    pub(super) fn reauthenticate<B>(&self, request: &mut Request<B>) -> Option<Response<bytes::Bytes>> {
+        let result = match find_token(request.headers(), self.cookie.as_deref()) {
+            Ok(Some((token, transport))) => self.authenticate(token, transport),
+            Ok(None) => Err(JwtError::MalformedAuthorizationHeader),
+            Err(error) => Err(error),
+        };
+        match result {
+            Ok(identity) => {
+                request.extensions_mut().insert(identity);
+                None
+            }
+            Err(error) => Some(
+                self.responder
+                    .respond(&error.into_rejection(), &RequestContext::of(request)),
+            ),
+        }
+    }
+}
+
+impl<S> JwtService<S> {
+    fn reject<B, F>(&self, request: &Request<B>, rejection: &Rejection) -> ResponseFuture<S, B, F> {
         ResponseFuture::rejected(self.layer.responder.respond(rejection, &RequestContext::of(request)))
     }
 }
