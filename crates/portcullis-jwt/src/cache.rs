@@ -76,13 +76,18 @@ impl TokenCache {
         }
     }
 
-    pub(crate) fn key(token: &str, transport_tag: u8) -> CacheKey {
+    pub(crate) fn key(token: &str, transport_tag: u8, key_generation: u64) -> CacheKey {
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
         let mut key = [0u8; 32];
         key.copy_from_slice(digest.as_ref());
         // The transport only separates entries; folding it into a byte the
         // shard choice does not use keeps the hash one-shot.
         key[0] ^= transport_tag;
+        // Likewise the key-set generation: entries made with other keys
+        // are never hit again.
+        for (slot, byte) in key[1..9].iter_mut().zip(key_generation.to_le_bytes()) {
+            *slot ^= byte;
+        }
         key
     }
 
@@ -176,7 +181,7 @@ mod tests {
         let now = SystemTime::now();
         for n in 0..1_000 {
             cache.insert(
-                TokenCache::key(&n.to_string(), 0),
+                TokenCache::key(&n.to_string(), 0, 0),
                 identity(n),
                 now + Duration::from_secs(60),
                 now,
@@ -194,7 +199,7 @@ mod tests {
         let now = SystemTime::now();
         for n in 0..1_000 {
             cache.insert(
-                TokenCache::key(&n.to_string(), 0),
+                TokenCache::key(&n.to_string(), 0, 0),
                 identity(n),
                 now + Duration::from_secs(60),
                 now,
@@ -208,7 +213,7 @@ mod tests {
     fn an_entry_never_outlives_its_token() {
         let cache = TokenCache::new(CacheLimits::default());
         let now = SystemTime::now();
-        let key = TokenCache::key("t", 0);
+        let key = TokenCache::key("t", 0, 0);
         cache.insert(key, identity(1), now + Duration::from_secs(10), now);
         assert!(cache.get(&key, now + Duration::from_secs(10)).is_some());
         assert!(cache.get(&key, now + Duration::from_secs(11)).is_none());
@@ -217,6 +222,11 @@ mod tests {
 
     #[test]
     fn keys_differ_by_transport() {
-        assert_ne!(TokenCache::key("t", 0), TokenCache::key("t", 1));
+        assert_ne!(TokenCache::key("t", 0, 0), TokenCache::key("t", 1, 0));
+        assert_ne!(
+            TokenCache::key("t", 0, 0),
+            TokenCache::key("t", 0, 1),
+            "key sets separate entries"
+        );
     }
 }

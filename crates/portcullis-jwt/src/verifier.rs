@@ -88,14 +88,17 @@ impl JwtVerifier {
         let now = inner.clock.now();
         // Remote keys are checked first: past their staleness bound even a
         // cached token is refused (503), as the keys behind it may be gone.
-        let keys = match &inner.keys {
-            Keys::Static(keys) => std::borrow::Cow::Borrowed(keys),
+        // A cached verification is valid only for the key set that made
+        // it: a removed key stops verifying as soon as the keys change.
+        let (keys, generation) = match &inner.keys {
+            Keys::Static(keys) => (std::borrow::Cow::Borrowed(keys), 0),
             #[cfg(feature = "remote")]
-            Keys::Remote(remote) => std::borrow::Cow::Owned(
-                remote
-                    .current()
-                    .map_err(|error| JwtError::KeysUnavailable(error.to_string()))?,
-            ),
+            Keys::Remote(remote) => {
+                let (keys, generation) = remote
+                    .current_with_generation()
+                    .map_err(|error| JwtError::KeysUnavailable(error.to_string()))?;
+                (std::borrow::Cow::Owned(keys), generation)
+            }
         };
         let Some(cache) = &inner.cache else {
             return crate::token::verify(token, &keys, &inner.validation, now, transport).map(|(id, _)| id);
@@ -104,7 +107,7 @@ impl JwtVerifier {
             TokenTransport::Cookie => 1,
             _ => 0,
         };
-        let key = TokenCache::key(token, tag);
+        let key = TokenCache::key(token, tag, generation);
         if let Some(identity) = cache.get(&key, now) {
             return Ok(identity);
         }

@@ -87,6 +87,8 @@ pub enum KeySourceError {
 #[derive(Default)]
 struct State {
     keys: Option<KeySet>,
+    /// Bumped with every new key set (cached verifications are per key set).
+    key_generation: u64,
     loaded_at: Option<Instant>,
     last_error: Option<String>,
     last_unknown_kid_fetch: Option<Instant>,
@@ -276,6 +278,12 @@ impl RemoteKeys {
 
     /// The keys to verify with now, or why there are none.
     pub fn current(&self) -> Result<KeySet, KeySourceError> {
+        self.current_with_generation().map(|(keys, _)| keys)
+    }
+
+    /// The keys and their generation (which changes with every new key
+    /// set), read together.
+    pub(crate) fn current_with_generation(&self) -> Result<(KeySet, u64), KeySourceError> {
         let state = read(&self.shared.state);
         let reason = || state.last_error.clone().unwrap_or_default();
         match (&state.keys, state.loaded_at) {
@@ -284,7 +292,7 @@ impl RemoteKeys {
                 if state.last_error.is_some() && age > self.shared.options.serve_stale_for {
                     Err(KeySourceError::Stale { age, reason: reason() })
                 } else {
-                    Ok(keys.clone())
+                    Ok((keys.clone(), state.key_generation))
                 }
             }
             _ => Err(KeySourceError::NotLoaded(
@@ -339,6 +347,7 @@ impl RemoteKeys {
         match result {
             Ok((keys, next, modified)) => {
                 state.keys = Some(keys);
+                state.key_generation += 1;
                 state.loaded_at = Some(Instant::now());
                 state.last_error = None;
                 state.file_modified = modified;
