@@ -74,6 +74,9 @@ async fn start_provider(keys: &[&JwtIssuer]) -> (Arc<Provider>, SocketAddr) {
     let router = Router::new()
         .route("/jwks", get(jwks))
         .route("/.well-known/openid-configuration", get(discovery))
+        .route("/big", get(|| async { "x".repeat(2 * 1024 * 1024) }))
+        .route("/moved", get(|| async { axum::response::Redirect::temporary("/jwks") }))
+        .route("/loop", get(|| async { axum::response::Redirect::temporary("/loop") }))
         .with_state(provider.clone());
     let addr = spawn_axum(router).await;
     *provider.issuer.lock().expect("lock") = format!("http://{addr}");
@@ -367,4 +370,88 @@ async fn a_jwks_file_is_reread_when_it_changes() {
     let (status, _) = call(&jwt, &first.mint("alice", ["a"]).expect("mint")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "the replaced key no longer verifies");
     let _ = std::fs::remove_file(&path);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_issuers_each_with_its_own_keys_and_audience() {
+    use portcullis::jwt::{JwtVerifier, Keys, Validation};
+
+    let (provider_a, addr_a) = start_provider(&[]).await;
+    let (provider_b, addr_b) = start_provider(&[]).await;
+    let (iss_a, iss_b) = (format!("http://{addr_a}"), format!("http://{addr_b}"));
+    let a = JwtIssuer::new(SigningKey::generate_ed25519().expect("key"), iss_a.as_str(), "api-a");
+    let b = JwtIssuer::new(SigningKey::generate_ed25519().expect("key"), iss_b.as_str(), "api-b");
+    set_keys(&provider_a, &[&a]);
+    set_keys(&provider_b, &[&b]);
+    let tenant = |iss: &str, audience: &str| {
+        let keys = RemoteKeys::discover(iss, fast());
+        let verifier = JwtVerifier::with_keys(
+            Keys::from(keys.clone()),
+            Validation::new().issuer(iss).audience(audience),
+            Arc::new(portcullis::SystemClock),
+            None,
+        )
+        .expect("verifier");
+        (keys, verifier)
+    };
+    let (keys_a, verifier_a) = tenant(&iss_a, "api-a");
+    let (keys_b, verifier_b) = tenant(&iss_b, "api-b");
+    keys_a.ready(Duration::from_secs(5)).await.expect("a ready");
+    keys_b.ready(Duration::from_secs(5)).await.expect("b ready");
+    let jwt = JwtLayer::with_verifier(JwtVerifier::for_issuers([verifier_a, verifier_b]).expect("multi"))
+        .build()
+        .expect("layer");
+
+    assert_eq!(
+        call(&jwt, &a.mint("alice", ["x"]).expect("mint")).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(call(&jwt, &b.mint("bob", ["x"]).expect("mint")).await.0, StatusCode::OK);
+
+    let reason = |answer: (StatusCode, Option<Rejection>)| {
+        assert_eq!(answer.0, StatusCode::UNAUTHORIZED);
+        answer.1.expect("rejection").reason().to_owned()
+    };
+    // A token claiming B as issuer but signed with A's key: B's keys only.
+    let forged = JwtIssuer::new(SigningKey::generate_ed25519().expect("key"), iss_b.as_str(), "api-b");
+    assert_eq!(
+        reason(call(&jwt, &forged.mint("eve", ["x"]).expect("mint")).await),
+        "unknown key id"
+    );
+    // A's issuer with B's audience.
+    let wrong_audience = JwtIssuer::new(SigningKey::generate_ed25519().expect("key"), iss_a.as_str(), "api-b");
+    set_keys(&provider_a, &[&a, &wrong_audience]);
+    tokio::time::sleep(Duration::from_millis(600)).await; // past the unknown-kid cooldown
+    assert_eq!(
+        reason(call(&jwt, &wrong_audience.mint("eve", ["x"]).expect("mint")).await),
+        "audience not accepted"
+    );
+    // An issuer nobody configured.
+    let stranger = issuer("https://stranger.test");
+    assert_eq!(
+        reason(call(&jwt, &stranger.mint("eve", ["x"]).expect("mint")).await),
+        "issuer not accepted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_client_bounds_size_and_redirects() {
+    let (provider, addr) = start_provider(&[]).await;
+    let iss = format!("http://{addr}");
+    let good = issuer(&iss);
+    set_keys(&provider, &[&good]);
+    let moved = RemoteKeys::jwks_url(format!("{iss}/moved"), fast());
+    moved
+        .ready(Duration::from_secs(5))
+        .await
+        .expect("a redirect is followed");
+    let big = RemoteKeys::jwks_url(format!("{iss}/big"), fast());
+    let error = big.ready(Duration::from_secs(2)).await.expect_err("2 MiB is refused");
+    assert!(error.to_string().contains("too large"), "{error}");
+    let looping = RemoteKeys::jwks_url(format!("{iss}/loop"), fast());
+    let error = looping
+        .ready(Duration::from_secs(2))
+        .await
+        .expect_err("a redirect loop is cut");
+    assert!(error.to_string().contains("too many redirects"), "{error}");
 }

@@ -144,4 +144,8 @@ pub enum ConfigError {
     /// The token size limit is zero.
     #[error("the maximum token size must be above zero")]
     ZeroTokenSize,
+    /// A multi-issuer verifier needs verifiers with exactly one issuer
+    /// each, all different.
+    #[error("multi-issuer verifier: {0}")]
+    Issuers(String),
 }

@@ -7,6 +7,14 @@
 //! a refusal is a 401 with an RFC 6750 challenge naming the reason (gRPC:
 //! `UNAUTHENTICATED`).
 //!
+//! Keys are static ([`KeySet`]: PEM, DER, JWK), or, with the feature
+//! `remote`, a [`remote::RemoteKeys`] fetched from a JWKS URL, an issuer's
+//! OIDC discovery document or a JWKS file, and kept current (rotation,
+//! `Cache-Control`, single-flight refetch on an unknown `kid` with a
+//! cooldown, bounded waits, stale keys served for a bounded time, then
+//! 503). Several issuers at once: [`JwtVerifier::for_issuers`] and
+//! [`JwtLayer::with_verifier`].
+//!
 //! ```
 //! use std::convert::Infallible;
 //! use bytes::Bytes;

@@ -32,6 +32,9 @@ struct Inner {
     validation: Validation,
     clock: SharedClock,
     cache: Option<TokenCache>,
+    /// Several issuers, each with its own keys and audience: a token goes
+    /// to the verifier of its `iss` (and that verifier checks it again).
+    tenants: Option<Box<[(String, JwtVerifier)]>>,
 }
 
 impl JwtVerifier {
@@ -70,7 +73,73 @@ impl JwtVerifier {
             validation,
             clock,
             cache: cache.map(TokenCache::new),
+            tenants: None,
         })))
+    }
+
+    /// One verifier for several issuers (multi-tenant), each with its own
+    /// keys, audience and validation: a token is routed by its `iss` claim
+    /// to that issuer's verifier, which checks everything, `iss` included,
+    /// with that issuer's keys only. A token from any other issuer is
+    /// refused (`issuer not accepted`).
+    ///
+    /// ```
+    /// use portcullis_jwt::{JwtIssuer, JwtVerifier, SigningKey, Validation};
+    ///
+    /// let a = JwtIssuer::new(SigningKey::generate_ed25519()?, "https://a.example", "api");
+    /// let b = JwtIssuer::new(SigningKey::generate_ed25519()?, "https://b.example", "api-b");
+    /// let verifier = JwtVerifier::for_issuers([
+    ///     JwtVerifier::new(a.verifying_key().into(), Validation::new().issuer("https://a.example").audience("api"))?,
+    ///     JwtVerifier::new(b.verifying_key().into(), Validation::new().issuer("https://b.example").audience("api-b"))?,
+    /// ])?;
+    /// assert_eq!(verifier.verify(&b.mint("bob", ["x"])?)?.subject(), "bob");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn for_issuers(verifiers: impl IntoIterator<Item = JwtVerifier>) -> Result<Self, ConfigError> {
+        let mut tenants: Vec<(String, JwtVerifier)> = Vec::new();
+        for verifier in verifiers {
+            let validation = &verifier.0.validation;
+            let [issuer] = &validation.issuers[..] else {
+                return Err(ConfigError::Issuers("each verifier needs exactly one issuer".into()));
+            };
+            if validation.any_issuer || verifier.0.tenants.is_some() {
+                return Err(ConfigError::Issuers("each verifier needs exactly one issuer".into()));
+            }
+            if tenants.iter().any(|(known, _)| known == issuer) {
+                return Err(ConfigError::Issuers(format!("issuer {issuer} given twice")));
+            }
+            tenants.push((issuer.clone(), verifier));
+        }
+        if tenants.is_empty() {
+            return Err(ConfigError::NoKeys);
+        }
+        let first = &tenants[0].1.0;
+        Ok(Self(Arc::new(Inner {
+            keys: first.keys.clone(),
+            validation: first.validation.clone(),
+            clock: first.clock.clone(),
+            cache: None,
+            tenants: Some(tenants.into_boxed_slice()),
+        })))
+    }
+
+    /// The verifier a token goes to: its issuer's, for a multi-issuer
+    /// verifier (`None`: no such issuer).
+    fn route(&self, token: &str) -> Option<&JwtVerifier> {
+        let Some(tenants) = &self.0.tenants else {
+            return Some(self);
+        };
+        #[derive(serde::Deserialize)]
+        struct Iss {
+            iss: Option<String>,
+        }
+        let payload = token.split('.').nth(1)?;
+        let json = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload).ok()?;
+        let iss = serde_json::from_slice::<Iss>(&json).ok()?.iss?;
+        tenants
+            .iter()
+            .find(|(issuer, _)| *issuer == iss)
+            .map(|(_, verifier)| verifier)
     }
 
     /// Verifies a token read from an `Authorization` header.
@@ -80,6 +149,15 @@ impl JwtVerifier {
 
     /// Verifies a token that came by `transport`.
     pub fn verify_from(&self, token: &str, transport: TokenTransport) -> Result<Identity, JwtError> {
+        if self.0.tenants.is_some() {
+            if token.len() > self.0.validation.max_token_bytes {
+                return Err(JwtError::TooLarge);
+            }
+            return match self.route(token) {
+                Some(tenant) => tenant.verify_from(token, transport),
+                None => Err(JwtError::IssuerMismatch),
+            };
+        }
         let inner = &*self.0;
         // The size limit applies before anything else, hashing included.
         if token.len() > inner.validation.max_token_bytes {
@@ -126,9 +204,16 @@ impl JwtVerifier {
     #[cfg(feature = "remote")]
     pub fn remote_keys(&self) -> Option<&crate::remote::RemoteKeys> {
         match &self.0.keys {
-            Keys::Remote(remote) => Some(remote),
-            Keys::Static(_) => None,
+            Keys::Remote(remote) if self.0.tenants.is_none() => Some(remote),
+            _ => None,
         }
+    }
+
+    /// The remote key set `token` would be verified with, if any (for a
+    /// multi-issuer verifier, its issuer's).
+    #[cfg(feature = "remote")]
+    pub fn remote_keys_for(&self, token: &str) -> Option<&crate::remote::RemoteKeys> {
+        self.route(token)?.remote_keys()
     }
 }
 

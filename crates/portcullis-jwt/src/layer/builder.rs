@@ -23,9 +23,20 @@ pub struct JwtLayer {
 }
 
 impl JwtLayer {
+    /// Starts configuring a layer around a ready verifier, e.g. a
+    /// multi-issuer one from [`JwtVerifier::for_issuers`]. The verifier's
+    /// own keys, validation, cache and clock apply; the builder's
+    /// `issuer`, `audience`, `leeway`, `cache` and `clock` settings do not.
+    pub fn with_verifier(verifier: JwtVerifier) -> JwtLayerBuilder {
+        let mut builder = Self::builder(verifier.keys().clone());
+        builder.verifier = Some(verifier);
+        builder
+    }
+
     /// Starts configuring a layer that verifies tokens with `keys`.
     pub fn builder(keys: impl Into<Keys>) -> JwtLayerBuilder {
         JwtLayerBuilder {
+            verifier: None,
             keys: keys.into(),
             validation: Validation::new(),
             required: true,
@@ -58,6 +69,7 @@ impl<S> Layer<S> for JwtLayer {
 #[derive(Debug)]
 #[must_use]
 pub struct JwtLayerBuilder {
+    verifier: Option<JwtVerifier>,
     keys: Keys,
     validation: Validation,
     required: bool,
@@ -183,7 +195,10 @@ impl JwtLayerBuilder {
     /// is configured and none was explicitly waived.
     pub fn build(self) -> Result<JwtLayer, ConfigError> {
         Ok(JwtLayer {
-            verifier: JwtVerifier::with_keys(self.keys, self.validation, self.clock, self.cache)?,
+            verifier: match self.verifier {
+                Some(verifier) => verifier,
+                None => JwtVerifier::with_keys(self.keys, self.validation, self.clock, self.cache)?,
+            },
             required: self.required,
             cookie: self.cookie,
             responder: self.responder,

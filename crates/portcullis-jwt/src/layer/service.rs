@@ -45,10 +45,10 @@ where
                 ResponseFuture::called(self.inner.call(request))
             }
             #[cfg(feature = "remote")]
-            Some(Err(JwtError::UnknownKeyId)) if self.layer.verifier.remote_keys().is_some() => {
+            Some(Err(JwtError::UnknownKeyId)) if self.remote_keys_of(&request).is_some() => {
                 // The provider may have rotated: fetch (once per cooldown,
                 // one at a time) and verify again, waiting a bounded time.
-                let Some(remote) = self.layer.verifier.remote_keys().cloned() else {
+                let Some(remote) = self.remote_keys_of(&request) else {
                     return self.reject(&request, &JwtError::UnknownKeyId.into_rejection());
                 };
                 let wait_for = remote.options().request_wait;
@@ -141,6 +141,12 @@ impl JwtLayer {
 }
 
 impl<S> JwtService<S> {
+    #[cfg(feature = "remote")]
+    fn remote_keys_of<B>(&self, request: &Request<B>) -> Option<crate::remote::RemoteKeys> {
+        let (token, _) = find_token(request.headers(), self.layer.cookie.as_deref()).ok()??;
+        self.layer.verifier.remote_keys_for(token).cloned()
+    }
+
     fn reject<B, F>(&self, request: &Request<B>, rejection: &Rejection) -> ResponseFuture<S, B, F> {
         ResponseFuture::rejected(self.layer.responder.respond(rejection, &RequestContext::of(request)))
     }

@@ -199,6 +199,11 @@ impl RemoteKeys {
         Self::start(Source::Jwks(url.into()), client, options)
     }
 
+    /// Keys of an OpenID provider, fetched with your own client.
+    pub fn discover_with_client(issuer: impl Into<String>, client: HttpClient, options: RemoteOptions) -> Self {
+        Self::start(Source::Discovery { issuer: issuer.into() }, client, options)
+    }
+
     fn start(source: Source, client: HttpClient, options: RemoteOptions) -> Self {
         let (ready, _) = tokio::sync::watch::channel(false);
         let keys = Self {
