@@ -1,0 +1,60 @@
+//! Configuration from the environment (the reference stack's contract).
+
+use std::time::Duration;
+
+/// Everything the stack reads from its environment.
+#[derive(Debug)]
+pub(crate) struct Config {
+    pub(crate) addr: String,
+    pub(crate) redis_url: Option<String>,
+    pub(crate) signing_key: Option<String>,
+    pub(crate) issuer: Option<String>,
+    pub(crate) audience: String,
+    pub(crate) external_issuer: Option<String>,
+    pub(crate) external_jwks: Option<String>,
+    pub(crate) insecure_http: bool,
+    pub(crate) session_idle: Duration,
+    pub(crate) session_absolute: Duration,
+    pub(crate) access_ttl: Duration,
+    pub(crate) refresh_ttl: Duration,
+    pub(crate) refresh_grace: Duration,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
+}
+
+fn seconds(name: &str, default: u64) -> Result<Duration, String> {
+    match var(name) {
+        None => Ok(Duration::from_secs(default)),
+        Some(text) => text
+            .parse()
+            .map(Duration::from_secs)
+            .map_err(|_| format!("{name} must be a whole number of seconds, got {text:?}")),
+    }
+}
+
+impl Config {
+    pub(crate) fn from_env() -> Result<Self, String> {
+        let external_issuer = var("PORTCULLIS_EXTERNAL_ISSUER");
+        let external_jwks = var("PORTCULLIS_EXTERNAL_JWKS");
+        if external_issuer.is_some() != external_jwks.is_some() {
+            return Err("PORTCULLIS_EXTERNAL_ISSUER and PORTCULLIS_EXTERNAL_JWKS go together".into());
+        }
+        Ok(Self {
+            addr: var("PORTCULLIS_ADDR").unwrap_or_else(|| "127.0.0.1:3000".into()),
+            redis_url: var("PORTCULLIS_REDIS_URL"),
+            signing_key: var("PORTCULLIS_SIGNING_KEY"),
+            issuer: var("PORTCULLIS_ISSUER"),
+            audience: var("PORTCULLIS_AUDIENCE").unwrap_or_else(|| "reference-stack".into()),
+            external_issuer,
+            external_jwks,
+            insecure_http: var("PORTCULLIS_INSECURE_HTTP").as_deref() == Some("1"),
+            session_idle: seconds("PORTCULLIS_SESSION_IDLE_SECS", 30 * 60)?,
+            session_absolute: seconds("PORTCULLIS_SESSION_ABSOLUTE_SECS", 12 * 3600)?,
+            access_ttl: seconds("PORTCULLIS_ACCESS_TTL_SECS", 15 * 60)?,
+            refresh_ttl: seconds("PORTCULLIS_REFRESH_TTL_SECS", 14 * 24 * 3600)?,
+            refresh_grace: seconds("PORTCULLIS_REFRESH_GRACE_SECS", 5)?,
+        })
+    }
+}

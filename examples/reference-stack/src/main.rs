@@ -1,0 +1,187 @@
+//! The reference stack: every Portcullis layer on one server, the hybrid a
+//! real product runs. Browsers log in with a form and get an opaque
+//! session cookie (CSRF-protected); API clients get short-lived access
+//! tokens with rotating refresh tokens; both reach the same handlers as one
+//! `Identity`. In memory by default, on Redis with `PORTCULLIS_REDIS_URL`
+//! (several instances then share every store).
+//!
+//! ```text
+//! PORTCULLIS_INSECURE_HTTP=1 cargo run -p reference-stack
+//! curl -s -X POST -d grant_type=password -d username=alice -d password=alice-password \
+//!      http://127.0.0.1:3000/oauth/token
+//! ```
+//!
+//! The environment and routes are documented in this example's README.
+
+mod config;
+mod data;
+mod routes;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use portcullis::csrf::CsrfLayer;
+use portcullis::jwt::remote::{RemoteKeys, RemoteOptions};
+use portcullis::jwt::{CacheLimits, JwtVerifier, Keys, Validation};
+use portcullis::redis::{RedisRefreshStore, RedisSessionStore, ReplicatedRevocationStore, ReplicationOptions};
+use portcullis::revocation::{MemoryRefreshStore, MemoryRevocationStore, RefreshTokens, RevocationLayer, Revocations};
+use portcullis::session::{MemoryStore, SessionLayer, SessionStore};
+use portcullis::{JwtIssuer, JwtLayer, SigningKey, SystemClock};
+use tower::ServiceBuilder;
+
+use crate::config::Config;
+use crate::data::{Notes, Users};
+use crate::routes::App;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Sessions, revocations, refresh tokens, notes, and the Redis connection
+/// (for the health check) when there is one.
+type Stores = (
+    Arc<dyn SessionStore>,
+    Arc<dyn portcullis::revocation::RevocationStore>,
+    Arc<dyn portcullis::revocation::RefreshStore>,
+    Notes,
+    Option<redis::aio::ConnectionManager>,
+);
+
+/// A secret for `label`: derived from the signing key when one is
+/// configured (so instances sharing a key share secrets), else random.
+fn secret(label: &str, signing_key_pem: Option<&[u8]>) -> Vec<u8> {
+    use argon2::password_hash::rand_core::{OsRng, RngCore};
+    match signing_key_pem {
+        Some(pem) => {
+            let mut material = Vec::with_capacity(label.len() + pem.len() + 1);
+            material.extend_from_slice(label.as_bytes());
+            material.push(0);
+            material.extend_from_slice(pem);
+            // Argon2 as a KDF: the PEM is already a high-entropy secret.
+            let mut out = vec![0u8; 32];
+            let params = argon2::Params::new(8, 1, 1, Some(32)).expect("valid argon2 parameters");
+            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+                .hash_password_into(&material, b"portcullis-reference-stack", &mut out)
+                .expect("argon2 with fixed parameters");
+            out
+        }
+        None => {
+            let mut out = vec![0u8; 32];
+            OsRng.fill_bytes(&mut out);
+            out
+        }
+    }
+}
+
+async fn build(config: &Config) -> Result<(axum::Router, String), Error> {
+    let listener_addr = config.addr.clone();
+    let pem = match &config.signing_key {
+        Some(path) => Some(std::fs::read(path).map_err(|error| format!("PORTCULLIS_SIGNING_KEY {path}: {error}"))?),
+        None => None,
+    };
+    let key = match &pem {
+        Some(pem) => SigningKey::from_pem(pem)?,
+        None => SigningKey::generate_ed25519()?,
+    };
+    let issuer_name = config
+        .issuer
+        .clone()
+        .unwrap_or_else(|| format!("http://{listener_addr}"));
+    let issuer = JwtIssuer::new(key, issuer_name.clone(), config.audience.clone()).access_token_ttl(config.access_ttl);
+
+    // Stores: Redis when configured, else in process.
+    let (session_store, revocation_store, refresh_store, notes, redis): Stores = match &config.redis_url {
+        Some(url) => {
+            let client = redis::Client::open(url.as_str())?;
+            let connection = redis::aio::ConnectionManager::new(client).await?;
+            (
+                Arc::new(RedisSessionStore::connect(url).await?),
+                Arc::new(ReplicatedRevocationStore::start(url, ReplicationOptions::default()).await?),
+                Arc::new(RedisRefreshStore::connect(url).await?),
+                Notes::Redis(connection.clone()),
+                Some(connection),
+            )
+        }
+        None => (
+            Arc::new(MemoryStore::new()),
+            Arc::new(MemoryRevocationStore::new()),
+            Arc::new(MemoryRefreshStore::new()),
+            Notes::Memory(Mutex::new(HashMap::new())),
+            None,
+        ),
+    };
+
+    let mut sessions = SessionLayer::new(session_store)
+        .secret(&secret("sessions", pem.as_deref()))?
+        .timeouts(config.session_idle, config.session_absolute)?;
+    let mut csrf = CsrfLayer::new().secret(&secret("csrf", pem.as_deref()))?;
+    if config.insecure_http {
+        sessions = sessions.insecure_http();
+        csrf = csrf.insecure_http();
+    }
+    let revocations = Revocations::new(revocation_store);
+    let tokens = RefreshTokens::builder(refresh_store, issuer.clone(), &secret("refresh", pem.as_deref()))
+        .revocations(&revocations)
+        .grace(config.refresh_grace)
+        .idle(config.refresh_ttl)
+        .absolute(config.refresh_ttl.max(config.refresh_ttl * 2))
+        .build()?;
+
+    // Our own tokens, and optionally an external issuer's (same audience).
+    let own = JwtVerifier::new(
+        issuer.verifying_key().into(),
+        Validation::new()
+            .issuer(issuer_name.as_str())
+            .audience(config.audience.as_str()),
+    )?;
+    let (verifier, remote) = match (&config.external_issuer, &config.external_jwks) {
+        (Some(external), Some(jwks)) => {
+            let remote = if jwks.starts_with("http://") || jwks.starts_with("https://") {
+                RemoteKeys::jwks_url(jwks.as_str(), RemoteOptions::default())
+            } else {
+                RemoteKeys::file(jwks.as_str(), RemoteOptions::default())
+            };
+            let theirs = JwtVerifier::with_keys(
+                Keys::from(remote.clone()),
+                Validation::new()
+                    .issuer(external.as_str())
+                    .audience(config.audience.as_str()),
+                Arc::new(SystemClock),
+                Some(CacheLimits::default()),
+            )?;
+            (JwtVerifier::for_issuers([own, theirs])?, Some(remote))
+        }
+        _ => (own, None),
+    };
+    let jwt = JwtLayer::with_verifier(verifier.clone()).optional().build()?;
+
+    let app = Arc::new(App {
+        users: Users::demo()?,
+        notes,
+        sessions: sessions.sessions().clone(),
+        tokens,
+        revocations: revocations.clone(),
+        verifier,
+        issuer,
+        remote,
+        redis,
+    });
+    let stack = ServiceBuilder::new()
+        .layer(sessions)
+        .layer(jwt)
+        .layer(RevocationLayer::new(&revocations))
+        .layer(csrf);
+    Ok((routes::router(app).layer(stack), listener_addr))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let config = Config::from_env()?;
+    let (app, addr) = build(&config).await?;
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    println!("listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,356 @@
+//! The HTTP routes of the reference stack.
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use portcullis::csrf::CsrfToken;
+use portcullis::jwt::JwtVerifier;
+use portcullis::jwt::remote::RemoteKeys;
+use portcullis::revocation::{RefreshEndpoint, RefreshTokens, RevocationEndpoint, Revocations};
+use portcullis::session::{Session, Sessions};
+use portcullis::{Identity, JwtIssuer, RequireAuthLayer};
+use serde::Deserialize;
+use serde_json::json;
+use tower::ServiceExt;
+
+use crate::data::{Notes, Users};
+
+/// What the handlers share.
+pub(crate) struct App {
+    pub(crate) users: Users,
+    pub(crate) notes: Notes,
+    pub(crate) sessions: Sessions,
+    pub(crate) tokens: RefreshTokens,
+    pub(crate) revocations: Revocations,
+    pub(crate) verifier: JwtVerifier,
+    pub(crate) issuer: JwtIssuer,
+    pub(crate) remote: Option<RemoteKeys>,
+    pub(crate) redis: Option<redis::aio::ConnectionManager>,
+}
+
+type Shared = Arc<App>;
+
+pub(crate) fn router(app: Shared) -> Router {
+    let authenticated = RequireAuthLayer::new();
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/", get(home))
+        .route("/login", post(login))
+        .route("/logout", post(logout))
+        .route("/me", get(me).layer(authenticated.clone()))
+        .route(
+            "/notes",
+            get(list_notes)
+                .layer(RequireAuthLayer::new().scope("notes:read"))
+                .merge(post(add_note).layer(RequireAuthLayer::new().scope("notes:write"))),
+        )
+        .route("/sessions", get(list_sessions).layer(authenticated.clone()))
+        .route(
+            "/sessions/logout-everywhere",
+            post(logout_everywhere).layer(authenticated),
+        )
+        .route("/oauth/token", post(token))
+        .route_service(
+            "/oauth/revoke",
+            RevocationEndpoint::new(app.tokens.clone(), Some(app.verifier.clone()), app.revocations.clone()),
+        )
+        .route("/.well-known/jwks.json", get(jwks))
+        .with_state(app)
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn unavailable(reason: impl std::fmt::Display) -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {reason}")).into_response()
+}
+
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"))
+}
+
+/// A body as form or JSON, per its content type.
+fn parse<T: for<'de> Deserialize<'de>>(headers: &HeaderMap, body: &Bytes) -> Result<T, String> {
+    let parsed = if is_form(headers) {
+        serde_json::to_value(
+            form_pairs(body)
+                .into_iter()
+                .collect::<std::collections::HashMap<String, String>>(),
+        )
+        .and_then(serde_json::from_value)
+    } else {
+        serde_json::from_slice(body)
+    };
+    parsed.map_err(|error| format!("unreadable body: {error}"))
+}
+
+fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(body).into_owned().collect()
+}
+
+async fn healthz(State(app): State<Shared>) -> Response {
+    if let Some(remote) = &app.remote
+        && !remote.is_ready()
+    {
+        return (StatusCode::SERVICE_UNAVAILABLE, "external signing keys not loaded").into_response();
+    }
+    if let Some(redis) = &app.redis {
+        let mut connection = redis.clone();
+        let ping = tokio::time::timeout(
+            Duration::from_millis(500),
+            redis::cmd("PING").query_async::<String>(&mut connection),
+        )
+        .await;
+        if !matches!(ping, Ok(Ok(_))) {
+            return (StatusCode::SERVICE_UNAVAILABLE, "redis unreachable").into_response();
+        }
+    }
+    (StatusCode::OK, "ok").into_response()
+}
+
+async fn home(State(app): State<Shared>, session: Session, csrf: CsrfToken) -> Response {
+    let token = match csrf.value() {
+        Ok(token) => escape(&token),
+        Err(error) => return unavailable(error),
+    };
+    let page = match session.subject() {
+        None => format!(
+            r#"<!doctype html><title>Notes</title><h1>Sign in</h1>
+<form method="post" action="/login"><input type="hidden" name="csrf_token" value="{token}">
+<label>User <input id="username" name="username"></label>
+<label>Password <input id="password" name="password" type="password"></label>
+<button id="signin" type="submit">Sign in</button></form>"#
+        ),
+        Some(subject) => {
+            let notes = match app.notes.list(&subject).await {
+                Ok(notes) => notes,
+                Err(error) => return unavailable(error),
+            };
+            let items: String = notes
+                .iter()
+                .map(|note| format!("<li>{}</li>", escape(&note.text)))
+                .collect();
+            format!(
+                r#"<!doctype html><title>Notes</title><h1>Signed in as {subject}</h1>
+<ul id="notes">{items}</ul>
+<form method="post" action="/notes"><input type="hidden" name="csrf_token" value="{token}">
+<input id="text" name="text"><button id="add" type="submit">Add</button></form>
+<form method="post" action="/logout"><input type="hidden" name="csrf_token" value="{token}">
+<button id="logout" type="submit">Sign out</button></form>"#,
+                subject = escape(&subject)
+            )
+        }
+    };
+    Html(page).into_response()
+}
+
+#[derive(Deserialize)]
+struct Credentials {
+    username: String,
+    password: String,
+}
+
+async fn login(
+    State(app): State<Shared>,
+    session: Session,
+    csrf: CsrfToken,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let credentials: Credentials = match parse(&headers, &body) {
+        Ok(credentials) => credentials,
+        Err(error) => return (StatusCode::BAD_REQUEST, error).into_response(),
+    };
+    let Some(user) = app.users.check(&credentials.username, &credentials.password) else {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error": "bad credentials"})),
+        )
+            .into_response();
+    };
+    session.login(user.name, user.scopes.iter().copied());
+    if is_form(&headers) {
+        return Redirect::to("/").into_response();
+    }
+    match csrf.value() {
+        Ok(token) => axum::Json(json!({"subject": user.name, "csrf_token": token})).into_response(),
+        Err(error) => unavailable(error),
+    }
+}
+
+async fn logout(session: Session, headers: HeaderMap) -> Response {
+    session.logout();
+    if is_form(&headers) {
+        Redirect::to("/").into_response()
+    } else {
+        StatusCode::NO_CONTENT.into_response()
+    }
+}
+
+async fn me(identity: Identity) -> Response {
+    axum::Json(json!({
+        "subject": identity.subject(),
+        "method": identity.method().name(),
+        "scopes": identity.scopes(),
+    }))
+    .into_response()
+}
+
+async fn list_notes(State(app): State<Shared>, identity: Identity) -> Response {
+    match app.notes.list(identity.subject()).await {
+        Ok(notes) => axum::Json(json!(notes)).into_response(),
+        Err(error) => unavailable(error),
+    }
+}
+
+#[derive(Deserialize)]
+struct NewNote {
+    text: String,
+}
+
+async fn add_note(State(app): State<Shared>, identity: Identity, headers: HeaderMap, body: Bytes) -> Response {
+    let note: NewNote = match parse(&headers, &body) {
+        Ok(note) => note,
+        Err(error) => return (StatusCode::BAD_REQUEST, error).into_response(),
+    };
+    match app.notes.add(identity.subject(), note.text).await {
+        Ok(_) if is_form(&headers) => Redirect::to("/").into_response(),
+        Ok(note) => (StatusCode::CREATED, axum::Json(json!(note))).into_response(),
+        Err(error) => unavailable(error),
+    }
+}
+
+fn seconds(at: std::time::SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+}
+
+async fn list_sessions(State(app): State<Shared>, identity: Identity, session: Session) -> Response {
+    let listed = if session.subject().as_deref() == Some(identity.subject()) {
+        session.list().await
+    } else {
+        app.sessions.list(identity.subject()).await
+    };
+    match listed {
+        Ok(sessions) => axum::Json(
+            sessions
+                .iter()
+                .map(|info| {
+                    json!({
+                        "handle": info.handle,
+                        "created": seconds(info.created),
+                        "last_seen": seconds(info.last_seen),
+                        "user_agent": info.user_agent,
+                        "current": info.current,
+                    })
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(error) => unavailable(error),
+    }
+}
+
+/// Ends every session, refresh family and earlier access token of the caller.
+async fn logout_everywhere(State(app): State<Shared>, identity: Identity) -> Response {
+    let subject = identity.subject();
+    let sessions = match app.sessions.end_all(subject).await {
+        Ok(ended) => ended,
+        Err(error) => return unavailable(error),
+    };
+    let families = match app.tokens.revoke_subject(subject).await {
+        Ok(revoked) => revoked,
+        Err(error) => return unavailable(error),
+    };
+    if let Err(error) = app.revocations.cut_off_subject(subject).await {
+        return unavailable(error);
+    }
+    axum::Json(json!({"sessions_ended": sessions, "refresh_families_revoked": families})).into_response()
+}
+
+fn oauth_error(error: &str, description: &str) -> Response {
+    let mut response = (
+        StatusCode::BAD_REQUEST,
+        axum::Json(json!({"error": error, "error_description": description})),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The token endpoint: `grant_type=password` here, `refresh_token` by the
+/// library's RFC 6749 endpoint.
+async fn token(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    if !is_form(&headers) {
+        return oauth_error("invalid_request", "the body must be application/x-www-form-urlencoded");
+    }
+    let form = form_pairs(&body);
+    let field = |name: &str| {
+        form.iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    };
+    match field("grant_type") {
+        Some("password") => {
+            let (Some(username), Some(password)) = (field("username"), field("password")) else {
+                return oauth_error("invalid_request", "username and password are required");
+            };
+            let Some(user) = app.users.check(username, password) else {
+                return oauth_error("invalid_grant", "bad credentials");
+            };
+            match app
+                .tokens
+                .issue(user.name, app.users.scopes_of(user.name).iter().copied())
+                .await
+            {
+                Ok(pair) => {
+                    let mut response = axum::Json(json!({
+                        "access_token": pair.access_token,
+                        "refresh_token": pair.refresh_token,
+                        "token_type": "Bearer",
+                        "expires_in": pair.expires_in.as_secs(),
+                        "scope": pair.scope,
+                    }))
+                    .into_response();
+                    response
+                        .headers_mut()
+                        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                    response
+                }
+                Err(error) => unavailable(error),
+            }
+        }
+        _ => {
+            // refresh_token and every error case of RFC 6749 §5.2.
+            let mut request = http::Request::post("/oauth/token");
+            if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
+                request = request.header(header::CONTENT_TYPE, content_type);
+            }
+            let Ok(request) = request.body(axum::body::Body::from(body)) else {
+                return oauth_error("invalid_request", "unreadable request");
+            };
+            match RefreshEndpoint::new(app.tokens.clone()).oneshot(request).await {
+                Ok(response) => response.map(axum::body::Body::new),
+                Err(never) => match never {},
+            }
+        }
+    }
+}
+
+async fn jwks(State(app): State<Shared>) -> Response {
+    axum::Json(app.issuer.jwks()).into_response()
+}

@@ -1,0 +1,466 @@
+//! The reference stack's contract, route by route, over HTTP against the
+//! real binary: in memory, on Redis, and two instances sharing one Redis.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::Full;
+use portcullis_tests::redis_server::RedisServer;
+use portcullis_tests::{Answer, send};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+struct Stack {
+    addr: SocketAddr,
+    _child: Child,
+}
+
+async fn start(env: &[(&str, &str)]) -> Stack {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_reference-stack"));
+    command
+        .env("PORTCULLIS_ADDR", "127.0.0.1:0")
+        .env("PORTCULLIS_INSECURE_HTTP", "1")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().expect("start the reference stack");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.expect("stdout") {
+            if let Some(addr) = line.strip_prefix("listening on http://") {
+                return addr.parse::<SocketAddr>().expect("address");
+            }
+        }
+        panic!("the stack exited before listening");
+    })
+    .await
+    .expect("listening within 60 s");
+    Stack { addr, _child: child }
+}
+
+/// A client with a cookie jar (one browser, or one device).
+#[derive(Default)]
+struct Client {
+    cookies: BTreeMap<String, String>,
+    bearer: Option<String>,
+}
+
+enum Body<'a> {
+    None,
+    Form(&'a str),
+    Json(Value),
+}
+
+impl Client {
+    async fn call(
+        &mut self,
+        addr: SocketAddr,
+        method: Method,
+        path: &str,
+        body: Body<'_>,
+        extra: &[(&str, &str)],
+    ) -> Answer {
+        let mut request = Request::builder().method(method).uri(format!("http://{addr}{path}"));
+        if !self.cookies.is_empty() {
+            let jar: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            request = request.header("cookie", jar.join("; "));
+        }
+        if let Some(token) = &self.bearer {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        for (name, value) in extra {
+            request = request.header(*name, *value);
+        }
+        let body = match body {
+            Body::None => Bytes::new(),
+            Body::Form(form) => {
+                request = request.header("content-type", "application/x-www-form-urlencoded");
+                Bytes::from(form.to_owned())
+            }
+            Body::Json(value) => {
+                request = request.header("content-type", "application/json");
+                Bytes::from(value.to_string())
+            }
+        };
+        let answer = send(request.body(Full::new(body)).expect("request")).await;
+        for set in answer.headers.get_all("set-cookie") {
+            let pair = set.to_str().expect("ascii").split(';').next().expect("pair");
+            let (name, value) = pair.split_once('=').expect("name=value");
+            if value.is_empty() {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        answer
+    }
+}
+
+const SAME_ORIGIN: (&str, &str) = ("sec-fetch-site", "same-origin");
+
+async fn password_grant(addr: SocketAddr, user: &str, password: &str) -> Answer {
+    let form = format!("grant_type=password&username={user}&password={password}");
+    Client::default()
+        .call(addr, Method::POST, "/oauth/token", Body::Form(&form), &[])
+        .await
+}
+
+/// Every route of the contract against one running stack (or, with
+/// `other`, across two instances sharing one Redis).
+async fn contract(addr: SocketAddr, other: SocketAddr) {
+    let mut anonymous = Client::default();
+    assert_eq!(
+        anonymous
+            .call(addr, Method::GET, "/healthz", Body::None, &[])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        anonymous.call(addr, Method::GET, "/me", Body::None, &[]).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let jwks = anonymous
+        .call(addr, Method::GET, "/.well-known/jwks.json", Body::None, &[])
+        .await;
+    assert!(jwks.json()["keys"].as_array().is_some_and(|keys| !keys.is_empty()));
+
+    // Browser: the login page, a form login (303), notes by form, CSRF.
+    let mut browser = Client::default();
+    let page = browser.call(addr, Method::GET, "/", Body::None, &[]).await;
+    assert!(page.body.contains("Sign in"), "{}", page.body);
+    let token = page
+        .body
+        .split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a CSRF token in the form")
+        .to_owned();
+    let bad = browser
+        .call(
+            addr,
+            Method::POST,
+            "/login",
+            Body::Form(&format!("csrf_token={token}&username=alice&password=nope")),
+            &[SAME_ORIGIN],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNAUTHORIZED, "bad credentials");
+    let login = browser
+        .call(
+            addr,
+            Method::POST,
+            "/login",
+            Body::Form(&format!("csrf_token={token}&username=alice&password=alice-password")),
+            &[SAME_ORIGIN],
+        )
+        .await;
+    assert_eq!(login.status, StatusCode::SEE_OTHER);
+    let me = browser.call(other, Method::GET, "/me", Body::None, &[]).await;
+    assert_eq!(
+        me.json(),
+        json!({"subject": "alice", "method": "session", "scopes": ["notes:read", "notes:write"]})
+    );
+    let added = browser
+        .call(
+            addr,
+            Method::POST,
+            "/notes",
+            Body::Form(&format!("csrf_token={token}&text=from+the+form")),
+            &[SAME_ORIGIN],
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.body);
+    let forged = browser
+        .call(
+            addr,
+            Method::POST,
+            "/notes",
+            Body::Form("text=forged"),
+            &[("sec-fetch-site", "cross-site")],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert!(forged.body.contains("cross-site request"));
+    let missing = browser
+        .call(
+            addr,
+            Method::POST,
+            "/notes",
+            Body::Json(json!({"text": "no token"})),
+            &[SAME_ORIGIN],
+        )
+        .await;
+    assert!(missing.body.contains("missing token"), "{}", missing.body);
+    let home = browser.call(other, Method::GET, "/", Body::None, &[]).await;
+    assert!(
+        home.body.contains("from the form") && !home.body.contains("forged"),
+        "{}",
+        home.body
+    );
+
+    // JSON login answers the subject and a CSRF token for SPA clients.
+    let mut spa = Client::default();
+    let login = spa
+        .call(
+            addr,
+            Method::POST,
+            "/login",
+            Body::Json(json!({"username": "bob", "password": "bob-password"})),
+            &[],
+        )
+        .await;
+    assert_eq!(login.status, StatusCode::OK);
+    assert_eq!(login.json()["subject"], "bob");
+    let csrf = login.json()["csrf_token"].as_str().expect("csrf token").to_owned();
+    let denied = spa
+        .call(
+            addr,
+            Method::POST,
+            "/notes",
+            Body::Json(json!({"text": "x"})),
+            &[SAME_ORIGIN, ("x-csrf-token", &csrf)],
+        )
+        .await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN, "bob lacks notes:write");
+    assert!(
+        denied
+            .headers
+            .get("www-authenticate")
+            .is_some_and(|v| v.to_str().unwrap_or("").contains("insufficient_scope"))
+    );
+
+    // API client: password grant, bearer calls, refresh rotation, revocation.
+    let grant = password_grant(addr, "alice", "alice-password").await;
+    assert_eq!(grant.status, StatusCode::OK, "{}", grant.body);
+    assert_eq!(grant.json()["token_type"], "Bearer");
+    assert_eq!(
+        password_grant(addr, "alice", "wrong").await.json()["error"],
+        "invalid_grant"
+    );
+    let access = grant.json()["access_token"].as_str().expect("access").to_owned();
+    let refresh = grant.json()["refresh_token"].as_str().expect("refresh").to_owned();
+    let mut api = Client {
+        bearer: Some(access.clone()),
+        ..Client::default()
+    };
+    let me = api.call(other, Method::GET, "/me", Body::None, &[]).await;
+    assert_eq!(me.json()["method"], "bearer");
+    let note = api
+        .call(
+            addr,
+            Method::POST,
+            "/notes",
+            Body::Json(json!({"text": "from the api"})),
+            &[],
+        )
+        .await;
+    assert_eq!(note.status, StatusCode::CREATED, "bearer calls need no CSRF token");
+    assert_eq!(note.json()["text"], "from the api");
+    let notes = api.call(other, Method::GET, "/notes", Body::None, &[]).await;
+    let notes = notes.json();
+    let texts: Vec<&str> = notes
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|n| n["text"].as_str())
+        .collect();
+    assert!(
+        texts.contains(&"from the form") && texts.contains(&"from the api"),
+        "{texts:?}"
+    );
+
+    let rotated = Client::default()
+        .call(
+            other,
+            Method::POST,
+            "/oauth/token",
+            Body::Form(&format!("grant_type=refresh_token&refresh_token={refresh}")),
+            &[],
+        )
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
+    let unsupported = Client::default()
+        .call(
+            addr,
+            Method::POST,
+            "/oauth/token",
+            Body::Form("grant_type=client_credentials"),
+            &[],
+        )
+        .await;
+    assert_eq!(unsupported.json()["error"], "unsupported_grant_type");
+    let revoke = Client::default()
+        .call(
+            addr,
+            Method::POST,
+            "/oauth/revoke",
+            Body::Form(&format!("token={access}")),
+            &[],
+        )
+        .await;
+    assert_eq!(revoke.status, StatusCode::OK);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let answer = api.call(other, Method::GET, "/me", Body::None, &[]).await;
+        if answer.status == StatusCode::UNAUTHORIZED {
+            assert!(answer.body.contains("token revoked"), "{}", answer.body);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the revoked token kept working");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Sessions: list, then log out everywhere (sessions, refresh families,
+    // earlier access tokens).
+    let mut phone = Client::default();
+    phone
+        .call(
+            other,
+            Method::POST,
+            "/login",
+            Body::Json(json!({"username": "alice", "password": "alice-password"})),
+            &[],
+        )
+        .await;
+    let listed = browser.call(addr, Method::GET, "/sessions", Body::None, &[]).await;
+    let sessions = listed.json();
+    assert!(sessions.as_array().is_some_and(|s| s.len() >= 2), "{sessions}");
+    assert!(
+        sessions
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["current"] == true))
+    );
+    let later = password_grant(addr, "alice", "alice-password").await.json()["access_token"]
+        .as_str()
+        .expect("access")
+        .to_owned();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let everywhere = Client {
+        bearer: Some(rotated.json()["access_token"].as_str().expect("access").to_owned()),
+        ..Client::default()
+    }
+    .call(addr, Method::POST, "/sessions/logout-everywhere", Body::None, &[])
+    .await;
+    assert_eq!(everywhere.status, StatusCode::OK, "{}", everywhere.body);
+    assert!(everywhere.json()["sessions_ended"].as_u64() >= Some(2));
+    for client in [&mut browser, &mut phone] {
+        assert_eq!(
+            client.call(other, Method::GET, "/me", Body::None, &[]).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let mut stale = Client {
+        bearer: Some(later),
+        ..Client::default()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while stale.call(other, Method::GET, "/me", Body::None, &[]).await.status != StatusCode::UNAUTHORIZED {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "an earlier access token survived"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let reused = Client::default()
+        .call(
+            addr,
+            Method::POST,
+            "/oauth/token",
+            Body::Form(&format!(
+                "grant_type=refresh_token&refresh_token={}",
+                rotated.json()["refresh_token"].as_str().expect("refresh")
+            )),
+            &[],
+        )
+        .await;
+    assert_eq!(reused.json()["error"], "invalid_grant", "the family was revoked");
+
+    // Logout ends the session (CSRF-protected).
+    let mut again = Client::default();
+    let login = again
+        .call(
+            addr,
+            Method::POST,
+            "/login",
+            Body::Json(json!({"username": "bob", "password": "bob-password"})),
+            &[],
+        )
+        .await;
+    let csrf = login.json()["csrf_token"].as_str().expect("csrf").to_owned();
+    assert_eq!(
+        again
+            .call(addr, Method::POST, "/logout", Body::None, &[SAME_ORIGIN])
+            .await
+            .status,
+        StatusCode::FORBIDDEN,
+        "logout without the token is refused"
+    );
+    assert_eq!(
+        again
+            .call(
+                addr,
+                Method::POST,
+                "/logout",
+                Body::None,
+                &[SAME_ORIGIN, ("x-csrf-token", &csrf)]
+            )
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        again.call(addr, Method::GET, "/me", Body::None, &[]).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+/// A fresh P-256 private key, PKCS#8 PEM (what an operator would mount).
+fn p256_pem() -> String {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+    use base64::Engine;
+    let document =
+        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &aws_lc_rs::rand::SystemRandom::new())
+            .expect("generate");
+    let body = base64::engine::general_purpose::STANDARD.encode(document.as_ref());
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).expect("ascii"))
+        .collect();
+    format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        lines.join("\n")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_contract_in_memory() {
+    let stack = start(&[]).await;
+    contract(stack.addr, stack.addr).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_contract_on_redis_across_two_instances() {
+    let redis = RedisServer::start();
+    let dir = std::env::temp_dir().join(format!("portcullis-reference-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let key_path = dir.join("signing.pem");
+    std::fs::write(&key_path, p256_pem()).expect("write key");
+    let env = [
+        ("PORTCULLIS_REDIS_URL", redis.url()),
+        ("PORTCULLIS_SIGNING_KEY", key_path.display().to_string()),
+        ("PORTCULLIS_ISSUER", "https://reference.test".to_owned()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (one, two) = (start(&env).await, start(&env).await);
+    contract(one.addr, two.addr).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
