@@ -194,13 +194,31 @@ pub mod grpc {
 
     /// Calls `WhoAmI` on `addr` with a real tonic client.
     pub async fn who_am_i(addr: SocketAddr, bearer: Option<&str>) -> Result<WhoAmIReply, tonic::Status> {
+        who_am_i_at(addr, PATH, bearer).await
+    }
+
+    /// Calls a `WhoAmI` method served at `path` (same messages).
+    pub async fn who_am_i_at(
+        addr: SocketAddr,
+        path: &'static str,
+        bearer: Option<&str>,
+    ) -> Result<WhoAmIReply, tonic::Status> {
         match bearer {
-            Some(token) => call(addr, "authorization", format!("Bearer {token}")).await,
-            None => call(addr, "", String::new()).await,
+            Some(token) => call_at(addr, path, "authorization", format!("Bearer {token}")).await,
+            None => call_at(addr, path, "", String::new()).await,
         }
     }
 
     async fn call(addr: SocketAddr, header: &'static str, value: String) -> Result<WhoAmIReply, tonic::Status> {
+        call_at(addr, PATH, header, value).await
+    }
+
+    async fn call_at(
+        addr: SocketAddr,
+        path: &'static str,
+        header: &'static str,
+        value: String,
+    ) -> Result<WhoAmIReply, tonic::Status> {
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
             .expect("endpoint")
             .connect()
@@ -217,7 +235,7 @@ pub mod grpc {
         client
             .unary(
                 request,
-                PathAndQuery::from_static(PATH),
+                PathAndQuery::from_static(path),
                 tonic_prost::ProstCodec::default(),
             )
             .await

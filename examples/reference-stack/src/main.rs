@@ -15,6 +15,7 @@
 
 mod config;
 mod data;
+mod grpc;
 mod routes;
 
 use std::collections::HashMap;

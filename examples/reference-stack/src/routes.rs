@@ -61,6 +61,12 @@ pub(crate) fn router(app: Shared) -> Router {
             RevocationEndpoint::new(app.tokens.clone(), Some(app.verifier.clone()), app.revocations.clone()),
         )
         .route("/.well-known/jwks.json", get(jwks))
+        .route_service(
+            crate::grpc::WHO_AM_I,
+            tower::ServiceBuilder::new()
+                .layer(RequireAuthLayer::new())
+                .service(crate::grpc::IdentityService),
+        )
         .with_state(app)
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::Full;
+use portcullis_tests::grpc::who_am_i_at;
 use portcullis_tests::redis_server::RedisServer;
 use portcullis_tests::{Answer, send};
 use serde_json::{Value, json};
@@ -277,6 +278,16 @@ async fn contract(addr: SocketAddr, other: SocketAddr) {
         "{texts:?}"
     );
 
+    // gRPC on the same port: WhoAmI with and without a token.
+    const WHO_AM_I: &str = "/reference.v1.Identity/WhoAmI";
+    let reply = who_am_i_at(other, WHO_AM_I, Some(&access))
+        .await
+        .expect("authorized call");
+    assert_eq!((reply.subject.as_str(), reply.method.as_str()), ("alice", "bearer"));
+    assert_eq!(reply.scopes, ["notes:read", "notes:write"]);
+    let refused = who_am_i_at(addr, WHO_AM_I, None).await.expect_err("no token");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+
     let rotated = Client::default()
         .call(
             other,
@@ -317,6 +328,9 @@ async fn contract(addr: SocketAddr, other: SocketAddr) {
         assert!(tokio::time::Instant::now() < deadline, "the revoked token kept working");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let revoked = who_am_i_at(other, WHO_AM_I, Some(&access)).await.expect_err("revoked");
+    assert_eq!(revoked.code(), tonic::Code::Unauthenticated);
+    assert_eq!(revoked.message(), "token revoked");
 
     // Sessions: list, then log out everywhere (sessions, refresh families,
     // earlier access tokens).
@@ -462,5 +476,53 @@ async fn the_contract_on_redis_across_two_instances() {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let (one, two) = (start(&env).await, start(&env).await);
     contract(one.addr, two.addr).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_external_issuer_is_trusted_through_its_jwks() {
+    let dir = std::env::temp_dir().join(format!("portcullis-external-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let jwks_path = dir.join("jwks.json");
+    let external = portcullis::JwtIssuer::new(
+        portcullis::SigningKey::generate_ed25519().expect("key"),
+        "https://idp.test",
+        "reference-stack",
+    );
+    std::fs::write(&jwks_path, external.jwks().to_string()).expect("write jwks");
+    let path = jwks_path.display().to_string();
+    let stack = start(&[
+        ("PORTCULLIS_EXTERNAL_ISSUER", "https://idp.test"),
+        ("PORTCULLIS_EXTERNAL_JWKS", path.as_str()),
+    ])
+    .await;
+    let mut health = Client::default();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while health
+        .call(stack.addr, Method::GET, "/healthz", Body::None, &[])
+        .await
+        .status
+        != StatusCode::OK
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut client = Client {
+        bearer: Some(external.mint("carol", ["notes:read"]).expect("mint")),
+        ..Client::default()
+    };
+    let me = client.call(stack.addr, Method::GET, "/me", Body::None, &[]).await;
+    assert_eq!(me.json()["subject"], "carol", "{}", me.body);
+    let stranger = portcullis::JwtIssuer::new(
+        portcullis::SigningKey::generate_ed25519().expect("key"),
+        "https://idp.test",
+        "reference-stack",
+    );
+    let mut forged = Client {
+        bearer: Some(stranger.mint("carol", ["notes:read"]).expect("mint")),
+        ..Client::default()
+    };
+    let refused = forged.call(stack.addr, Method::GET, "/me", Body::None, &[]).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "a key the JWKS does not hold");
     let _ = std::fs::remove_dir_all(&dir);
 }
