@@ -3,47 +3,21 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::Full;
+use portcullis_tests::example::Example;
 use portcullis_tests::grpc::who_am_i_at;
 use portcullis_tests::redis_server::RedisServer;
 use portcullis_tests::{Answer, send};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
-struct Stack {
-    addr: SocketAddr,
-    _child: Child,
-}
-
-async fn start(env: &[(&str, &str)]) -> Stack {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_reference-stack"));
-    command
-        .env("PORTCULLIS_ADDR", "127.0.0.1:0")
-        .env("PORTCULLIS_INSECURE_HTTP", "1")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true);
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    let mut child = command.spawn().expect("start the reference stack");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.expect("stdout") {
-            if let Some(addr) = line.strip_prefix("listening on http://") {
-                return addr.parse::<SocketAddr>().expect("address");
-            }
-        }
-        panic!("the stack exited before listening");
-    })
-    .await
-    .expect("listening within 60 s");
-    Stack { addr, _child: child }
+async fn start(env: &[(&str, &str)]) -> Example {
+    let mut all = vec![("PORTCULLIS_INSECURE_HTTP", "1")];
+    all.extend_from_slice(env);
+    Example::start(env!("CARGO_BIN_EXE_reference-stack"), &all).await
 }
 
 /// A client with a cookie jar (one browser, or one device).
