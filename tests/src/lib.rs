@@ -99,6 +99,16 @@ pub async fn get(addr: SocketAddr, path: &str, bearer: Option<&str>) -> Answer {
     send(request.body(Full::new(Bytes::new())).expect("request")).await
 }
 
+/// POSTs an `application/x-www-form-urlencoded` body to `addr` over a
+/// real socket.
+pub async fn post_form(addr: SocketAddr, path: &str, form: &str) -> Answer {
+    let request = Request::post(format!("http://{addr}{path}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from(form.to_owned())))
+        .expect("request");
+    send(request).await
+}
+
 /// Sends `request` over a real socket.
 pub async fn send(request: Request<Full<Bytes>>) -> Answer {
     let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();

@@ -254,6 +254,19 @@ impl RawToken {
     }
 }
 
+/// 32 random bytes for [`RefreshTokens::builder`]'s secret, for a single
+/// process or a demo. Several instances, or tokens that must survive a
+/// restart, need one stable secret from configuration instead.
+///
+/// ```
+/// assert_ne!(portcullis_revocation::generate_secret(), portcullis_revocation::generate_secret());
+/// ```
+pub fn generate_secret() -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes).unwrap_or_else(|_| unreachable!("system RNG failure"));
+    bytes
+}
+
 fn random_family_id() -> String {
     let mut bytes = [0u8; 16];
     aws_lc_rs::rand::fill(&mut bytes).unwrap_or_else(|_| unreachable!("system RNG failure"));
