@@ -15,6 +15,7 @@ use hyper_util::rt::TokioExecutor;
 use portcullis::Identity;
 use tokio::net::TcpListener;
 
+pub mod client;
 pub mod example;
 pub mod redis_server;
 pub mod webdriver;

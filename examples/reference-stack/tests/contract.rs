@@ -1,81 +1,21 @@
 //! The reference stack's contract, route by route, over HTTP against the
 //! real binary: in memory, on Redis, and two instances sharing one Redis.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Method, Request, StatusCode};
-use http_body_util::Full;
+use http::{Method, StatusCode};
+use portcullis_tests::Answer;
+use portcullis_tests::client::{Body, Client};
 use portcullis_tests::example::Example;
 use portcullis_tests::grpc::who_am_i_at;
 use portcullis_tests::redis_server::RedisServer;
-use portcullis_tests::{Answer, send};
-use serde_json::{Value, json};
+use serde_json::json;
 
 async fn start(env: &[(&str, &str)]) -> Example {
     let mut all = vec![("PORTCULLIS_INSECURE_HTTP", "1")];
     all.extend_from_slice(env);
     Example::start(env!("CARGO_BIN_EXE_reference-stack"), &all).await
-}
-
-/// A client with a cookie jar (one browser, or one device).
-#[derive(Default)]
-struct Client {
-    cookies: BTreeMap<String, String>,
-    bearer: Option<String>,
-}
-
-enum Body<'a> {
-    None,
-    Form(&'a str),
-    Json(Value),
-}
-
-impl Client {
-    async fn call(
-        &mut self,
-        addr: SocketAddr,
-        method: Method,
-        path: &str,
-        body: Body<'_>,
-        extra: &[(&str, &str)],
-    ) -> Answer {
-        let mut request = Request::builder().method(method).uri(format!("http://{addr}{path}"));
-        if !self.cookies.is_empty() {
-            let jar: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            request = request.header("cookie", jar.join("; "));
-        }
-        if let Some(token) = &self.bearer {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        for (name, value) in extra {
-            request = request.header(*name, *value);
-        }
-        let body = match body {
-            Body::None => Bytes::new(),
-            Body::Form(form) => {
-                request = request.header("content-type", "application/x-www-form-urlencoded");
-                Bytes::from(form.to_owned())
-            }
-            Body::Json(value) => {
-                request = request.header("content-type", "application/json");
-                Bytes::from(value.to_string())
-            }
-        };
-        let answer = send(request.body(Full::new(body)).expect("request")).await;
-        for set in answer.headers.get_all("set-cookie") {
-            let pair = set.to_str().expect("ascii").split(';').next().expect("pair");
-            let (name, value) = pair.split_once('=').expect("name=value");
-            if value.is_empty() {
-                self.cookies.remove(name);
-            } else {
-                self.cookies.insert(name.to_owned(), value.to_owned());
-            }
-        }
-        answer
-    }
 }
 
 const SAME_ORIGIN: (&str, &str) = ("sec-fetch-site", "same-origin");
