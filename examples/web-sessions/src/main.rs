@@ -30,17 +30,17 @@ fn escape(text: &str) -> String {
 }
 
 /// The form fields every page's forms carry.
-fn hidden(token: &CsrfToken) -> Result<String, Response> {
-    token
-        .value()
-        .map(|value| format!(r#"<input type="hidden" name="csrf_token" value="{}">"#, escape(&value)))
-        .map_err(|_| StatusCode::SERVICE_UNAVAILABLE.into_response())
+fn hidden(token: &CsrfToken) -> Option<String> {
+    let value = token.value().ok()?;
+    Some(format!(
+        r#"<input type="hidden" name="csrf_token" value="{}">"#,
+        escape(&value)
+    ))
 }
 
 async fn home(session: Session, token: CsrfToken) -> Response {
-    let csrf = match hidden(&token) {
-        Ok(csrf) => csrf,
-        Err(response) => return response,
+    let Some(csrf) = hidden(&token) else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
     let page = match session.subject() {
         None => format!(
