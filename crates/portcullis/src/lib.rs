@@ -4,8 +4,12 @@
 //! | feature | what it brings | default |
 //! |---|---|---|
 //! | `jwt` | [`JwtLayer`], [`JwtIssuer`], [`jwt`] key sets and validation | yes |
+//! | `remote-keys` | `jwt::remote`: JWKS URLs, OIDC discovery, JWKS files, kept current | no |
 //! | `session` | [`SessionLayer`], [`Session`], [`MemoryStore`], [`session`] stores | no |
-//! | `redis` | [`redis`]: Redis implementations of every store | no |
+//! | `csrf` | `CsrfLayer`, `CsrfToken` (needs `session`) | no |
+//! | `revocation` | `RevocationLayer`, `Revocations`, `RefreshTokens`, the OAuth refresh and revocation endpoints | no |
+//! | `redis` | [`redis`]: Redis implementations of every store, the replicated revocation mirror | no |
+//! | `conformance` | the store conformance suites, for your own stores' tests | no |
 //! | `axum` | axum extractors: [`Identity`], `Option<Identity>`, `Claims<T>` | no |
 //! | `full` | every layer and integration | no |
 //!
