@@ -439,4 +439,20 @@ async fn an_external_issuer_is_trusted_through_its_jwks() {
     let refused = forged.call(stack.addr, Method::GET, "/me", Body::None, &[]).await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "a key the JWKS does not hold");
     let _ = std::fs::remove_dir_all(&dir);
+
+    // Keys that cannot be loaded: not ready (503), and never a 401.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let jwks = format!("http://{dead}/jwks");
+    let unready = start(&[
+        ("PORTCULLIS_EXTERNAL_ISSUER", "https://idp.test"),
+        ("PORTCULLIS_EXTERNAL_JWKS", jwks.as_str()),
+    ])
+    .await;
+    let health = Client::default()
+        .call(unready.addr, Method::GET, "/healthz", Body::None, &[])
+        .await;
+    assert_eq!(health.status, StatusCode::SERVICE_UNAVAILABLE, "{}", health.body);
 }
