@@ -67,6 +67,9 @@ impl RedisServer {
                 "",
                 "--appendonly",
                 "no",
+                // Fault tests slow the server down with DEBUG SLEEP.
+                "--enable-debug-command",
+                "local",
             ])
             .arg("--dir")
             .arg(&self.dir)

@@ -542,3 +542,52 @@ async fn grpc_callers_get_unavailable_when_the_store_is_down() {
     assert_eq!(status.code(), tonic::Code::Unavailable);
     assert_eq!(status.message(), "session store unavailable");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_redis_is_bounded_by_the_command_timeout() {
+    let server = RedisServer::start();
+    let store = RedisSessionStore::connect(&server.url()).await.expect("connect");
+    let addr = serve(Arc::new(store), |l| l).await;
+    let mut device = Device::new("slow");
+    device.call(addr, Method::POST, "/login/alice").await;
+    assert_eq!(device.call(addr, Method::GET, "/me").await.body, "alice");
+
+    // Another client stalls the server for 3 s.
+    let client = redis::Client::open(server.url()).expect("client");
+    let mut staller = client.get_multiplexed_async_connection().await.expect("connect");
+    let stall = tokio::spawn(async move {
+        let _: redis::RedisResult<()> = redis::cmd("DEBUG").arg("SLEEP").arg(3).query_async(&mut staller).await;
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let slow = device.call(addr, Method::GET, "/me").await;
+    let waited = started.elapsed();
+    assert_eq!(
+        slow.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a stalled store is a 503: {}",
+        slow.body
+    );
+    assert!(slow.body.contains("session store unavailable"), "{}", slow.body);
+    assert!(
+        waited < Duration::from_millis(2_000),
+        "bounded by the 1 s command timeout: {waited:?}"
+    );
+    stall.await.expect("join");
+
+    // The session is still there once Redis answers again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = device.call(addr, Method::GET, "/me").await;
+        if answer.status == StatusCode::OK {
+            assert_eq!(answer.body, "alice", "no session lost");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never recovered: {}",
+            answer.status
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
