@@ -54,6 +54,16 @@ impl Example {
         }
     }
 
+    /// The resident memory of the process now, in KiB (Linux `/proc`).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let pid = self._child.id()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
     /// The value of a printed `label: value` line.
     pub fn printed(&self, label: &str) -> &str {
         let prefix = format!("{label}: ");

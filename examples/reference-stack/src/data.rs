@@ -2,11 +2,11 @@
 //! memory, or in Redis so several instances share them).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use argon2::password_hash::SaltString;
 use argon2::password_hash::rand_core::OsRng;
-use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
+use argon2::password_hash::{Output, SaltString};
+use argon2::{Argon2, Block, Params, PasswordHash, PasswordHasher};
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
@@ -19,7 +19,18 @@ pub(crate) struct User {
 }
 
 /// The demo users, hashed at start (argon2id, random salts).
-pub(crate) struct Users(Vec<User>);
+///
+/// Checks run on the blocking pool, at most two at a time, each in one of
+/// two reused 19 MiB work areas: a burst of logins neither stalls the
+/// async workers nor makes the allocator hand out (and strand) a fresh
+/// 19 MiB block per login.
+pub(crate) struct Users {
+    users: Vec<User>,
+    work_areas: Arc<Mutex<Vec<Vec<Block>>>>,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+const CONCURRENT_CHECKS: usize = 2;
 
 impl Users {
     pub(crate) fn demo() -> Result<Self, String> {
@@ -29,36 +40,77 @@ impl Users {
                 .map(|hash| hash.to_string())
                 .map_err(|error| format!("hashing a password failed: {error}"))
         };
-        Ok(Self(vec![
-            User {
-                name: "alice",
-                scopes: &["notes:read", "notes:write"],
-                password_hash: hash("alice-password")?,
-            },
-            User {
-                name: "bob",
-                scopes: &["notes:read"],
-                password_hash: hash("bob-password")?,
-            },
-        ]))
+        Ok(Self {
+            users: vec![
+                User {
+                    name: "alice",
+                    scopes: &["notes:read", "notes:write"],
+                    password_hash: hash("alice-password")?,
+                },
+                User {
+                    name: "bob",
+                    scopes: &["notes:read"],
+                    password_hash: hash("bob-password")?,
+                },
+            ],
+            work_areas: Arc::default(),
+            permits: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_CHECKS)),
+        })
     }
 
     /// The user, if `password` is theirs. Unknown users cost a hash check
     /// too, so timing does not tell which names exist.
-    pub(crate) fn check(&self, name: &str, password: &str) -> Option<&User> {
-        let user = self.0.iter().find(|user| user.name == name);
-        let hash = user.map_or(self.0[0].password_hash.as_str(), |user| user.password_hash.as_str());
-        let parsed = PasswordHash::new(hash).ok()?;
-        let matches = Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok();
+    pub(crate) async fn check(&self, name: &str, password: &str) -> Option<&User> {
+        let user = self.users.iter().find(|user| user.name == name);
+        let hash = user.map_or(self.users[0].password_hash.clone(), |user| user.password_hash.clone());
+        let _permit = self.permits.acquire().await.ok()?;
+        let work_areas = self.work_areas.clone();
+        let password = password.to_owned();
+        let matches = tokio::task::spawn_blocking(move || {
+            let mut memory = work_areas.lock().ok()?.pop().unwrap_or_default();
+            let matches = verify(&mut memory, &password, &hash);
+            work_areas.lock().ok()?.push(memory);
+            Some(matches)
+        })
+        .await
+        .ok()??;
         user.filter(|_| matches)
     }
 
     pub(crate) fn scopes_of(&self, name: &str) -> &'static [&'static str] {
-        self.0
+        self.users
             .iter()
             .find(|user| user.name == name)
             .map_or(&[], |user| user.scopes)
     }
+}
+
+/// Verifies `password` against a PHC string in `memory` (grown once to the
+/// hash's memory cost, then reused).
+fn verify(memory: &mut Vec<Block>, password: &str, phc: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Ok(params), Some(expected), Some(salt)) = (Params::try_from(&parsed), parsed.hash, parsed.salt) else {
+        return false;
+    };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    if memory.len() < params.block_count() {
+        memory.resize(params.block_count(), Block::default());
+    }
+    let mut out = vec![0u8; expected.len()];
+    let argon2 = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params.clone());
+    if argon2
+        .hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut memory[..params.block_count()])
+        .is_err()
+    {
+        return false;
+    }
+    // `Output` compares in constant time.
+    Output::new(&out).is_ok_and(|computed| computed == expected)
 }
 
 /// One note.

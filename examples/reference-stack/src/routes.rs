@@ -180,7 +180,7 @@ async fn login(
         Ok(credentials) => credentials,
         Err(error) => return (StatusCode::BAD_REQUEST, error).into_response(),
     };
-    let Some(user) = app.users.check(&credentials.username, &credentials.password) else {
+    let Some(user) = app.users.check(&credentials.username, &credentials.password).await else {
         return (
             StatusCode::UNAUTHORIZED,
             axum::Json(json!({"error": "bad credentials"})),
@@ -315,7 +315,7 @@ async fn token(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> Re
             let (Some(username), Some(password)) = (field("username"), field("password")) else {
                 return oauth_error("invalid_request", "username and password are required");
             };
-            let Some(user) = app.users.check(username, password) else {
+            let Some(user) = app.users.check(username, password).await else {
                 return oauth_error("invalid_grant", "bad credentials");
             };
             match app
