@@ -100,7 +100,9 @@ def main():
     if not found:
         sys.exit(f"no criterion results under {CRITERION}: run the benches first")
     (ROOT / "chart.svg").write_text(chart(found))
-    block = f"{START}\n\n![ratios](bench/chart.svg)\n\n{tables(found)}\n{END}"
+    load = TARGET / "load.md"
+    load_table = load.read_text() if load.exists() else ""
+    block = f"{START}\n\n![ratios](bench/chart.svg)\n\n{load_table}\n{tables(found)}\n{END}"
     doc_path = ROOT.parent / "BENCHMARKS.md"
     doc = doc_path.read_text()
     if START in doc and END in doc:
