@@ -11,6 +11,7 @@ pub struct RedisServer {
     port: u16,
     child: Option<Child>,
     dir: std::path::PathBuf,
+    persistent: bool,
 }
 
 const INSTALL_HINT: &str = "redis-server not found on PATH: install it (Debian: `apt-get install redis-server`; \
@@ -24,12 +25,23 @@ fn free_port() -> u16 {
 impl RedisServer {
     /// Starts a fresh, empty server on a free loopback port.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// Starts a server that writes every change to its append-only file
+    /// (fsync always), so a kill and restart keeps what it held.
+    pub fn start_persistent() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(persistent: bool) -> Self {
         let dir = std::env::temp_dir().join(format!("portcullis-redis-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let mut server = Self {
             port: free_port(),
             child: None,
             dir,
+            persistent,
         };
         server.restart();
         server
@@ -53,8 +65,8 @@ impl RedisServer {
         }
     }
 
-    /// Starts the server again on the same port (empty: it keeps nothing
-    /// on disk).
+    /// Starts the server again on the same port (empty, unless started
+    /// persistent).
     pub fn restart(&mut self) {
         self.kill();
         let child = Command::new("redis-server")
@@ -66,7 +78,9 @@ impl RedisServer {
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                if self.persistent { "yes" } else { "no" },
+                "--appendfsync",
+                "always",
                 // Fault tests slow the server down with DEBUG SLEEP.
                 "--enable-debug-command",
                 "local",
