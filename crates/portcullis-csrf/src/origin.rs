@@ -3,77 +3,140 @@
 use http::HeaderMap;
 use http::header::{HOST, ORIGIN, REFERER};
 
-/// A web origin, normalised: lowercase scheme and host, the default port
-/// left out.
+/// `http` or `https`, the only schemes an origin we accept can have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    fn parse(text: &str) -> Option<Self> {
+        if text.eq_ignore_ascii_case("https") {
+            Some(Self::Https)
+        } else if text.eq_ignore_ascii_case("http") {
+            Some(Self::Http)
+        } else {
+            None
+        }
+    }
+
+    fn default_port(self) -> u16 {
+        match self {
+            Self::Http => 80,
+            Self::Https => 443,
+        }
+    }
+}
+
+/// An origin as found in a request, borrowed (no allocation per check):
+/// compared case-insensitively, the default port left out.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OriginRef<'a> {
+    scheme: Scheme,
+    host: &'a str,
+    port: Option<u16>,
+}
+
+/// A configured origin (or pattern), normalised: lowercase host, the
+/// default port left out.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Origin {
-    scheme: String,
+    scheme: Scheme,
     host: String,
     port: Option<u16>,
 }
 
-impl Origin {
+/// `host[:port]` of an authority, validated.
+fn authority(scheme: Scheme, authority: &str) -> Option<OriginRef<'_>> {
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
+            if host.contains(':') && !host.starts_with('[') {
+                return None;
+            }
+            (host, Some(port.parse::<u16>().ok()?))
+        }
+        _ => (authority, None),
+    };
+    if host.is_empty()
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.*[]:".contains(&b))
+    {
+        return None;
+    }
+    Some(OriginRef {
+        scheme,
+        host,
+        port: port.filter(|port| *port != scheme.default_port()),
+    })
+}
+
+impl<'a> OriginRef<'a> {
     /// Parses `scheme://host[:port]`, with at most a trailing `/`; a path
     /// is allowed only when `allow_path` (a `Referer`).
-    pub(crate) fn parse(text: &str, allow_path: bool) -> Option<Self> {
+    pub(crate) fn parse(text: &'a str, allow_path: bool) -> Option<Self> {
         let (scheme, rest) = text.split_once("://")?;
-        let scheme = scheme.to_ascii_lowercase();
-        if scheme != "https" && scheme != "http" {
-            return None;
-        }
-        let (authority, path) = match rest.find(['/', '?', '#']) {
+        let scheme = Scheme::parse(scheme)?;
+        let (host_port, path) = match rest.find(['/', '?', '#']) {
             Some(index) => rest.split_at(index),
             None => (rest, ""),
         };
         if !allow_path && !path.is_empty() && path != "/" {
             return None;
         }
-        if authority.is_empty() || authority.contains('@') {
-            return None;
-        }
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
-                if host.contains(':') && !host.starts_with('[') {
-                    return None;
-                }
-                (host, Some(port.parse::<u16>().ok()?))
-            }
-            _ => (authority, None),
-        };
-        if host.is_empty()
-            || !host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-.*[]:".contains(&b))
-        {
-            return None;
-        }
-        let default = if scheme == "https" { 443 } else { 80 };
-        Some(Self {
-            port: port.filter(|port| *port != default),
-            host: host.to_ascii_lowercase(),
-            scheme,
-        })
+        authority(scheme, host_port)
     }
 
     /// The request's own origin from its `Host` header and the scheme the
     /// service is served over.
-    pub(crate) fn of_host(headers: &HeaderMap, scheme: &str) -> Option<Self> {
+    pub(crate) fn of_host(headers: &'a HeaderMap, scheme: &str) -> Option<Self> {
         let host = headers.get(HOST)?.to_str().ok()?;
-        Self::parse(&format!("{scheme}://{host}"), false)
+        authority(Scheme::parse(scheme)?, host)
+    }
+
+    fn same(&self, other: &OriginRef<'_>) -> bool {
+        self.scheme == other.scheme && self.port == other.port && self.host.eq_ignore_ascii_case(other.host)
+    }
+}
+
+impl Origin {
+    /// Parses and normalises a configured origin.
+    pub(crate) fn parse(text: &str, allow_path: bool) -> Option<Self> {
+        let origin = OriginRef::parse(text, allow_path)?;
+        Some(Self {
+            scheme: origin.scheme,
+            host: origin.host.to_ascii_lowercase(),
+            port: origin.port,
+        })
+    }
+
+    pub(crate) fn as_ref(&self) -> OriginRef<'_> {
+        OriginRef {
+            scheme: self.scheme,
+            host: &self.host,
+            port: self.port,
+        }
     }
 
     /// Whether `self`, as a configured pattern, admits `origin`: equal, or
     /// for a `*.` host any subdomain of the rest (same scheme and port).
-    pub(crate) fn admits(&self, origin: &Origin) -> bool {
+    pub(crate) fn admits(&self, origin: &OriginRef<'_>) -> bool {
         if self.scheme != origin.scheme || self.port != origin.port {
             return false;
         }
         match self.host.strip_prefix("*.") {
-            Some(parent) => origin
-                .host
-                .strip_suffix(parent)
-                .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.')),
-            None => self.host == origin.host,
+            Some(parent) => {
+                let host = origin.host;
+                host.len() > parent.len() + 1
+                    && host.is_char_boundary(host.len() - parent.len())
+                    && host[host.len() - parent.len()..].eq_ignore_ascii_case(parent)
+                    && host.as_bytes()[host.len() - parent.len() - 1] == b'.'
+            }
+            None => self.host.eq_ignore_ascii_case(origin.host),
         }
     }
 }
@@ -89,14 +152,14 @@ pub(crate) enum OriginFailure {
 }
 
 pub(crate) struct OriginPolicy<'a> {
-    pub(crate) own: Option<&'a Origin>,
+    pub(crate) own: Option<OriginRef<'a>>,
     pub(crate) trusted: &'a [Origin],
     pub(crate) allow_same_site: bool,
 }
 
 impl OriginPolicy<'_> {
-    fn trusts(&self, origin: &Origin) -> bool {
-        self.own.is_some_and(|own| own == origin) || self.trusted.iter().any(|pattern| pattern.admits(origin))
+    fn trusts(&self, origin: &OriginRef<'_>) -> bool {
+        self.own.is_some_and(|own| own.same(origin)) || self.trusted.iter().any(|pattern| pattern.admits(origin))
     }
 
     fn header_origin_trusted(&self, headers: &HeaderMap) -> Option<bool> {
@@ -107,7 +170,7 @@ impl OriginPolicy<'_> {
             value
                 .to_str()
                 .ok()
-                .and_then(|text| Origin::parse(text.trim(), false))
+                .and_then(|text| OriginRef::parse(text.trim(), false))
                 .is_some_and(|origin| self.trusts(&origin)),
         )
     }
@@ -131,7 +194,10 @@ impl OriginPolicy<'_> {
             return if trusted { Ok(()) } else { Err(OriginFailure::Untrusted) };
         }
         if let Some(referer) = headers.get(REFERER) {
-            let origin = referer.to_str().ok().and_then(|text| Origin::parse(text.trim(), true));
+            let origin = referer
+                .to_str()
+                .ok()
+                .and_then(|text| OriginRef::parse(text.trim(), true));
             return match origin {
                 Some(origin) if self.trusts(&origin) => Ok(()),
                 _ => Err(OriginFailure::Untrusted),
@@ -183,15 +249,15 @@ mod tests {
     #[test]
     fn wildcard_patterns_admit_subdomains_only() {
         let pattern = origin("https://*.example.com");
-        assert!(pattern.admits(&origin("https://a.example.com")));
-        assert!(pattern.admits(&origin("https://a.b.example.com")));
-        assert!(
-            !pattern.admits(&origin("https://example.com")),
-            "the apex is not a subdomain"
-        );
-        assert!(!pattern.admits(&origin("https://evilexample.com")));
-        assert!(!pattern.admits(&origin("http://a.example.com")), "scheme counts");
-        assert!(!pattern.admits(&origin("https://a.example.com:8443")), "port counts");
+        let admits = |text: &str| pattern.admits(&origin(text).as_ref());
+        assert!(admits("https://a.example.com"));
+        assert!(admits("https://a.b.example.com"));
+        let mixed_case = OriginRef::parse("https://A.Example.COM", false).expect("parses");
+        assert!(pattern.admits(&mixed_case), "any case");
+        assert!(!admits("https://example.com"), "the apex is not a subdomain");
+        assert!(!admits("https://evilexample.com"));
+        assert!(!admits("http://a.example.com"), "scheme counts");
+        assert!(!admits("https://a.example.com:8443"), "port counts");
     }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
@@ -207,7 +273,7 @@ mod tests {
         let own = origin("https://app.example.com");
         let trusted = [origin("https://*.partner.example"), origin("https://admin.example.com")];
         let policy = OriginPolicy {
-            own: Some(&own),
+            own: Some(own.as_ref()),
             trusted: &trusted,
             allow_same_site: false,
         };

@@ -13,7 +13,7 @@ use tower_service::Service;
 use super::Config;
 use super::future::{ResponseFuture, Verdict};
 use crate::body::{CsrfBody, FormKind, form_kind};
-use crate::origin::{Origin, OriginFailure, OriginPolicy};
+use crate::origin::{OriginFailure, OriginPolicy, OriginRef};
 use crate::token::{secret_of, unmasked, verify};
 use crate::{CsrfToken, LAYER};
 
@@ -58,11 +58,11 @@ impl Config {
             return Check::Pass { checked_origin: false };
         }
         let own = match &self.public_origin {
-            Some(origin) => Some(origin.clone()),
-            None => Origin::of_host(request.headers(), self.scheme),
+            Some(origin) => Some(origin.as_ref()),
+            None => OriginRef::of_host(request.headers(), self.scheme),
         };
         let policy = OriginPolicy {
-            own: own.as_ref(),
+            own,
             trusted: &self.trusted,
             allow_same_site: self.allow_same_site,
         };
