@@ -5,55 +5,17 @@
 //! Starts its own `redis-server` on a free loopback port (Debian:
 //! `apt-get install redis-server`).
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use portcullis::redis::{RedisRevocationStore, ReplicatedRevocationStore, ReplicationOptions};
 use portcullis::revocation::{MemoryRevocationStore, Revocation, RevocationStore};
 use portcullis::{AuthMethod, Identity};
+use portcullis_bench::start_redis;
 
 const TOKENS: usize = 990_000;
 const SUBJECTS: usize = 10_000;
 const ISS: &str = "https://auth.example";
-
-struct RedisProcess(Child);
-
-impl Drop for RedisProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_redis() -> (RedisProcess, String) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server on PATH (Debian: apt-get install redis-server)");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "redis-server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (RedisProcess(child), format!("redis://127.0.0.1:{port}"))
-}
 
 fn revocations() -> impl Iterator<Item = Revocation> {
     let far = SystemTime::now() + Duration::from_secs(3600);

@@ -6,7 +6,6 @@
 //! Writes the table to `target/load.md` for `report.py`.
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,44 +21,10 @@ use portcullis::redis::RedisSessionStore;
 use portcullis::revocation::{MemoryRevocationStore, RevocationLayer, Revocations};
 use portcullis::session::{MemoryStore, Session, SessionLayer, SessionStore};
 use portcullis::{JwtIssuer, JwtLayer, SigningKey};
+use portcullis_bench::start_redis;
 use tower::ServiceBuilder;
 
 const CONNECTIONS: usize = 16;
-
-struct RedisProcess(Child);
-
-impl Drop for RedisProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_redis() -> (RedisProcess, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server on PATH (Debian: apt-get install redis-server)");
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (RedisProcess(child), format!("redis://127.0.0.1:{port}"))
-}
 
 async fn serve(router: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -169,9 +169,8 @@ impl RevocationStore for RedisRevocationStore {
                 .map_err(unavailable)?;
             let now = now_ms();
             let cut = |value: Option<&String>| {
-                parse_value(value.map(String::as_str)).is_some_and(|(cutoff, expires)| {
-                    expires > now && facts.issued_at_secs.is_none_or(|iat| iat <= cutoff)
-                })
+                parse_value(value.map(String::as_str))
+                    .is_some_and(|(cutoff, expires)| facts.cut_off_by(cutoff, expires, now))
             };
             if parse_value(values.first().and_then(Option::as_deref)).is_some_and(|(_, expires)| expires > now) {
                 return Ok(Some(Revoked::Token));

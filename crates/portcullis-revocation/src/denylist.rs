@@ -199,6 +199,14 @@ impl<'a> TokenFacts<'a> {
         })
     }
 
+    /// Whether a subject or session cutoff (`cutoff_secs`, kept until
+    /// `expires_ms`) revokes this token at `now_ms`: it was issued at or
+    /// before the cutoff, or has no `iat` to prove otherwise. The one rule
+    /// every store applies.
+    pub fn cut_off_by(&self, cutoff_secs: u64, expires_ms: u64, now_ms: u64) -> bool {
+        expires_ms > now_ms && self.issued_at_secs.is_none_or(|iat| iat <= cutoff_secs)
+    }
+
     /// The token's `sid` claim, parsed from its raw claims only when asked
     /// (only when some session cutoff exists).
     pub fn session_id(&self) -> Option<String> {
@@ -313,9 +321,7 @@ impl Denylist {
             return Some(Revoked::Token);
         }
         // A token without `iat` cannot prove it was issued after a cutoff.
-        let cut = |cutoff: &Cutoff| {
-            cutoff.expires_ms > now_ms && facts.issued_at_secs.is_none_or(|iat| iat <= cutoff.cutoff_secs)
-        };
+        let cut = |cutoff: &Cutoff| facts.cut_off_by(cutoff.cutoff_secs, cutoff.expires_ms, now_ms);
         if !self.subjects.is_empty()
             && let Some(cutoff) = self.subjects.get(facts.subject)
             && cut(&cutoff)

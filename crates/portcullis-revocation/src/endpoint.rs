@@ -154,17 +154,57 @@ where
     Ok(form)
 }
 
-impl RefreshEndpoint {
-    async fn answer<B>(tokens: RefreshTokens, request: Request<B>) -> Response<Full<Bytes>>
-    where
-        B: Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
-        let form = match read_form(request).await {
-            Ok(form) => form,
-            Err(response) => return response,
-        };
+/// An endpoint that answers a POSTed form: the form is read (and a bad
+/// request refused) once, in [`serve`], for every such endpoint.
+trait FormEndpoint: Clone + Send + 'static {
+    fn answer(self, form: HashMap<String, String>) -> impl Future<Output = Response<Full<Bytes>>> + Send;
+}
+
+fn serve<E, B>(endpoint: E, request: Request<B>) -> EndpointFuture
+where
+    E: FormEndpoint,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    Box::pin(async move {
+        Ok(match read_form(request).await {
+            Ok(form) => endpoint.answer(form).await,
+            Err(response) => response,
+        })
+    })
+}
+
+/// The tower `Service` of a [`FormEndpoint`]: always ready, any body.
+macro_rules! form_service {
+    ($endpoint:ty) => {
+        impl<B> Service<Request<B>> for $endpoint
+        where
+            B: Body + Send + 'static,
+            B::Data: Send,
+            B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        {
+            type Response = Response<Full<Bytes>>;
+            type Error = Infallible;
+            type Future = EndpointFuture;
+
+            fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+                Poll::Ready(Ok(()))
+            }
+
+            fn call(&mut self, request: Request<B>) -> Self::Future {
+                serve(self.clone(), request)
+            }
+        }
+    };
+}
+
+form_service!(RefreshEndpoint);
+form_service!(RevocationEndpoint);
+
+impl FormEndpoint for RefreshEndpoint {
+    async fn answer(self, form: HashMap<String, String>) -> Response<Full<Bytes>> {
+        let tokens = self.tokens;
         match form.get("grant_type").map(String::as_str) {
             None => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "grant_type is required"),
             Some("refresh_token") => {}
@@ -225,17 +265,8 @@ impl RefreshEndpoint {
     }
 }
 
-impl RevocationEndpoint {
-    async fn answer<B>(self, request: Request<B>) -> Response<Full<Bytes>>
-    where
-        B: Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
-        let form = match read_form(request).await {
-            Ok(form) => form,
-            Err(response) => return response,
-        };
+impl FormEndpoint for RevocationEndpoint {
+    async fn answer(self, form: HashMap<String, String>) -> Response<Full<Bytes>> {
         let Some(token) = form.get("token") else {
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "token is required");
         };
@@ -261,7 +292,9 @@ impl RevocationEndpoint {
             ),
         }
     }
+}
 
+impl RevocationEndpoint {
     async fn revoke_access(&self, token: &str) -> Result<bool, crate::StoreError> {
         let Some(verifier) = &self.verifier else {
             return Ok(false);
@@ -270,45 +303,5 @@ impl RevocationEndpoint {
             Ok(identity) => self.revocations.revoke_identity(&identity).await,
             Err(_) => Ok(false),
         }
-    }
-}
-
-impl<B> Service<Request<B>> for RefreshEndpoint
-where
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    type Response = Response<Full<Bytes>>;
-    type Error = Infallible;
-    type Future = EndpointFuture;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        let tokens = self.tokens.clone();
-        Box::pin(async move { Ok(Self::answer(tokens, request).await) })
-    }
-}
-
-impl<B> Service<Request<B>> for RevocationEndpoint
-where
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    type Response = Response<Full<Bytes>>;
-    type Error = Infallible;
-    type Future = EndpointFuture;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        let endpoint = self.clone();
-        Box::pin(async move { Ok(endpoint.answer(request).await) })
     }
 }

@@ -45,9 +45,10 @@ where
                 ResponseFuture::called(self.inner.call(request))
             }
             #[cfg(feature = "remote")]
-            Some(Err(JwtError::UnknownKeyId)) if self.remote_keys_of(&request).is_some() => {
-                // The provider may have rotated: fetch (once per cooldown,
-                // one at a time) and verify again, waiting a bounded time.
+            Some(Err(JwtError::UnknownKeyId)) => {
+                // With remote keys the provider may have rotated: fetch
+                // (once per cooldown, one at a time) and verify again,
+                // waiting a bounded time.
                 let Some(remote) = self.remote_keys_of(&request) else {
                     return self.reject(&request, &JwtError::UnknownKeyId.into_rejection());
                 };
