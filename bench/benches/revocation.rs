@@ -21,7 +21,10 @@ fn revocations() -> impl Iterator<Item = Revocation> {
     let far = SystemTime::now() + Duration::from_secs(3600);
     let tokens = (0..TOKENS).map(move |i| Revocation::token(ISS, format!("jti-{i:07}"), far));
     let subjects = (0..SUBJECTS)
-        .map(move |i| Revocation::subject(format!("user-{i}"), SystemTime::now(), Duration::from_secs(3600)));
+        .map(move |i| {
+            let principal = portcullis::Principal::new(ISS, format!("user-{i}"));
+            Revocation::subject(principal, SystemTime::now(), Duration::from_secs(3600))
+        });
     tokens.chain(subjects)
 }
 

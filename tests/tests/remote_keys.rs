@@ -242,7 +242,13 @@ async fn provider_down_at_start_then_mid_run() {
         .expect("layer");
     let (status, rejection) = call(&jwt, &someone.mint("alice", ["a"]).expect("mint")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "never a 401 for an outage");
-    assert_eq!(rejection.expect("rejection").kind(), RejectionKind::Unavailable);
+    let rejection = rejection.expect("rejection");
+    assert_eq!(rejection.kind(), RejectionKind::Unavailable);
+    assert_eq!(rejection.reason(), "signing keys not loaded yet");
+    assert!(
+        !rejection.reason().contains(&dead.to_string()),
+        "the key source's address stays out of the answer"
+    );
 
     // Mid-run: the last good keys serve for the stale bound, then 503.
     let (provider, addr) = start_provider(&[]).await;
@@ -265,6 +271,15 @@ async fn provider_down_at_start_then_mid_run() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "past the stale bound");
     let rejection = rejection.expect("rejection");
     assert!(rejection.reason().contains("stale"), "{}", rejection.reason());
+    // What failed, never where or why inside: no URL, address or transport
+    // error in what the client is told.
+    for leak in [iss.as_str(), "127.0.0.1", "http", "error", "connect"] {
+        assert!(
+            !rejection.reason().contains(leak),
+            "names {leak:?}: {}",
+            rejection.reason()
+        );
+    }
     provider.failing.store(false, Ordering::SeqCst);
     let deadline = Instant::now() + Duration::from_secs(5);
     while call(&jwt, &token).await.0 != StatusCode::OK {

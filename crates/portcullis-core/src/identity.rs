@@ -15,6 +15,7 @@ use std::time::SystemTime;
 ///     .scopes(["notes:read"])
 ///     .build();
 /// assert_eq!(identity.subject(), "bob");
+/// assert_eq!(identity.issuer(), "", "no issuer set: the empty issuer");
 /// assert!(matches!(identity.method(), AuthMethod::Session { .. }));
 /// assert_eq!(identity.scopes(), ["notes:read"]);
 /// assert!(identity.claims_json().is_none());
@@ -23,7 +24,7 @@ use std::time::SystemTime;
 pub struct Identity(Arc<Inner>);
 
 struct Inner {
-    subject: String,
+    principal: Principal,
     method: AuthMethod,
     scopes: Box<[String]>,
     issued_at: Option<SystemTime>,
@@ -101,10 +102,88 @@ pub enum TokenTransport {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AuthenticatorRan;
 
+/// Who a caller is: a subject *within its issuer*.
+///
+/// A `sub` is unique only within the issuer that assigned it (OIDC Core
+/// §2, RFC 7519 §4.1.2): `("https://accounts.example", "alice")` and
+/// `("https://app.example", "alice")` are two different people. Every
+/// subject-keyed API in Portcullis (the session index, "log out
+/// everywhere", refresh-family and subject revocation) takes a `Principal`,
+/// never a bare subject. Mapping an external principal onto a local account
+/// is the application's explicit decision (look it up, then use the local
+/// principal).
+///
+/// ```
+/// use portcullis_core::Principal;
+///
+/// let local = Principal::new("https://app.example", "alice");
+/// let external = Principal::new("https://accounts.example", "alice");
+/// assert_ne!(local, external, "same sub, another issuer: another person");
+/// assert_eq!(local.subject(), "alice");
+/// // The canonical key cannot be forged by moving characters between the
+/// // two parts.
+/// assert_ne!(Principal::new("a", "bc").key(), Principal::new("ab", "c").key());
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Principal {
+    issuer: Arc<str>,
+    subject: Arc<str>,
+}
+
+impl Principal {
+    /// The principal `subject` of `issuer`.
+    pub fn new(issuer: impl Into<Arc<str>>, subject: impl Into<Arc<str>>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            subject: subject.into(),
+        }
+    }
+
+    /// The issuer (`iss` of a token; the configured local issuer of a
+    /// session). Empty for a token that carried no `iss`.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The subject, unique within [`issuer`](Principal::issuer) only.
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    /// The canonical, unambiguous text form stores index by:
+    /// `{issuer length in bytes}:{issuer}{subject}`.
+    pub fn key(&self) -> String {
+        format!("{}:{}{}", self.issuer.len(), self.issuer, self.subject)
+    }
+
+    /// Parses [`key`](Principal::key)'s form back; `None` if malformed.
+    pub fn from_key(key: &str) -> Option<Self> {
+        let (length, rest) = key.split_once(':')?;
+        let (issuer, subject) = rest.split_at_checked(length.parse().ok()?)?;
+        Some(Self::new(issuer, subject))
+    }
+}
+
+impl fmt::Debug for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Principal({:?}, {:?})", self.issuer, self.subject)
+    }
+}
+
+impl fmt::Display for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at {}", self.subject, self.issuer)
+    }
+}
+
 impl Identity {
-    /// Starts building an identity for `subject`.
+    /// Starts building an identity for `subject`. Its issuer is the one a
+    /// bearer `method` names, else the empty one, until
+    /// [`IdentityBuilder::issuer`] sets it.
     pub fn builder(subject: impl Into<String>, method: AuthMethod) -> IdentityBuilder {
+        let subject: String = subject.into();
         IdentityBuilder {
+            issuer: None,
             subject: subject.into(),
             method,
             scopes: Vec::new(),
@@ -114,9 +193,37 @@ impl Identity {
         }
     }
 
+    /// Starts building an identity for `principal` (its parts shared, not
+    /// copied).
+    pub fn for_principal(principal: Principal, method: AuthMethod) -> IdentityBuilder {
+        IdentityBuilder {
+            issuer: Some(principal.issuer),
+            subject: principal.subject,
+            method,
+            scopes: Vec::new(),
+            issued_at: None,
+            expires_at: None,
+            claims: None,
+        }
+    }
+
     /// The caller's subject (`sub` of a token, the user of a session).
+    ///
+    /// Unique only within [`issuer`](Identity::issuer): key anything
+    /// per-user by [`principal`](Identity::principal).
     pub fn subject(&self) -> &str {
-        &self.0.subject
+        self.0.principal.subject()
+    }
+
+    /// The issuer of the credential: a token's `iss` (empty when it had
+    /// none), the session layer's configured local issuer for a session.
+    pub fn issuer(&self) -> &str {
+        self.0.principal.issuer()
+    }
+
+    /// The caller as `(issuer, subject)`: what per-user data is keyed by.
+    pub fn principal(&self) -> &Principal {
+        &self.0.principal
     }
 
     /// How the caller authenticated.
@@ -162,7 +269,7 @@ impl fmt::Debug for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Claims can hold personal data: print only what names the caller.
         f.debug_struct("Identity")
-            .field("subject", &self.0.subject)
+            .field("principal", &self.0.principal)
             .field("method", &self.0.method)
             .field("scopes", &self.0.scopes)
             .field("expires_at", &self.0.expires_at)
@@ -174,7 +281,8 @@ impl fmt::Debug for Identity {
 #[derive(Debug)]
 #[must_use]
 pub struct IdentityBuilder {
-    subject: String,
+    issuer: Option<Arc<str>>,
+    subject: Arc<str>,
     method: AuthMethod,
     scopes: Vec<String>,
     issued_at: Option<SystemTime>,
@@ -183,6 +291,12 @@ pub struct IdentityBuilder {
 }
 
 impl IdentityBuilder {
+    /// Sets the issuer the subject belongs to.
+    pub fn issuer(mut self, issuer: impl Into<Arc<str>>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
     /// Sets the granted scopes.
     pub fn scopes<I, S>(mut self, scopes: I) -> Self
     where
@@ -213,8 +327,16 @@ impl IdentityBuilder {
 
     /// Finishes the identity.
     pub fn build(self) -> Identity {
+        // A bearer method names its token's issuer: the principal's, unless
+        // set otherwise.
+        let issuer = self.issuer.unwrap_or_else(|| match &self.method {
+            AuthMethod::Bearer {
+                issuer: Some(issuer), ..
+            } => issuer.clone(),
+            _ => Arc::from(""),
+        });
         Identity(Arc::new(Inner {
-            subject: self.subject,
+            principal: Principal::new(issuer, self.subject),
             method: self.method,
             scopes: self.scopes.into_boxed_slice(),
             issued_at: self.issued_at,

@@ -40,6 +40,6 @@ pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 #[cfg(feature = "axum")]
 pub use extract::Claims;
 pub use future::ResponseFuture;
-pub use identity::{AuthMethod, AuthenticatorRan, Identity, IdentityBuilder, TokenTransport};
+pub use identity::{AuthMethod, AuthenticatorRan, Identity, IdentityBuilder, Principal, TokenTransport};
 pub use rejection::{DefaultResponder, Protocol, Rejection, RejectionKind, RequestContext, Responder, SharedResponder};
 pub use require_auth::{RequireAuth, RequireAuthLayer};

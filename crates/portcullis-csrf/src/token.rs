@@ -84,9 +84,30 @@ pub(crate) fn secret_of(session: &Session) -> Option<String> {
 /// valid across `login`'s id rotation; `logout` ends them with the session.
 #[derive(Clone)]
 pub struct CsrfToken {
-    session: Session,
+    binding: Binding,
     key: Arc<hmac::Key>,
     issued: Arc<AtomicBool>,
+}
+
+/// What a token is bound to.
+#[derive(Clone)]
+pub(crate) enum Binding {
+    /// A session's random secret (kept in its data).
+    Session(Session),
+    /// The principal of a JWT read from a cookie: the token stays valid
+    /// across access-token refreshes, and is useless for anyone else.
+    Principal(Arc<str>),
+}
+
+/// The unmasked token of a cookie-borne JWT's principal (its canonical
+/// key), domain-separated from session secrets.
+pub(crate) fn for_principal(key: &hmac::Key, principal_key: &str) -> [u8; TOKEN_BYTES] {
+    let mut context = hmac::Context::with_key(key);
+    context.update(b"portcullis-csrf/jwt-principal\0");
+    context.update(principal_key.as_bytes());
+    let mut token = [0u8; TOKEN_BYTES];
+    token.copy_from_slice(context.sign().as_ref());
+    token
 }
 
 impl fmt::Debug for CsrfToken {
@@ -101,9 +122,9 @@ impl CsrfToken {
     /// The header tokens are read from.
     pub const HEADER: &'static str = "x-csrf-token";
 
-    pub(crate) fn new(session: Session, key: Arc<hmac::Key>) -> Self {
+    pub(crate) fn new(binding: Binding, key: Arc<hmac::Key>) -> Self {
         Self {
-            session,
+            binding,
             key,
             issued: Arc::default(),
         }
@@ -114,15 +135,20 @@ impl CsrfToken {
         self.issued.clone()
     }
 
-    /// A masked token for this session (new mask each call). Fails only if
-    /// the session cannot record its new secret.
+    /// A masked token for this session, or for the principal of a JWT
+    /// read from a cookie (new mask each call). Fails only if the session
+    /// cannot record its new secret.
     pub fn value(&self) -> Result<String, CsrfError> {
         self.issued.store(true, Ordering::Relaxed);
-        let secret = match secret_of(&self.session) {
+        let session = match &self.binding {
+            Binding::Session(session) => session,
+            Binding::Principal(principal) => return Ok(mask(&for_principal(&self.key, principal))),
+        };
+        let secret = match secret_of(session) {
             Some(secret) => secret,
             None => {
                 let secret = URL_SAFE_NO_PAD.encode(random::<32>());
-                self.session
+                session
                     .insert(SECRET_KEY, &secret)
                     .map_err(|_| CsrfError::SessionWrite)?;
                 secret

@@ -1,156 +1,16 @@
 //! Every CSRF rule and refusal reason, through SessionLayer + CsrfLayer.
 
+mod common;
+
 use std::convert::Infallible;
-use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{COOKIE, SET_COOKIE, VARY};
+use common::{assert_refused, logged_in, request, send, stack};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
-use portcullis_core::{Rejection, RejectionKind};
+use http_body_util::Full;
+use portcullis_core::RejectionKind;
 use portcullis_csrf::{CsrfBody, CsrfLayer, CsrfToken};
-use portcullis_session::{MemoryStore, Session, SessionLayer};
-use tower::{Service, ServiceBuilder, ServiceExt};
-
-const SITE: &str = "http://app.test";
-
-/// SessionLayer → CsrfLayer → a handler that: on `/login` logs in, on
-/// `/token` answers a fresh CSRF token, on anything else echoes the body.
-fn stack(
-    csrf: CsrfLayer,
-) -> impl Service<
-    Request<Full<Bytes>>,
-    Response = Response<impl http_body::Body<Data = Bytes, Error: std::fmt::Debug>>,
-    Error = Infallible,
-> + Clone {
-    let sessions = SessionLayer::new(Arc::new(MemoryStore::new())).insecure_http();
-    ServiceBuilder::new()
-        .layer(sessions)
-        .layer(csrf)
-        .service_fn(|request: Request<CsrfBody<Full<Bytes>>>| async move {
-            let path = request.uri().path().to_owned();
-            let session = request.extensions().get::<Session>().cloned().expect("session");
-            let token = request.extensions().get::<CsrfToken>().cloned().expect("token handle");
-            let text = match path.as_str() {
-                "/login" => {
-                    session.login("alice", ["notes:write"]);
-                    "logged in".to_owned()
-                }
-                "/token" => token.value().expect("token"),
-                _ => {
-                    let body = request.into_body().collect().await.expect("body").to_bytes();
-                    format!("handled: {}", String::from_utf8_lossy(&body))
-                }
-            };
-            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(text))))
-        })
-}
-
-struct Answer {
-    status: StatusCode,
-    body: String,
-    set_cookie: Option<String>,
-    vary: Vec<String>,
-    rejection: Option<Rejection>,
-}
-
-async fn send<S, ResBody>(app: &S, request: Request<Full<Bytes>>) -> Answer
-where
-    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>, Error = Infallible> + Clone,
-    ResBody: http_body::Body<Data = Bytes>,
-    ResBody::Error: std::fmt::Debug,
-{
-    let response = app.clone().oneshot(request).await.expect("infallible");
-    let set_cookie = response
-        .headers()
-        .get(SET_COOKIE)
-        .map(|v| v.to_str().expect("ascii").split(';').next().expect("pair").to_owned());
-    let vary = response
-        .headers()
-        .get_all(VARY)
-        .iter()
-        .map(|v| v.to_str().expect("ascii").to_owned())
-        .collect();
-    let status = response.status();
-    let rejection = response.extensions().get::<Rejection>().cloned();
-    let body = response.into_body().collect().await.expect("body").to_bytes();
-    Answer {
-        status,
-        body: String::from_utf8_lossy(&body).into_owned(),
-        set_cookie,
-        vary,
-        rejection,
-    }
-}
-
-fn request(
-    method: Method,
-    path: &str,
-    cookie: Option<&str>,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> Request<Full<Bytes>> {
-    let mut builder = Request::builder()
-        .method(method)
-        .uri(format!("{SITE}{path}"))
-        .header("host", "app.test");
-    if let Some(cookie) = cookie {
-        builder = builder.header(COOKIE, cookie);
-    }
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    builder.body(Full::new(Bytes::from(body.to_owned()))).expect("request")
-}
-
-/// A logged-in session: its cookie and a token for it.
-async fn logged_in<S, B>(app: &S) -> (String, String)
-where
-    S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = Infallible> + Clone,
-    B: http_body::Body<Data = Bytes>,
-    B::Error: std::fmt::Debug,
-{
-    let first = send(app, request(Method::GET, "/token", None, &[], "")).await;
-    let cookie = first.set_cookie.expect("asking for a token starts a session");
-    let login = send(
-        app,
-        request(
-            Method::POST,
-            "/login",
-            Some(&cookie),
-            &[("sec-fetch-site", "same-origin"), ("x-csrf-token", &first.body)],
-            "",
-        ),
-    )
-    .await;
-    assert_eq!(
-        login.status,
-        StatusCode::OK,
-        "the login form is protected too: {}",
-        login.body
-    );
-    let cookie = login.set_cookie.expect("login rotates the id");
-    // A token issued before the login still works after the rotation.
-    (cookie, first.body)
-}
-
-fn assert_refused(answer: &Answer, reason: &str) {
-    assert_eq!(answer.status, StatusCode::FORBIDDEN, "{reason}: {}", answer.body);
-    let rejection = answer.rejection.as_ref().expect("typed rejection");
-    assert_eq!(rejection.kind(), RejectionKind::Forbidden);
-    assert_eq!(rejection.layer(), "csrf");
-    assert_eq!(rejection.reason(), reason);
-    assert!(
-        answer.body.contains(reason),
-        "the problem body names the reason: {}",
-        answer.body
-    );
-    assert!(
-        answer.vary.iter().any(|v| v.contains("Origin")),
-        "Vary: {:?}",
-        answer.vary
-    );
-}
+use tower::{Service, ServiceBuilder};
 
 #[tokio::test]
 async fn tokens_pass_from_header_and_forms_and_bind_to_their_session() {
@@ -374,98 +234,217 @@ async fn exemptions_and_report_only() {
     assert!(CsrfLayer::new().insecure_exempt("hooks").is_err(), "not a path");
 }
 
-/// Captures the `portcullis::audit` events of the current thread.
-mod audit_capture {
-    use std::collections::BTreeMap;
-    use std::sync::{Arc, Mutex};
-
-    use tracing::field::{Field, Visit};
-    use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
-
-    pub(super) type Events = Arc<Mutex<Vec<BTreeMap<String, String>>>>;
-
-    struct Capture(Events);
-
-    struct Fields(BTreeMap<String, String>);
-
-    impl Visit for Fields {
-        fn record_str(&mut self, field: &Field, value: &str) {
-            self.0.insert(field.name().to_owned(), value.to_owned());
-        }
-
-        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-            self.0.insert(field.name().to_owned(), format!("{value:?}"));
-        }
+/// Login CSRF: a cross-site form that logs the victim into the attacker's
+/// account carries no cookie at all (`SameSite=Lax`), so the origin rules
+/// must run without a session too.
+#[tokio::test]
+async fn the_origin_rules_cover_requests_without_a_session() {
+    let app = stack(CsrfLayer::new().insecure_http());
+    let form = ("content-type", "application/x-www-form-urlencoded");
+    let json = ("content-type", "application/json");
+    let cases: [(&[(&str, &str)], &str); 6] = [
+        (&[("sec-fetch-site", "cross-site"), form], "cross-site request"),
+        (&[("sec-fetch-site", "cross-site"), json], "cross-site request"),
+        (&[("sec-fetch-site", "same-site"), form], "cross-site request"),
+        (&[("origin", "https://evil.example"), form], "untrusted origin"),
+        (&[("origin", "null"), json], "untrusted origin"),
+        (&[("referer", "https://evil.example/login"), form], "untrusted origin"),
+    ];
+    for (headers, reason) in cases {
+        let answer = send(
+            &app,
+            request(Method::POST, "/login", None, headers, "username=mallory&password=x"),
+        )
+        .await;
+        assert_refused(&answer, reason);
+        assert!(
+            answer.set_cookie.is_none(),
+            "{headers:?}: no session for a refused login"
+        );
     }
-
-    impl<S: tracing::Subscriber> Layer<S> for Capture {
-        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
-            if event.metadata().target() == "portcullis::audit" {
-                let mut fields = Fields(BTreeMap::new());
-                event.record(&mut fields);
-                self.0.lock().expect("lock").push(fields.0);
-            }
-        }
-    }
-
-    pub(super) fn install() -> (Events, tracing::subscriber::DefaultGuard) {
-        let events = Events::default();
-        let subscriber = tracing_subscriber::registry().with(Capture(events.clone()));
-        (events, tracing::subscriber::set_default(subscriber))
+    // Same-origin, user-typed and non-browser (no signal at all) logins pass.
+    for headers in [
+        &[("sec-fetch-site", "same-origin"), form][..],
+        &[("origin", "http://app.test"), form][..],
+        &[("referer", "http://app.test/"), form][..],
+        &[form][..],
+    ] {
+        let answer = send(&app, request(Method::POST, "/login", None, headers, "")).await;
+        assert_eq!(answer.status, StatusCode::OK, "{headers:?}: {}", answer.body);
+        assert!(answer.set_cookie.is_some(), "logged in");
     }
 }
 
 #[tokio::test]
-async fn refusals_and_report_only_are_audit_events_with_their_reason() {
-    let (events, _guard) = audit_capture::install();
-    let find = |outcome: &str, reason: &str| {
-        events.lock().expect("lock").iter().any(|e| {
-            e.get("layer").map(String::as_str) == Some("csrf")
-                && e.get("outcome").map(String::as_str) == Some(outcome)
-                && e.get("reason").map(String::as_str) == Some(reason)
-        })
-    };
-
-    let enforcing = stack(CsrfLayer::new());
-    let (cookie, _) = logged_in(&enforcing).await;
-    let refused = send(
-        &enforcing,
-        request(
-            Method::POST,
-            "/notes",
-            Some(&cookie),
-            &[("sec-fetch-site", "same-origin")],
-            "",
-        ),
+async fn a_csrf_layer_with_no_authenticator_before_it_is_a_loud_misconfiguration() {
+    let app = ServiceBuilder::new()
+        .layer(CsrfLayer::new())
+        .service_fn(|_: Request<CsrfBody<Full<Bytes>>>| async {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"reached"))))
+        });
+    let answer = send(
+        &app,
+        request(Method::POST, "/notes", None, &[("sec-fetch-site", "same-origin")], ""),
     )
     .await;
-    assert_eq!(refused.status, StatusCode::FORBIDDEN);
-    assert!(find("rejected", "missing token"), "{:?}", events.lock().expect("lock"));
-
-    let reporting = stack(CsrfLayer::new().report_only());
-    let (cookie, _) = logged_in(&reporting).await;
-    let passed = send(
-        &reporting,
-        request(
-            Method::POST,
-            "/notes",
-            Some(&cookie),
-            &[("sec-fetch-site", "cross-site")],
-            "",
-        ),
-    )
-    .await;
-    assert_eq!(passed.status, StatusCode::OK, "report-only lets it pass");
+    assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", answer.body);
+    let rejection = answer.rejection.expect("typed rejection");
+    assert_eq!(rejection.kind(), RejectionKind::Misconfigured);
     assert!(
-        find("would_reject", "cross-site request"),
-        "{:?}",
-        events.lock().expect("lock")
+        rejection.reason().contains("needs an authenticator"),
+        "{}",
+        rejection.reason()
     );
-    // No token value ever appears in an audit event.
-    for event in events.lock().expect("lock").iter() {
-        assert!(
-            event.values().all(|value| value.len() < 64),
-            "a long value (a token?) was logged: {event:?}"
-        );
+    assert!(!answer.body.contains("reached"));
+    // Safe methods are not state changes: they still pass.
+    let get = send(&app, request(Method::GET, "/notes", None, &[], "")).await;
+    assert_eq!(get.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_exempt_route_ends_on_a_path_segment() {
+    let app = stack(CsrfLayer::new().insecure_exempt("/hooks").expect("path"));
+    let cross = ("sec-fetch-site", "cross-site");
+    let exempt = send(&app, request(Method::POST, "/hooks/stripe", None, &[cross], "")).await;
+    assert_eq!(exempt.status, StatusCode::OK, "{}", exempt.body);
+    let lookalike = send(&app, request(Method::POST, "/hooksevil", None, &[cross], "")).await;
+    assert_refused(&lookalike, "cross-site request");
+}
+
+mod cookie_borne_jwt {
+    use super::*;
+    use portcullis_core::Identity;
+    use portcullis_jwt::{JwtIssuer, JwtLayer, SigningKey};
+
+    const ISSUER: &str = "https://issuer.test";
+
+    /// JwtLayer reading the token from cookie `at` → CsrfLayer → a handler
+    /// that answers the caller's subject, or a fresh token on `/token`.
+    fn jwt_stack(
+        issuer: &JwtIssuer,
+    ) -> impl Service<
+        Request<Full<Bytes>>,
+        Response = Response<impl http_body::Body<Data = Bytes, Error: std::fmt::Debug>>,
+        Error = Infallible,
+    > + Clone {
+        let jwt = JwtLayer::builder(issuer.verifying_key())
+            .issuer(ISSUER)
+            .audience("api")
+            .cookie("at")
+            .optional()
+            .build()
+            .expect("jwt layer");
+        ServiceBuilder::new()
+            .layer(jwt)
+            .layer(CsrfLayer::new().insecure_http())
+            .service_fn(|request: Request<CsrfBody<Full<Bytes>>>| async move {
+                let text = if request.uri().path() == "/token" {
+                    let token = request.extensions().get::<CsrfToken>().cloned().expect("token handle");
+                    token.value().expect("token")
+                } else {
+                    let identity = request.extensions().get::<Identity>().cloned().expect("identity");
+                    format!("handled for {}", identity.subject())
+                };
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(text))))
+            })
+    }
+
+    #[tokio::test]
+    async fn a_jwt_from_a_cookie_gets_the_origin_rules_and_a_principal_bound_token() {
+        let issuer = JwtIssuer::new(SigningKey::generate_ed25519().expect("key"), ISSUER, "api");
+        let app = jwt_stack(&issuer);
+        let alice = format!("at={}", issuer.mint("alice", ["notes:write"]).expect("mint"));
+        let bob = format!("at={}", issuer.mint("bob", ["notes:write"]).expect("mint"));
+
+        // The defect: a cross-site POST riding the cookie was never checked.
+        let cross = send(
+            &app,
+            request(
+                Method::POST,
+                "/notes",
+                Some(&alice),
+                &[("sec-fetch-site", "cross-site")],
+                "",
+            ),
+        )
+        .await;
+        assert_refused(&cross, "cross-site request");
+        let evil = send(
+            &app,
+            request(
+                Method::POST,
+                "/notes",
+                Some(&alice),
+                &[("origin", "https://evil.example")],
+                "",
+            ),
+        )
+        .await;
+        assert_refused(&evil, "untrusted origin");
+
+        // Same-origin, but no token: refused; the cookie is a credential.
+        let same_origin = ("sec-fetch-site", "same-origin");
+        let missing = send(&app, request(Method::POST, "/notes", Some(&alice), &[same_origin], "")).await;
+        assert_refused(&missing, "missing token");
+
+        let token = send(&app, request(Method::GET, "/token", Some(&alice), &[], ""))
+            .await
+            .body;
+        let ok = send(
+            &app,
+            request(
+                Method::POST,
+                "/notes",
+                Some(&alice),
+                &[same_origin, ("x-csrf-token", &token)],
+                "",
+            ),
+        )
+        .await;
+        assert_eq!((ok.status, ok.body.as_str()), (StatusCode::OK, "handled for alice"));
+
+        // A later access token of the same principal keeps the token valid…
+        let alice_again = format!("at={}", issuer.mint("alice", ["notes:write"]).expect("mint"));
+        let refreshed = send(
+            &app,
+            request(
+                Method::POST,
+                "/notes",
+                Some(&alice_again),
+                &[same_origin, ("x-csrf-token", &token)],
+                "",
+            ),
+        )
+        .await;
+        assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.body);
+        // …and it is useless to another principal.
+        let foreign = send(
+            &app,
+            request(
+                Method::POST,
+                "/notes",
+                Some(&bob),
+                &[same_origin, ("x-csrf-token", &token)],
+                "",
+            ),
+        )
+        .await;
+        assert_refused(&foreign, "token mismatch");
+
+        // The same token in the Authorization header is exempt: a browser
+        // cannot send that header cross-site.
+        let bearer = format!("Bearer {}", issuer.mint("alice", ["notes:write"]).expect("mint"));
+        let header = send(
+            &app,
+            request(
+                Method::POST,
+                "/notes",
+                None,
+                &[("sec-fetch-site", "cross-site"), ("authorization", &bearer)],
+                "",
+            ),
+        )
+        .await;
+        assert_eq!(header.status, StatusCode::OK, "{}", header.body);
     }
 }

@@ -69,8 +69,15 @@ pub enum JwtError {
     TypeMismatch,
     /// The keys to verify with are unavailable (a remote key set not yet
     /// loaded, or stale past its bound): a 503, since the token may be fine.
-    #[error("{0}")]
-    KeysUnavailable(String),
+    #[error("{reason}: {detail}")]
+    KeysUnavailable {
+        /// What failed, fit for a response body: `signing keys not loaded
+        /// yet`, `signing keys stale`, `signing keys unavailable`.
+        reason: &'static str,
+        /// Why, for the audit event only: it can name the key source's URL
+        /// and the transport's error.
+        detail: String,
+    },
 }
 
 impl JwtError {
@@ -78,7 +85,9 @@ impl JwtError {
     /// the keys are unavailable.
     pub fn into_rejection(self) -> Rejection {
         match self {
-            Self::KeysUnavailable(_) => Rejection::unavailable(crate::LAYER, self.to_string()).with_source(self),
+            // The detail (a URL, a transport error) is for the audit event
+            // and the source, never the body.
+            Self::KeysUnavailable { reason, .. } => Rejection::unavailable(crate::LAYER, reason).with_source(self),
             _ => Rejection::invalid_credentials(crate::LAYER, self.to_string()).with_source(self),
         }
     }

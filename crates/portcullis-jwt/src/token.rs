@@ -191,6 +191,7 @@ fn check_claims(
         }
     }
 
+    // The identity's principal is (iss, sub), from the method's issuer.
     let method = AuthMethod::Bearer {
         token_id: jti.map(|j| Arc::from(j.as_ref())),
         issuer: iss.map(|i| Arc::from(i.as_ref())),

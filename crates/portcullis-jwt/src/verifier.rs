@@ -172,9 +172,13 @@ impl JwtVerifier {
             Keys::Static(keys) => (std::borrow::Cow::Borrowed(keys), 0),
             #[cfg(feature = "remote")]
             Keys::Remote(remote) => {
-                let (keys, generation) = remote
-                    .current_with_generation()
-                    .map_err(|error| JwtError::KeysUnavailable(error.to_string()))?;
+                let (keys, generation) =
+                    remote
+                        .current_with_generation()
+                        .map_err(|error| JwtError::KeysUnavailable {
+                            reason: error.public_reason(),
+                            detail: error.to_string(),
+                        })?;
                 (std::borrow::Cow::Owned(keys), generation)
             }
         };

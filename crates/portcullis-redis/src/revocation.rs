@@ -153,7 +153,7 @@ impl RevocationStore for RedisRevocationStore {
                 // No field can match it; keeps the reply's shape fixed.
                 _ => String::new(),
             };
-            let subject = Target::Subject(facts.subject.to_owned()).encode();
+            let subject = Target::Subject(facts.principal.clone()).encode();
             let session = facts
                 .session_id()
                 .map(|sid| Target::Session(sid).encode())

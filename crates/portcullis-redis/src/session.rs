@@ -3,6 +3,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use portcullis_core::Principal;
 use portcullis_session::{Changes, SessionKey, SessionRecord, SessionStore, StoreError, StoreFuture};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
@@ -31,14 +32,17 @@ impl Default for RedisOptions {
 }
 
 /// Sessions in Redis: one hash per session, keyed by the session key (a
-/// keyed hash of the id, never the id), and one set per subject.
+/// keyed hash of the id, never the id), and one set per principal.
 ///
 /// Layout, under the prefix: `s:{key}` is a hash with the metadata fields
-/// (`_subject`, `_scopes`, `_created`, `_idle`, `_absolute`, `_seen`,
+/// (`_principal`, `_scopes`, `_created`, `_idle`, `_absolute`, `_seen`,
 /// `_ua`) and one `d:{name}` field per value, so writes to different keys
 /// never overwrite each other; a rotated-away key holds only `_moved_to`
-/// for its grace period. `subject:{subject}` is the set of a subject's
-/// session keys. Every key expires on its own (`PEXPIRE`).
+/// for its grace period. `principal:{principal key}` is the set of a
+/// principal's session keys, by [`Principal::key`]'s unambiguous
+/// `{issuer length}:{issuer}{subject}` (never the subject alone: another
+/// issuer's `alice` is someone else). Every key expires on its own
+/// (`PEXPIRE`).
 #[derive(Clone)]
 pub struct RedisSessionStore {
     connection: ConnectionManager,
@@ -102,8 +106,8 @@ fn scripts() -> &'static Scripts {
         delete: Script::new(
             r"
             local function drop(key, member)
-              local subject = redis.call('HGET', key, '_subject')
-              if subject then redis.call('SREM', ARGV[1] .. 'subject:' .. subject, member) end
+              local principal = redis.call('HGET', key, '_principal')
+              if principal then redis.call('SREM', ARGV[1] .. 'principal:' .. principal, member) end
               redis.call('DEL', key)
             end
             local moved = redis.call('HGET', KEYS[1], '_moved_to')
@@ -136,7 +140,7 @@ fn scripts() -> &'static Scripts {
 }
 
 /// The Lua function both `create` and `rotate` use to write a record and
-/// index it under its subject.
+/// index it under its principal.
 macro_rules! create_fn {
     () => {
         r"
@@ -144,9 +148,9 @@ local function create(key, ttl, member, index_ttl, first)
   redis.call('DEL', key)
   redis.call('HSET', key, unpack(ARGV, first))
   redis.call('PEXPIRE', key, ttl)
-  local subject = redis.call('HGET', key, '_subject')
-  if subject then
-    local index = ARGV[1] .. 'subject:' .. subject
+  local principal = redis.call('HGET', key, '_principal')
+  if principal then
+    local index = ARGV[1] .. 'principal:' .. principal
     redis.call('SADD', index, member)
     if redis.call('PTTL', index) < tonumber(index_ttl) then redis.call('PEXPIRE', index, index_ttl) end
   end
@@ -160,8 +164,8 @@ const CREATE: &str = concat!(create_fn!(), "create(KEYS[1], ARGV[2], ARGV[3], AR
 const ROTATE: &str = concat!(
     create_fn!(),
     r"
-local old_subject = redis.call('HGET', KEYS[1], '_subject')
-if old_subject then redis.call('SREM', ARGV[1] .. 'subject:' .. old_subject, ARGV[6]) end
+local old_principal = redis.call('HGET', KEYS[1], '_principal')
+if old_principal then redis.call('SREM', ARGV[1] .. 'principal:' .. old_principal, ARGV[6]) end
 redis.call('DEL', KEYS[1])
 create(KEYS[2], ARGV[2], ARGV[3], ARGV[4], 7)
 if ARGV[5] ~= '' then
@@ -216,8 +220,8 @@ impl RedisSessionStore {
         format!("{}s:{}", self.prefix, key.to_hex())
     }
 
-    fn index_key(&self, subject: &str) -> String {
-        format!("{}subject:{}", self.prefix, subject)
+    fn index_key(&self, principal: &Principal) -> String {
+        format!("{}principal:{}", self.prefix, principal.key())
     }
 
     fn fields(record: &SessionRecord) -> Vec<String> {
@@ -233,8 +237,8 @@ impl RedisSessionStore {
             "_scopes".to_owned(),
             serde_json::to_string(&record.scopes).unwrap_or_else(|_| "[]".into()),
         ];
-        if let Some(subject) = &record.subject {
-            fields.extend(["_subject".to_owned(), subject.clone()]);
+        if let Some(principal) = &record.principal {
+            fields.extend(["_principal".to_owned(), principal.key()]);
         }
         if let Some(ua) = &record.user_agent {
             fields.extend(["_ua".to_owned(), ua.clone()]);
@@ -274,7 +278,10 @@ fn parse_record(flat: Vec<String>) -> Result<Option<SessionRecord>, StoreError> 
     record.idle_deadline_ms = number("_idle")?;
     record.absolute_deadline_ms = number("_absolute")?;
     record.last_seen_ms = number("_seen")?;
-    record.subject = fields.get("_subject").cloned();
+    record.principal = match fields.get("_principal") {
+        Some(key) => Some(Principal::from_key(key).ok_or_else(|| StoreError::Corrupt("field _principal".into()))?),
+        None => None,
+    };
     record.user_agent = fields.get("_ua").cloned();
     record.scopes = match fields.get("_scopes") {
         Some(text) => serde_json::from_str(text).map_err(|_| StoreError::Corrupt("field _scopes".into()))?,
@@ -411,8 +418,8 @@ impl SessionStore for RedisSessionStore {
         })
     }
 
-    fn sessions_of(&self, subject: &str) -> StoreFuture<'_, Vec<(SessionKey, SessionRecord)>> {
-        let index = self.index_key(subject);
+    fn sessions_of(&self, principal: &Principal) -> StoreFuture<'_, Vec<(SessionKey, SessionRecord)>> {
+        let index = self.index_key(principal);
         Box::pin(async move {
             let mut connection = self.connection.clone();
             let answer: Vec<Value> = self
@@ -439,8 +446,8 @@ impl SessionStore for RedisSessionStore {
         })
     }
 
-    fn delete_all_of(&self, subject: &str) -> StoreFuture<'_, usize> {
-        let index = self.index_key(subject);
+    fn delete_all_of(&self, principal: &Principal) -> StoreFuture<'_, usize> {
+        let index = self.index_key(principal);
         Box::pin(async move {
             let mut connection = self.connection.clone();
             let ended: i64 = self

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use portcullis_core::{AuthMethod, Identity};
+use portcullis_core::{AuthMethod, Identity, Principal};
 
 use crate::denylist::{Revocation, Revoked, millis};
 use crate::refresh::{Family, RefreshStore, Spend, TokenHash};
@@ -97,7 +97,7 @@ pub async fn run_revocation_store(store: Arc<dyn RevocationStore>) {
     let now = SystemTime::now();
     store
         .revoke(Revocation::subject(
-            format!("{tag}alice"),
+            Principal::new("https://issuer.test", format!("{tag}alice")),
             now,
             Duration::from_secs(600),
         ))
@@ -135,11 +135,22 @@ pub async fn run_revocation_store(store: Arc<dyn RevocationStore>) {
         None,
         "another subject is untouched"
     );
+    let other_issuers_alice = Identity::builder(
+        format!("{tag}alice"),
+        AuthMethod::bearer(Some(format!("{tag}j8").into()), Some("https://other.test".into())),
+    )
+    .issued_at(SystemTime::now() - old)
+    .build();
+    assert_eq!(
+        store.check(other_issuers_alice).await.expect("check"),
+        None,
+        "another issuer's alice is another person: not cut off"
+    );
 
     // An earlier cutoff never weakens a later one.
     store
         .revoke(Revocation::subject(
-            format!("{tag}alice"),
+            Principal::new("https://issuer.test", format!("{tag}alice")),
             now - Duration::from_secs(3600),
             Duration::from_secs(600),
         ))
@@ -180,7 +191,7 @@ pub async fn run_revocation_store(store: Arc<dyn RevocationStore>) {
             issuer: "https://issuer.test".into(),
             jti: format!("{tag}j1"),
         },
-        crate::Target::Subject(format!("{tag}alice")),
+        crate::Target::Subject(Principal::new("https://issuer.test", format!("{tag}alice"))),
         crate::Target::Session(format!("{tag}fam")),
     ] {
         assert!(entries.iter().any(|e| e.target == wanted), "entries lists {wanted:?}");

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
-use portcullis_core::{AuthMethod, Identity};
+use portcullis_core::{AuthMethod, Identity, Principal};
 
 /// How long a token's denylist entry outlives the token's `exp`: longer
 /// than any sane clock-skew leeway, so a token accepted within its
@@ -26,8 +26,10 @@ pub enum Target {
         /// The token's `jti`.
         jti: String,
     },
-    /// Every token of a subject issued at or before the cutoff.
-    Subject(String),
+    /// Every token of a principal `(issuer, subject)` issued at or before
+    /// the cutoff. Another issuer's token with the same `sub` is another
+    /// person's, and is not cut off.
+    Subject(Principal),
     /// Every token carrying this `sid` claim issued at or before the
     /// cutoff (a refresh-token family, or a login session).
     Session(String),
@@ -37,14 +39,16 @@ impl Target {
     /// An unambiguous text form, used as a key by stores.
     ///
     /// ```
+    /// use portcullis_core::Principal;
     /// use portcullis_revocation::Target;
-    /// assert_eq!(Target::Subject("alice".into()).encode(), "s:alice");
-    /// assert_eq!(Target::decode("s:alice"), Some(Target::Subject("alice".into())));
+    /// let alice = Target::Subject(Principal::new("https://app.example", "alice"));
+    /// assert_eq!(alice.encode(), "s:19:https://app.examplealice");
+    /// assert_eq!(Target::decode("s:19:https://app.examplealice"), Some(alice));
     /// ```
     pub fn encode(&self) -> String {
         match self {
             Self::Token { issuer, jti } => format!("t:{}:{issuer}{jti}", issuer.len()),
-            Self::Subject(subject) => format!("s:{subject}"),
+            Self::Subject(principal) => format!("s:{}", principal.key()),
             Self::Session(sid) => format!("d:{sid}"),
         }
     }
@@ -53,7 +57,7 @@ impl Target {
     pub fn decode(text: &str) -> Option<Self> {
         let (kind, rest) = text.split_at_checked(2)?;
         match kind {
-            "s:" => Some(Self::Subject(rest.to_owned())),
+            "s:" => Principal::from_key(rest).map(Self::Subject),
             "d:" => Some(Self::Session(rest.to_owned())),
             "t:" => {
                 let (length, rest) = rest.split_once(':')?;
@@ -106,11 +110,11 @@ impl Revocation {
         }
     }
 
-    /// Revokes every token of `subject` issued at or before `at`; the
+    /// Revokes every token of `principal` issued at or before `at`; the
     /// cutoff is kept for `keep_for` (at least the longest lifetime of a
     /// token you accept).
-    pub fn subject(subject: impl Into<String>, at: SystemTime, keep_for: Duration) -> Self {
-        Self::cutoff(Target::Subject(subject.into()), at, keep_for)
+    pub fn subject(principal: Principal, at: SystemTime, keep_for: Duration) -> Self {
+        Self::cutoff(Target::Subject(principal), at, keep_for)
     }
 
     /// Revokes every token whose `sid` claim is `sid`, issued at or before
@@ -174,8 +178,8 @@ pub struct TokenFacts<'a> {
     pub issuer: Option<&'a str>,
     /// `jti`.
     pub jti: Option<&'a str>,
-    /// `sub`.
-    pub subject: &'a str,
+    /// `(iss, sub)`.
+    pub principal: &'a Principal,
     /// `iat`, seconds since the epoch.
     pub issued_at_secs: Option<u64>,
     identity: &'a Identity,
@@ -191,7 +195,7 @@ impl<'a> TokenFacts<'a> {
         Some(Self {
             issuer: issuer.as_deref(),
             jti: token_id.as_deref(),
-            subject: identity.subject(),
+            principal: identity.principal(),
             issued_at_secs: identity
                 .issued_at()
                 .map(|at| at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()),
@@ -249,14 +253,15 @@ struct Cutoff {
 ///
 /// let denylist = Denylist::default();
 /// let now = SystemTime::now();
-/// denylist.insert(&Revocation::subject("alice", now, Duration::from_secs(60)), denylist_millis(now));
+/// let alice = portcullis_core::Principal::new("https://app.example", "alice");
+/// denylist.insert(&Revocation::subject(alice, now, Duration::from_secs(60)), denylist_millis(now));
 /// assert_eq!(denylist.len(), 1);
 /// ```
 #[derive(Debug, Default)]
 pub struct Denylist {
     tokens: DashMap<u64, TokenEntry, Hasher>,
     token_key: Hasher,
-    subjects: DashMap<Box<str>, Cutoff, Hasher>,
+    subjects: DashMap<Principal, Cutoff, Hasher>,
     sessions: DashMap<Box<str>, Cutoff, Hasher>,
     last_sweep_ms: AtomicU64,
 }
@@ -278,13 +283,13 @@ impl Denylist {
         if revocation.expires_ms <= now_ms {
             return;
         }
-        let merge = |cutoffs: &DashMap<Box<str>, Cutoff, Hasher>, key: &str| {
-            let mut entry = cutoffs.entry(key.into()).or_insert(Cutoff {
-                cutoff_secs: 0,
-                expires_ms: 0,
-            });
+        let merge = |entry: &mut Cutoff| {
             entry.cutoff_secs = entry.cutoff_secs.max(revocation.cutoff_secs);
             entry.expires_ms = entry.expires_ms.max(revocation.expires_ms);
+        };
+        const NONE: Cutoff = Cutoff {
+            cutoff_secs: 0,
+            expires_ms: 0,
         };
         match &revocation.target {
             Target::Token { issuer, jti } => {
@@ -298,8 +303,8 @@ impl Denylist {
                     });
                 entry.expires_ms = entry.expires_ms.max(revocation.expires_ms);
             }
-            Target::Subject(subject) => merge(&self.subjects, subject),
-            Target::Session(sid) => merge(&self.sessions, sid),
+            Target::Subject(principal) => merge(&mut self.subjects.entry(principal.clone()).or_insert(NONE)),
+            Target::Session(sid) => merge(&mut self.sessions.entry(sid.as_str().into()).or_insert(NONE)),
         }
         let last = self.last_sweep_ms.load(Ordering::Relaxed);
         if now_ms.saturating_sub(last) >= SWEEP_INTERVAL_MS
@@ -323,7 +328,7 @@ impl Denylist {
         // A token without `iat` cannot prove it was issued after a cutoff.
         let cut = |cutoff: &Cutoff| facts.cut_off_by(cutoff.cutoff_secs, cutoff.expires_ms, now_ms);
         if !self.subjects.is_empty()
-            && let Some(cutoff) = self.subjects.get(facts.subject)
+            && let Some(cutoff) = self.subjects.get(facts.principal)
             && cut(&cutoff)
         {
             return Some(Revoked::Subject);
@@ -370,19 +375,16 @@ impl Denylist {
                 });
             }
         }
-        for (cutoffs, make) in [
-            (&self.subjects, Target::Subject as fn(String) -> Target),
-            (&self.sessions, Target::Session),
-        ] {
-            for cutoff in cutoffs.iter() {
-                if cutoff.expires_ms > now_ms {
-                    entries.push(Revocation {
-                        target: make(cutoff.key().to_string()),
-                        cutoff_secs: cutoff.cutoff_secs,
-                        expires_ms: cutoff.expires_ms,
-                    });
-                }
-            }
+        let cutoff = |target: Target, cutoff: &Cutoff| Revocation {
+            target,
+            cutoff_secs: cutoff.cutoff_secs,
+            expires_ms: cutoff.expires_ms,
+        };
+        for entry in self.subjects.iter().filter(|entry| entry.expires_ms > now_ms) {
+            entries.push(cutoff(Target::Subject(entry.key().clone()), entry.value()));
+        }
+        for entry in self.sessions.iter().filter(|entry| entry.expires_ms > now_ms) {
+            entries.push(cutoff(Target::Session(entry.key().to_string()), entry.value()));
         }
         entries
     }
@@ -404,7 +406,8 @@ mod tests {
                 issuer: "https://a:b".into(),
                 jti: "1:2".into(),
             },
-            Target::Subject("s:x".into()),
+            Target::Subject(Principal::new("https://a:1", "s:x")),
+            Target::Subject(Principal::new("", "")),
             Target::Session(String::new()),
         ] {
             assert_eq!(Target::decode(&target.encode()), Some(target.clone()));
@@ -412,7 +415,8 @@ mod tests {
         assert_eq!(Target::decode("t:99:short"), None, "a length past the end");
         assert_eq!(Target::decode("x:what"), None);
         assert_eq!(Target::decode(""), None);
-        assert_eq!(Revocation::decode("s:a", "1:2").map(|r| r.expires_ms), Some(2));
-        assert_eq!(Revocation::decode("s:a", "1"), None);
+        assert_eq!(Revocation::decode("s:1:ab", "1:2").map(|r| r.expires_ms), Some(2));
+        assert_eq!(Revocation::decode("s:1:ab", "1"), None);
+        assert_eq!(Target::decode("s:alice"), None, "a subject without its issuer");
     }
 }

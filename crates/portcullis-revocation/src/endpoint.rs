@@ -12,6 +12,7 @@ use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, PRAGMA};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Full, Limited};
+use portcullis_core::audit::{Decision, Outcome};
 use portcullis_jwt::JwtVerifier;
 use serde_json::json;
 use tower_service::Service;
@@ -99,6 +100,19 @@ fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Full<B
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
     response
+}
+
+/// A 503 that says what failed, never where or why inside: the detail
+/// (an address, a driver error) goes to the audit event only.
+fn store_unavailable(error: &crate::StoreError) -> Response<Full<Bytes>> {
+    Decision::new(crate::LAYER, Outcome::Unavailable)
+        .reason(error.reason())
+        .record();
+    oauth_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        "token store unavailable",
+    )
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response<Full<Bytes>> {
@@ -225,11 +239,7 @@ impl FormEndpoint for RefreshEndpoint {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", reason);
             }
             Err(RefreshError::Unavailable(error)) => {
-                return oauth_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "temporarily_unavailable",
-                    error.reason(),
-                );
+                return store_unavailable(&error);
             }
             Err(RefreshError::Issue(_)) => {
                 return oauth_error(
@@ -285,11 +295,7 @@ impl FormEndpoint for RevocationEndpoint {
         match outcome {
             // Known or not, the answer is the same (RFC 7009 §2.2).
             Ok(()) => json_response(StatusCode::OK, json!({})),
-            Err(error) => oauth_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                error.reason(),
-            ),
+            Err(error) => store_unavailable(&error),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use portcullis_core::{Identity, SharedClock, SystemClock};
+use portcullis_core::{Identity, Principal, SharedClock, SystemClock};
 
 use crate::denylist::{Revocation, Revoked};
 
@@ -73,7 +73,8 @@ pub trait RevocationStore: Send + Sync + fmt::Debug + 'static {
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let revocations = Revocations::new(Arc::new(MemoryRevocationStore::new()));
-/// revocations.cut_off_subject("alice").await?; // "log out everywhere"
+/// let alice = portcullis_core::Principal::new("https://auth.example", "alice");
+/// revocations.cut_off_subject(&alice).await?; // "log out everywhere"
 /// # Ok::<(), portcullis_revocation::StoreError>(())
 /// # }).unwrap();
 /// ```
@@ -140,12 +141,13 @@ impl Revocations {
         }
     }
 
-    /// Revokes every token of `subject` issued until now (log out
-    /// everywhere, password change, account lock).
-    pub async fn cut_off_subject(&self, subject: &str) -> Result<(), StoreError> {
+    /// Revokes every token of `principal` issued until now (log out
+    /// everywhere, password change, account lock). Tokens of another
+    /// issuer with the same `sub` are another person's and stay valid.
+    pub async fn cut_off_subject(&self, principal: &Principal) -> Result<(), StoreError> {
         let now = self.clock.now();
         self.store
-            .revoke(Revocation::subject(subject, now, self.keep_cutoffs_for))
+            .revoke(Revocation::subject(principal.clone(), now, self.keep_cutoffs_for))
             .await
     }
 

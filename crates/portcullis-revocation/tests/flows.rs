@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
-use portcullis_core::{Identity, ManualClock, Rejection, RejectionKind, SharedClock};
+use portcullis_core::{Identity, ManualClock, Principal, Rejection, RejectionKind, SharedClock};
 use portcullis_jwt::{JwtIssuer, JwtLayer, JwtVerifier, SigningKey, Validation, VerifyingKey};
 use portcullis_revocation::conformance;
 use portcullis_revocation::{
@@ -123,7 +123,11 @@ async fn a_subject_cutoff_revokes_earlier_tokens_only() {
     let fixture = Fixture::new();
     let before = fixture.issuer.mint("alice", ["notes:read"]).expect("mint");
     let bob = fixture.issuer.mint("bob", ["notes:read"]).expect("mint");
-    fixture.revocations.cut_off_subject("alice").await.expect("cut off");
+    fixture
+        .revocations
+        .cut_off_subject(&Principal::new(ISS, "alice"))
+        .await
+        .expect("cut off");
     assert_revoked(&fixture.call(&before).await);
     assert_eq!(fixture.call(&bob).await.body(), "bob");
 
@@ -409,7 +413,21 @@ async fn reuse_can_cut_off_the_subject_and_a_subject_can_be_revoked_whole() {
     let tokens = engine(&fixture, Duration::from_secs(5));
     let one = tokens.issue("bob", ["notes:read"]).await.expect("issue");
     let two = tokens.issue("bob", ["notes:read"]).await.expect("issue");
-    assert_eq!(tokens.revoke_subject("bob").await.expect("revoke"), 2);
+    assert_eq!(
+        tokens
+            .revoke_subject(&Principal::new("https://other-issuer.test", "bob"))
+            .await
+            .expect("revoke"),
+        0,
+        "another issuer's bob owns none of our bob's families"
+    );
+    assert_eq!(
+        tokens
+            .revoke_subject(&Principal::new(ISS, "bob"))
+            .await
+            .expect("revoke"),
+        2
+    );
     for pair in [&one, &two] {
         assert!(tokens.refresh(&pair.refresh_token).await.is_err());
         assert_revoked(&fixture.call(&pair.access_token).await);

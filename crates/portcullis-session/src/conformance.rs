@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use portcullis_core::Principal;
+
 use crate::store::{Changes, SessionRecord, Touch, millis};
 use crate::{SessionKey, SessionStore};
 
@@ -18,9 +20,9 @@ fn key(n: u8) -> SessionKey {
     SessionKey::from_bytes(bytes)
 }
 
-fn record(subject: Option<&str>) -> SessionRecord {
+fn record(principal: Option<&Principal>) -> SessionRecord {
     let mut record = SessionRecord::new(SystemTime::now(), Duration::from_secs(600), Duration::from_secs(3600));
-    record.subject = subject.map(str::to_owned);
+    record.principal = principal.cloned();
     record.scopes = vec!["notes:read".into()];
     record.user_agent = Some("conformance".into());
     record.data.insert("greeting".into(), "\"hello\"".into());
@@ -40,8 +42,10 @@ const TTL: Duration = Duration::from_secs(600);
 /// Runs every check against `store`; panics on the first violation, naming
 /// it. `subject_prefix` keeps runs against a shared server apart.
 pub async fn run(store: Arc<dyn SessionStore>, subject_prefix: &str) {
-    let alice = format!("{subject_prefix}-alice");
-    let bob = format!("{subject_prefix}-bob");
+    let alice = Principal::new("https://app.test", format!("{subject_prefix}-alice"));
+    let bob = Principal::new("https://app.test", format!("{subject_prefix}-bob"));
+    // The same `sub` at another issuer: another person.
+    let other_alice = Principal::new("https://idp.test", alice.subject());
 
     // Round trip, and unknown keys.
     let k1 = key(1);
@@ -113,6 +117,24 @@ pub async fn run(store: Arc<dyn SessionStore>, subject_prefix: &str) {
     let mut expected = vec![k1, k2];
     expected.sort();
     assert_eq!(listed, expected, "both of alice's sessions are indexed");
+    let k8 = key(8);
+    store
+        .create(&k8, &record(Some(&other_alice)), TTL)
+        .await
+        .expect("create");
+    let theirs: Vec<SessionKey> = store
+        .sessions_of(&other_alice)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(theirs, vec![k8], "the index is by (issuer, subject), not by subject");
+    assert_eq!(
+        store.load(&k8).await.expect("load").and_then(|r| r.principal.clone()),
+        Some(other_alice.clone()),
+        "the principal round-trips"
+    );
 
     // A logout is final: an update after delete writes nothing.
     store.delete(&k2).await.expect("delete");
@@ -195,7 +217,12 @@ pub async fn run(store: Arc<dyn SessionStore>, subject_prefix: &str) {
     );
     assert_eq!(store.load(&k5).await.expect("load"), None);
     assert!(store.load(&k3).await.expect("load").is_some(), "bob is untouched");
+    assert!(
+        store.load(&k8).await.expect("load").is_some(),
+        "another issuer's alice is untouched by alice's log out everywhere"
+    );
     assert_eq!(store.delete_all_of(&bob).await.expect("delete all"), 1);
+    assert_eq!(store.delete_all_of(&other_alice).await.expect("delete all"), 1);
 }
 
 /// Polls futures concurrently (no dependency on `futures`).

@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use portcullis_core::Principal;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -49,7 +50,7 @@ pub(crate) enum Pending {
     #[default]
     Nothing,
     Login {
-        subject: String,
+        principal: Principal,
         scopes: Vec<String>,
     },
     Cycle,
@@ -108,24 +109,39 @@ impl Session {
         }
     }
 
-    /// Logs `subject` in with `scopes`. The session id is rotated when the
-    /// response is saved (fixation defence): a cookie set before login is
-    /// never the one after it.
+    /// Logs the local user `subject` in with `scopes`: the principal is
+    /// `(the layer's issuer, subject)` (see [`SessionLayer::issuer`](crate::SessionLayer::issuer)).
+    /// The session id is rotated when the response is saved (fixation
+    /// defence): a cookie set before login is never the one after it.
+    ///
+    /// When another principal was logged in on this session, its data
+    /// (the CSRF secret included) does not carry over, but for the keys of
+    /// [`SessionLayer::keep_on_login`](crate::SessionLayer::keep_on_login).
     pub fn login<I, S>(&self, subject: impl Into<String>, scopes: I)
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
+        let principal = Principal::new(self.0.sessions.issuer(), subject.into());
+        self.login_as(principal, scopes);
+    }
+
+    /// Logs `principal` in: a user of another issuer (an OpenID provider's
+    /// `(iss, sub)`), as [`login`](Session::login) does for local users.
+    pub fn login_as<I, S>(&self, principal: Principal, scopes: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
         self.state().pending = Pending::Login {
-            subject: subject.into(),
+            principal,
             scopes: scopes.into_iter().map(Into::into).collect(),
         };
     }
 
     /// Whether the request carried the cookie of a live session (one the
-    /// store knew and that had not expired). Guards such as `CsrfLayer`
-    /// apply to these requests only: without a live session there is no
-    /// ambient credential to forge with.
+    /// store knew and that had not expired): the ambient credential
+    /// `CsrfLayer`'s token rule protects.
     pub fn is_live(&self) -> bool {
         self.state().id.is_some()
     }
@@ -150,14 +166,25 @@ impl Session {
     }
 
     /// The logged-in subject, if any (as of the start of the request, or
-    /// of a `login` in it).
+    /// of a `login` in it). Unique only within its issuer: key per-user
+    /// data by [`principal`](Session::principal).
     pub fn subject(&self) -> Option<String> {
+        self.principal().map(|principal| principal.subject().to_owned())
+    }
+
+    /// Who is logged in, if anyone, as `(issuer, subject)`.
+    pub fn principal(&self) -> Option<Principal> {
         let state = self.state();
         match &state.pending {
-            Pending::Login { subject, .. } => Some(subject.clone()),
+            Pending::Login { principal, .. } => Some(principal.clone()),
             Pending::Logout => None,
-            _ => state.record.as_ref().and_then(|r| r.subject.clone()),
+            _ => state.record.as_ref().and_then(|r| r.principal.clone()),
         }
+    }
+
+    /// The principal the stored session belongs to (not a pending login).
+    fn stored_principal(&self) -> Option<Principal> {
+        self.state().record.as_ref().and_then(|r| r.principal.clone())
     }
 
     /// The short public handle of this session (see [`SessionInfo::handle`]).
@@ -165,34 +192,35 @@ impl Session {
         self.state().key.map(|k| k.handle())
     }
 
-    /// The sessions of the logged-in subject ("my devices"), oldest first.
+    /// The sessions of the logged-in principal ("my devices"), oldest first.
     pub async fn list(&self) -> Result<Vec<SessionInfo>, StoreError> {
-        let (subject, current) = {
-            let state = self.state();
-            (state.record.as_ref().and_then(|r| r.subject.clone()), state.key)
+        let current = self.state().key;
+        let Some(principal) = self.stored_principal() else {
+            return Ok(Vec::new());
         };
-        let Some(subject) = subject else { return Ok(Vec::new()) };
-        let mut sessions = self.0.sessions.list(&subject).await?;
+        let mut sessions = self.0.sessions.list(&principal).await?;
         for info in &mut sessions {
             info.current = current.is_some_and(|k| k.handle() == info.handle);
         }
         Ok(sessions)
     }
 
-    /// Ends another session of the same subject, by handle. Returns whether
-    /// there was one.
+    /// Ends another session of the same principal, by handle. Returns
+    /// whether there was one.
     pub async fn end(&self, handle: &str) -> Result<bool, StoreError> {
-        let subject = self.state().record.as_ref().and_then(|r| r.subject.clone());
-        let Some(subject) = subject else { return Ok(false) };
-        self.0.sessions.end(&subject, handle).await
+        let Some(principal) = self.stored_principal() else {
+            return Ok(false);
+        };
+        self.0.sessions.end(&principal, handle).await
     }
 
-    /// "Log out everywhere": ends every session of the subject, this one
+    /// "Log out everywhere": ends every session of the principal, this one
     /// included. Returns how many ended.
     pub async fn end_all(&self) -> Result<usize, StoreError> {
-        let subject = self.state().record.as_ref().and_then(|r| r.subject.clone());
-        let Some(subject) = subject else { return Ok(0) };
-        let ended = self.0.sessions.end_all(&subject).await?;
+        let Some(principal) = self.stored_principal() else {
+            return Ok(0);
+        };
+        let ended = self.0.sessions.end_all(&principal).await?;
         self.logout();
         Ok(ended)
     }
@@ -203,7 +231,7 @@ impl fmt::Debug for Session {
         let state = self.state();
         f.debug_struct("Session")
             .field("id", &state.id)
-            .field("subject", &state.record.as_ref().and_then(|r| r.subject.as_deref()))
+            .field("principal", &state.record.as_ref().and_then(|r| r.principal.as_ref()))
             .field("pending", &state.pending)
             .finish_non_exhaustive()
     }
@@ -229,8 +257,11 @@ fn at(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
-/// A subject's sessions, outside any request: an admin ending a user's
+/// A principal's sessions, outside any request: an admin ending a user's
 /// sessions, a password change, the revocation layer.
+///
+/// Keyed by [`Principal`] `(issuer, subject)`, never by a bare subject:
+/// a token of another issuer with `sub: "alice"` is not the local alice.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -238,19 +269,33 @@ fn at(ms: u64) -> SystemTime {
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), portcullis_session::StoreError> {
 /// let sessions = Sessions::new(Arc::new(MemoryStore::new()));
-/// assert_eq!(sessions.end_all("alice").await?, 0);
-/// assert!(sessions.list("alice").await?.is_empty());
+/// let alice = sessions.local("alice");
+/// assert_eq!(alice.issuer(), portcullis_session::DEFAULT_ISSUER);
+/// assert_eq!(sessions.end_all(&alice).await?, 0);
+/// assert!(sessions.list(&alice).await?.is_empty());
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Debug)]
 pub struct Sessions {
     store: Arc<dyn SessionStore>,
+    issuer: Arc<str>,
 }
 
+/// The issuer of local session logins unless
+/// [`SessionLayer::issuer`](crate::SessionLayer::issuer) names one.
+pub const DEFAULT_ISSUER: &str = "local";
+
 impl Sessions {
-    /// Over `store`.
+    /// Over `store`, for local users of [`DEFAULT_ISSUER`].
     pub fn new(store: Arc<dyn SessionStore>) -> Self {
-        Self { store }
+        Self {
+            store,
+            issuer: DEFAULT_ISSUER.into(),
+        }
+    }
+
+    pub(crate) fn set_issuer(&mut self, issuer: Arc<str>) {
+        self.issuer = issuer;
     }
 
     /// The store.
@@ -258,11 +303,21 @@ impl Sessions {
         &self.store
     }
 
-    /// The live sessions of `subject`, oldest first.
-    pub async fn list(&self, subject: &str) -> Result<Vec<SessionInfo>, StoreError> {
+    /// The issuer [`Session::login`] logs local users in under.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The principal of the local user `subject`.
+    pub fn local(&self, subject: impl Into<Arc<str>>) -> Principal {
+        Principal::new(self.issuer.clone(), subject)
+    }
+
+    /// The live sessions of `principal`, oldest first.
+    pub async fn list(&self, principal: &Principal) -> Result<Vec<SessionInfo>, StoreError> {
         Ok(self
             .store
-            .sessions_of(subject)
+            .sessions_of(principal)
             .await?
             .into_iter()
             .map(|(key, record)| SessionInfo {
@@ -275,9 +330,9 @@ impl Sessions {
             .collect())
     }
 
-    /// Ends the session of `subject` with `handle`.
-    pub async fn end(&self, subject: &str, handle: &str) -> Result<bool, StoreError> {
-        let sessions = self.store.sessions_of(subject).await?;
+    /// Ends the session of `principal` with `handle`.
+    pub async fn end(&self, principal: &Principal, handle: &str) -> Result<bool, StoreError> {
+        let sessions = self.store.sessions_of(principal).await?;
         match sessions.into_iter().find(|(key, _)| key.handle() == handle) {
             Some((key, _)) => {
                 self.store.delete(&key).await?;
@@ -287,8 +342,8 @@ impl Sessions {
         }
     }
 
-    /// Ends every session of `subject`.
-    pub async fn end_all(&self, subject: &str) -> Result<usize, StoreError> {
-        self.store.delete_all_of(subject).await
+    /// Ends every session of `principal`.
+    pub async fn end_all(&self, principal: &Principal) -> Result<usize, StoreError> {
+        self.store.delete_all_of(principal).await
     }
 }

@@ -68,7 +68,7 @@ mod layer;
 mod memory;
 mod store;
 
-pub use handle::{Session, SessionInfo, Sessions};
+pub use handle::{DEFAULT_ISSUER, Session, SessionInfo, Sessions};
 pub use id::SessionKey;
 pub use layer::{ConfigError, DEFAULT_COOKIE_NAME, ResponseFuture, SameSite, SessionLayer, SessionService};
 pub use memory::MemoryStore;

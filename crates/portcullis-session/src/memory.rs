@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
+use portcullis_core::Principal;
 
 use crate::store::{Changes, SessionRecord, StoreError, StoreFuture};
 use crate::{SessionKey, SessionStore};
@@ -27,7 +28,7 @@ use crate::{SessionKey, SessionStore};
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     records: DashMap<SessionKey, Entry>,
-    by_subject: DashMap<String, HashSet<SessionKey>>,
+    by_principal: DashMap<Principal, HashSet<SessionKey>>,
     creations: AtomicU64,
 }
 
@@ -74,7 +75,7 @@ impl MemoryStore {
     pub fn sweep(&self) {
         let now = Instant::now();
         self.records.retain(|_, entry| entry.expires() > now);
-        self.by_subject.retain(|_, keys| {
+        self.by_principal.retain(|_, keys| {
             keys.retain(|key| self.records.contains_key(key));
             !keys.is_empty()
         });
@@ -91,15 +92,15 @@ impl MemoryStore {
         }
     }
 
-    fn index(&self, subject: Option<&str>, key: SessionKey) {
-        if let Some(subject) = subject {
-            self.by_subject.entry(subject.to_owned()).or_default().insert(key);
+    fn index(&self, principal: Option<&Principal>, key: SessionKey) {
+        if let Some(principal) = principal {
+            self.by_principal.entry(principal.clone()).or_default().insert(key);
         }
     }
 
-    fn unindex(&self, subject: Option<&str>, key: &SessionKey) {
-        if let Some(subject) = subject {
-            self.by_subject.remove_if_mut(subject, |_, keys| {
+    fn unindex(&self, principal: Option<&Principal>, key: &SessionKey) {
+        if let Some(principal) = principal {
+            self.by_principal.remove_if_mut(principal, |_, keys| {
                 keys.remove(key);
                 keys.is_empty()
             });
@@ -107,7 +108,7 @@ impl MemoryStore {
     }
 
     fn insert_live(&self, key: SessionKey, record: SessionRecord, ttl: Duration) {
-        self.index(record.subject.as_deref(), key);
+        self.index(record.principal.as_ref(), key);
         self.records.insert(
             key,
             Entry::Live {
@@ -122,7 +123,7 @@ impl MemoryStore {
 
     fn remove_live(&self, key: &SessionKey) {
         if let Some((_, Entry::Live { record, .. })) = self.records.remove(key) {
-            self.unindex(record.subject.as_deref(), key);
+            self.unindex(record.principal.as_ref(), key);
         }
     }
 
@@ -237,10 +238,10 @@ impl SessionStore for MemoryStore {
         Box::pin(std::future::ready(Ok(())))
     }
 
-    fn sessions_of(&self, subject: &str) -> StoreFuture<'_, Vec<(SessionKey, SessionRecord)>> {
+    fn sessions_of(&self, principal: &Principal) -> StoreFuture<'_, Vec<(SessionKey, SessionRecord)>> {
         let keys: Vec<SessionKey> = self
-            .by_subject
-            .get(subject)
+            .by_principal
+            .get(principal)
             .map(|keys| keys.iter().copied().collect())
             .unwrap_or_default();
         let now = Instant::now();
@@ -255,10 +256,10 @@ impl SessionStore for MemoryStore {
         Box::pin(std::future::ready(Ok(sessions)))
     }
 
-    fn delete_all_of(&self, subject: &str) -> StoreFuture<'_, usize> {
+    fn delete_all_of(&self, principal: &Principal) -> StoreFuture<'_, usize> {
         let keys = self
-            .by_subject
-            .remove(subject)
+            .by_principal
+            .remove(principal)
             .map(|(_, keys)| keys)
             .unwrap_or_default();
         let mut ended = 0;

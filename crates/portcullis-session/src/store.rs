@@ -7,6 +7,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use portcullis_core::Principal;
+
 use crate::SessionKey;
 
 /// A boxed future returned by [`SessionStore`] methods, so the trait stays
@@ -36,8 +38,8 @@ pub(crate) fn millis(at: SystemTime) -> u64 {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SessionRecord {
-    /// The logged-in subject, if any.
-    pub subject: Option<String>,
+    /// Who is logged in, if anyone: `(issuer, subject)`.
+    pub principal: Option<Principal>,
     /// The subject's scopes, recorded at login.
     pub scopes: Vec<String>,
     /// Creation time, ms since the epoch.
@@ -130,7 +132,8 @@ impl Changes {
 /// - [`rotate`](SessionStore::rotate) moves a session to a new key; with a
 ///   grace period the old key keeps resolving to the new record for that
 ///   long (requests already in flight are not logged out).
-/// - Every session with a subject is indexed by it.
+/// - Every session with a principal is indexed by it: `(issuer, subject)`,
+///   never the subject alone (another issuer's `alice` is someone else).
 pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
     /// The record under `key` (following a rotation alias), or `None`.
     ///
@@ -178,9 +181,9 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
     /// Deletes the record under `key` (and its subject index entry).
     fn delete(&self, key: &SessionKey) -> StoreFuture<'_, ()>;
 
-    /// The live sessions of `subject`.
-    fn sessions_of(&self, subject: &str) -> StoreFuture<'_, Vec<(SessionKey, SessionRecord)>>;
+    /// The live sessions of `principal`.
+    fn sessions_of(&self, principal: &Principal) -> StoreFuture<'_, Vec<(SessionKey, SessionRecord)>>;
 
-    /// Deletes every session of `subject`; returns how many there were.
-    fn delete_all_of(&self, subject: &str) -> StoreFuture<'_, usize>;
+    /// Deletes every session of `principal`; returns how many there were.
+    fn delete_all_of(&self, principal: &Principal) -> StoreFuture<'_, usize>;
 }

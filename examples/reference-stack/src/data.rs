@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{Output, SaltString};
 use argon2::{Argon2, Block, Params, PasswordHash, PasswordHasher};
+use portcullis::Principal;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
@@ -120,25 +121,26 @@ pub(crate) struct Note {
     pub(crate) text: String,
 }
 
-/// Notes per subject.
+/// Notes per principal `(issuer, subject)`: another issuer's `alice` is
+/// someone else, with notes of her own.
 pub(crate) enum Notes {
     Memory(Mutex<HashMap<String, Vec<Note>>>),
     Redis(ConnectionManager),
 }
 
 impl Notes {
-    pub(crate) async fn list(&self, subject: &str) -> Result<Vec<Note>, String> {
+    pub(crate) async fn list(&self, principal: &Principal) -> Result<Vec<Note>, String> {
         match self {
             Self::Memory(notes) => Ok(notes
                 .lock()
                 .map_err(|_| "notes lock poisoned")?
-                .get(subject)
+                .get(&principal.key())
                 .cloned()
                 .unwrap_or_default()),
             Self::Redis(connection) => {
                 let mut connection = connection.clone();
                 let items: Vec<String> = connection
-                    .lrange(format!("reference:notes:{subject}"), 0, -1)
+                    .lrange(format!("reference:notes:{}", principal.key()), 0, -1)
                     .await
                     .map_err(|error| error.to_string())?;
                 Ok(items
@@ -149,11 +151,11 @@ impl Notes {
         }
     }
 
-    pub(crate) async fn add(&self, subject: &str, text: String) -> Result<Note, String> {
+    pub(crate) async fn add(&self, principal: &Principal, text: String) -> Result<Note, String> {
         match self {
             Self::Memory(notes) => {
                 let mut notes = notes.lock().map_err(|_| "notes lock poisoned")?;
-                let list = notes.entry(subject.to_owned()).or_default();
+                let list = notes.entry(principal.key()).or_default();
                 let note = Note {
                     id: list.len() as u64 + 1,
                     text,
@@ -170,7 +172,7 @@ impl Notes {
                 let note = Note { id, text };
                 let json = serde_json::to_string(&note).map_err(|error| error.to_string())?;
                 let _: i64 = connection
-                    .rpush(format!("reference:notes:{subject}"), json)
+                    .rpush(format!("reference:notes:{}", principal.key()), json)
                     .await
                     .map_err(|error| error.to_string())?;
                 Ok(note)

@@ -110,7 +110,10 @@ async fn build(config: &Config) -> Result<(axum::Router, String), Error> {
         ),
     };
 
+    // Local logins are principals of our own issuer: one user whether they
+    // come by cookie or by access token.
     let mut sessions = SessionLayer::new(session_store)
+        .issuer(issuer_name.as_str())
         .secret(&secret("sessions", pem.as_deref()))?
         .timeouts(config.session_idle, config.session_absolute)?;
     let mut csrf = CsrfLayer::new().secret(&secret("csrf", pem.as_deref()))?;

@@ -77,8 +77,11 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn unavailable(reason: impl std::fmt::Display) -> Response {
-    (StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {reason}")).into_response()
+/// A 503 that says what failed, never where or why inside (no address or
+/// driver error in a body); the detail goes to the log.
+fn unavailable(detail: impl std::fmt::Display) -> Response {
+    eprintln!("store unavailable: {detail}");
+    (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response()
 }
 
 fn is_form(headers: &HeaderMap) -> bool {
@@ -132,7 +135,7 @@ async fn home(State(app): State<Shared>, session: Session, csrf: CsrfToken) -> R
         Ok(token) => escape(&token),
         Err(error) => return unavailable(error),
     };
-    let page = match session.subject() {
+    let page = match session.principal() {
         None => format!(
             r#"<!doctype html><title>Notes</title><h1>Sign in</h1>
 <form method="post" action="/login"><input type="hidden" name="csrf_token" value="{token}">
@@ -140,8 +143,8 @@ async fn home(State(app): State<Shared>, session: Session, csrf: CsrfToken) -> R
 <label>Password <input id="password" name="password" type="password"></label>
 <button id="signin" type="submit">Sign in</button></form>"#
         ),
-        Some(subject) => {
-            let notes = match app.notes.list(&subject).await {
+        Some(principal) => {
+            let notes = match app.notes.list(&principal).await {
                 Ok(notes) => notes,
                 Err(error) => return unavailable(error),
             };
@@ -156,7 +159,7 @@ async fn home(State(app): State<Shared>, session: Session, csrf: CsrfToken) -> R
 <input id="text" name="text"><button id="add" type="submit">Add</button></form>
 <form method="post" action="/logout"><input type="hidden" name="csrf_token" value="{token}">
 <button id="logout" type="submit">Sign out</button></form>"#,
-                subject = escape(&subject)
+                subject = escape(principal.subject())
             )
         }
     };
@@ -209,6 +212,7 @@ async fn logout(session: Session, headers: HeaderMap) -> Response {
 async fn me(identity: Identity) -> Response {
     axum::Json(json!({
         "subject": identity.subject(),
+        "issuer": identity.issuer(),
         "method": identity.method().name(),
         "scopes": identity.scopes(),
     }))
@@ -216,7 +220,7 @@ async fn me(identity: Identity) -> Response {
 }
 
 async fn list_notes(State(app): State<Shared>, identity: Identity) -> Response {
-    match app.notes.list(identity.subject()).await {
+    match app.notes.list(identity.principal()).await {
         Ok(notes) => axum::Json(json!(notes)).into_response(),
         Err(error) => unavailable(error),
     }
@@ -232,7 +236,7 @@ async fn add_note(State(app): State<Shared>, identity: Identity, headers: Header
         Ok(note) => note,
         Err(error) => return (StatusCode::BAD_REQUEST, error).into_response(),
     };
-    match app.notes.add(identity.subject(), note.text).await {
+    match app.notes.add(identity.principal(), note.text).await {
         Ok(_) if is_form(&headers) => Redirect::to("/").into_response(),
         Ok(note) => (StatusCode::CREATED, axum::Json(json!(note))).into_response(),
         Err(error) => unavailable(error),
@@ -244,10 +248,10 @@ fn seconds(at: std::time::SystemTime) -> u64 {
 }
 
 async fn list_sessions(State(app): State<Shared>, identity: Identity, session: Session) -> Response {
-    let listed = if session.subject().as_deref() == Some(identity.subject()) {
+    let listed = if session.principal().as_ref() == Some(identity.principal()) {
         session.list().await
     } else {
-        app.sessions.list(identity.subject()).await
+        app.sessions.list(identity.principal()).await
     };
     match listed {
         Ok(sessions) => axum::Json(
@@ -271,16 +275,17 @@ async fn list_sessions(State(app): State<Shared>, identity: Identity, session: S
 
 /// Ends every session, refresh family and earlier access token of the caller.
 async fn logout_everywhere(State(app): State<Shared>, identity: Identity) -> Response {
-    let subject = identity.subject();
-    let sessions = match app.sessions.end_all(subject).await {
+    // By principal: an external issuer's `alice` ends only her own.
+    let principal = identity.principal();
+    let sessions = match app.sessions.end_all(principal).await {
         Ok(ended) => ended,
         Err(error) => return unavailable(error),
     };
-    let families = match app.tokens.revoke_subject(subject).await {
+    let families = match app.tokens.revoke_subject(principal).await {
         Ok(revoked) => revoked,
         Err(error) => return unavailable(error),
     };
-    if let Err(error) = app.revocations.cut_off_subject(subject).await {
+    if let Err(error) = app.revocations.cut_off_subject(principal).await {
         return unavailable(error);
     }
     axum::Json(json!({"sessions_ended": sessions, "refresh_families_revoked": families})).into_response()

@@ -14,22 +14,37 @@ pub use service::CsrfService;
 
 use crate::origin::Origin;
 
-/// Rejects cross-site state changes on cookie-authenticated requests.
+/// Rejects cross-site state changes carried by an ambient credential.
 ///
-/// Applies to unsafe methods (anything but GET, HEAD, OPTIONS, TRACE) on
-/// requests that carry a live session (put it after `SessionLayer`).
-/// Requests without one — bearer-token API calls, anonymous visitors — are
-/// exempt: a browser cannot forge an `Authorization` header cross-site.
+/// Applies to unsafe methods (anything but GET, HEAD, OPTIONS, TRACE). Put
+/// it after the authenticators (`SessionLayer`, `JwtLayer`): it reads what
+/// they left. A `CsrfLayer` with no authenticator before it answers 500
+/// (misconfigured), never a silent pass.
+///
+/// Which requests are checked:
+/// - **A live session cookie, or a JWT read from a cookie**
+///   ([`JwtLayer::cookie`](https://docs.rs/portcullis-jwt)): the origin
+///   rules, then the token rule.
+/// - **No credential at all** (a login form): the origin rules. A
+///   cross-site form that logs the victim into the attacker's account is
+///   login CSRF.
+/// - **An `Authorization` header and no cookie credential**: exempt. A
+///   browser cannot attach that header cross-site without the target's
+///   CORS consent.
 ///
 /// 1. **Origin first**: `Sec-Fetch-Site` (`same-origin` and `none`, a
 ///    user-typed navigation, pass; `same-site` passes only when allowed;
 ///    otherwise the `Origin` must be trusted), else `Origin` (the request's
 ///    own origin or a trusted one; `null` never), else `Referer`. A request
-///    with none of them (an old browser, or not a browser) is left to the
-///    token check.
-/// 2. **Token** (on by default): a token bound to the session, from the
-///    `X-CSRF-Token` header or the `csrf_token` field of a urlencoded or
-///    multipart form (the body is buffered up to 64 KiB and passed on
+///    with none of them comes from no browser (curl, a mobile app, a
+///    server-to-server call such as an OAuth token endpoint or a provider's
+///    back-channel logout) and passes the origin rules, as in Go's
+///    `CrossOriginProtection` and `tower_http`; the token rule still
+///    applies where a cookie credential is present.
+/// 2. **Token** (on by default, where a cookie credential is present): a
+///    token bound to the session (or to the cookie JWT's principal), from
+///    the `X-CSRF-Token` header or the `csrf_token` field of a urlencoded
+///    or multipart form (the body is buffered up to 64 KiB and passed on
 ///    intact), compared in constant time. See [`CsrfToken`](crate::CsrfToken).
 ///
 /// Refusals are 403 with the reason in the problem body and the audit
@@ -162,8 +177,9 @@ impl CsrfLayer {
         self.with(|config| config.report_only = true)
     }
 
-    /// Exempts requests whose path starts with `path` (webhooks called by
-    /// other servers). **Insecure**: such a route must protect itself, e.g.
+    /// Exempts requests whose path is `path` or below it, on a path-segment
+    /// boundary (`/hooks` covers `/hooks/stripe`, not `/hooksevil`):
+    /// webhooks called by other servers. **Insecure**: such a route must protect itself, e.g.
     /// with a signature on the payload.
     pub fn insecure_exempt(self, path: &str) -> Result<Self, ConfigError> {
         if !path.starts_with('/') {

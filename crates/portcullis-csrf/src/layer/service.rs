@@ -2,11 +2,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{Method, Request, Response};
 use http_body::Body;
 use portcullis_core::audit::{Decision, Outcome};
-use portcullis_core::{Rejection, RequestContext, ResponseBody};
+use portcullis_core::{
+    AuthMethod, AuthenticatorRan, Identity, Rejection, RequestContext, ResponseBody, TokenTransport,
+};
 use portcullis_session::Session;
 use tower_service::Service;
 
@@ -14,7 +16,7 @@ use super::Config;
 use super::future::{ResponseFuture, Verdict};
 use crate::body::{CsrfBody, FormKind, form_kind};
 use crate::origin::{OriginFailure, OriginPolicy, OriginRef};
-use crate::token::{secret_of, unmasked, verify};
+use crate::token::{Binding, for_principal, secret_of, unmasked, verify};
 use crate::{CsrfToken, LAYER};
 
 /// The service of [`CsrfLayer`](super::CsrfLayer).
@@ -30,6 +32,9 @@ pub(super) enum Check {
     Pass { checked_origin: bool },
     /// Refused, for this reason.
     Fail(&'static str),
+    /// No authenticator ran before the layer: it cannot know which
+    /// credential the request carries (500, never a silent pass).
+    Misconfigured,
     /// The token is in the form body: read it, then compare.
     ReadForm { kind: FormKind, expected: Option<[u8; 32]> },
 }
@@ -38,25 +43,72 @@ fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE)
 }
 
+/// Whether `path` is `prefix` or below it, on a path-segment boundary:
+/// `/hooks` covers `/hooks` and `/hooks/stripe`, never `/hooksevil`.
+fn is_under(path: &str, prefix: &str) -> bool {
+    let prefix = prefix.strip_suffix('/').unwrap_or(prefix);
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/') || prefix.is_empty(),
+        None => false,
+    }
+}
+
+/// The ambient (browser-sent) credential a request carries.
+pub(super) enum Ambient<'a> {
+    /// A live session, by its cookie.
+    Session(&'a Session),
+    /// A JWT read from a cookie, bound by its principal's canonical key.
+    CookieToken(String),
+    /// None: an anonymous visitor (a login form), or a request
+    /// authenticated by something a browser does not send on its own.
+    Nothing,
+}
+
+/// What the request carries, as the authenticators before this layer
+/// left it; `None` when none ran.
+pub(super) fn ambient_of<B>(request: &Request<B>) -> Option<Ambient<'_>> {
+    let extensions = request.extensions();
+    let session = extensions.get::<Session>();
+    let identity = extensions.get::<Identity>();
+    if session.is_none() && identity.is_none() && extensions.get::<AuthenticatorRan>().is_none() {
+        return None;
+    }
+    if let Some(session) = session.filter(|session| session.is_live()) {
+        return Some(Ambient::Session(session));
+    }
+    if let Some(identity) = identity
+        && let AuthMethod::Bearer {
+            transport: TokenTransport::Cookie,
+            ..
+        } = identity.method()
+    {
+        return Some(Ambient::CookieToken(identity.principal().key()));
+    }
+    Some(Ambient::Nothing)
+}
+
 impl Config {
     pub(super) fn check<B>(&self, request: &Request<B>) -> Check {
         if is_safe(request.method()) {
             return Check::Pass { checked_origin: false };
         }
-        let Some(session) = request.extensions().get::<Session>() else {
-            // No SessionLayer before us: no cookie session to protect.
-            return Check::Pass { checked_origin: false };
-        };
-        if !session.is_live() {
-            return Check::Pass { checked_origin: false };
-        }
         let path = request.uri().path();
-        if self.exempt.iter().any(|prefix| path.starts_with(prefix.as_str())) {
+        if self.exempt.iter().any(|prefix| is_under(path, prefix)) {
             Decision::new(LAYER, Outcome::Passed)
                 .reason("insecure_exempt route")
                 .record();
             return Check::Pass { checked_origin: false };
         }
+        let Some(ambient) = ambient_of(request) else {
+            return Check::Misconfigured;
+        };
+        // Authenticated by an `Authorization` header alone: a browser
+        // cannot attach one cross-site without the target's CORS consent.
+        if matches!(ambient, Ambient::Nothing) && request.headers().contains_key(AUTHORIZATION) {
+            return Check::Pass { checked_origin: false };
+        }
+        // The origin rules cover every other unsafe request, with or
+        // without a credential: a cross-site login form is login CSRF.
         let own = match &self.public_origin {
             Some(origin) => Some(origin.as_ref()),
             None => OriginRef::of_host(request.headers(), self.scheme),
@@ -74,7 +126,12 @@ impl Config {
         if !self.tokens {
             return Check::Pass { checked_origin: true };
         }
-        let expected = secret_of(session).map(|secret| unmasked(&self.key, &secret));
+        // The token rule applies wherever a cookie credential is present.
+        let expected = match &ambient {
+            Ambient::Session(session) => secret_of(session).map(|secret| unmasked(&self.key, &secret)),
+            Ambient::CookieToken(principal) => Some(for_principal(&self.key, principal)),
+            Ambient::Nothing => return Check::Pass { checked_origin: true },
+        };
         if let Some(header) = request.headers().get(CsrfToken::HEADER) {
             let valid = match (&expected, header.to_str()) {
                 (Some(expected), Ok(presented)) => verify(expected, presented),
@@ -121,8 +178,12 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let issued = request.extensions().get::<Session>().cloned().map(|session| {
-            let token = CsrfToken::new(session, self.config.key.clone());
+        let binding = match ambient_of(&request) {
+            Some(Ambient::CookieToken(principal)) => Some(Binding::Principal(principal.into())),
+            _ => request.extensions().get::<Session>().cloned().map(Binding::Session),
+        };
+        let issued = binding.map(|binding| {
+            let token = CsrfToken::new(binding, self.config.key.clone());
             let issued = token.issued_flag();
             request.extensions_mut().insert(token);
             issued
@@ -131,6 +192,12 @@ where
             Check::Pass { checked_origin } => {
                 let future = self.inner.call(request.map(CsrfBody::original));
                 ResponseFuture::calling(future, Verdict { checked_origin, issued })
+            }
+            Check::Misconfigured => {
+                let reason = "CsrfLayer needs an authenticator (SessionLayer or JwtLayer) before it";
+                Decision::new(LAYER, Outcome::Rejected).reason(reason).record();
+                let rejection = Rejection::misconfigured(LAYER, reason);
+                ResponseFuture::rejected(self.config.responder.respond(&rejection, &RequestContext::of(&request)))
             }
             Check::Fail(reason) => match self.config.refuse(reason, &RequestContext::of(&request)) {
                 Some(response) => ResponseFuture::rejected(response),
@@ -152,6 +219,27 @@ where
                 let inner = std::mem::replace(&mut self.inner, clone);
                 ResponseFuture::reading(inner, request, kind, expected, self.config.clone(), issued)
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_under;
+
+    #[test]
+    fn exempt_routes_end_on_a_path_segment_boundary() {
+        for (path, prefix, expected) in [
+            ("/hooks", "/hooks", true),
+            ("/hooks/stripe", "/hooks", true),
+            ("/hooks/stripe", "/hooks/", true),
+            ("/hooks", "/hooks/", true),
+            ("/hooksevil", "/hooks", false),
+            ("/hooks-evil/x", "/hooks/", false),
+            ("/hook", "/hooks", false),
+            ("/anything", "/", true),
+        ] {
+            assert_eq!(is_under(path, prefix), expected, "{path} under {prefix}");
         }
     }
 }

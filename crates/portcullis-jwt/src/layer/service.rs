@@ -107,7 +107,7 @@ impl JwtLayer {
                 Err(error) => {
                     let reason = error.to_string();
                     let outcome = match error {
-                        JwtError::KeysUnavailable(_) => Outcome::Unavailable,
+                        JwtError::KeysUnavailable { .. } => Outcome::Unavailable,
                         _ => Outcome::Rejected,
                     };
                     Decision::new(LAYER, outcome)

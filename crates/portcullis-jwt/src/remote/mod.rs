@@ -84,6 +84,18 @@ pub enum KeySourceError {
     Fetch(String),
 }
 
+impl KeySourceError {
+    /// What failed, without where or why (no URL, no transport error): what
+    /// a response body may say.
+    pub fn public_reason(&self) -> &'static str {
+        match self {
+            Self::NotLoaded(_) => "signing keys not loaded yet",
+            Self::Stale { .. } => "signing keys stale",
+            Self::Fetch(_) => "signing keys unavailable",
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
     keys: Option<KeySet>,

@@ -10,7 +10,7 @@ use aws_lc_rs::{digest, hmac};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use portcullis_core::audit::{Decision, Fingerprint, Outcome};
-use portcullis_core::{SharedClock, SystemClock};
+use portcullis_core::{Principal, SharedClock, SystemClock};
 use portcullis_jwt::{IssueError, JwtIssuer};
 use serde_json::{Map, Value};
 
@@ -404,7 +404,7 @@ impl RefreshTokens {
         if let Some(revocations) = &self.inner.revocations {
             revocations.cut_off_session(&family.id).await?;
             if subject_too {
-                revocations.cut_off_subject(&family.subject).await?;
+                revocations.cut_off_subject(&self.principal_of(family)).await?;
             }
         }
         Ok(())
@@ -427,10 +427,23 @@ impl RefreshTokens {
         Ok(true)
     }
 
-    /// Revokes every family of `subject` and cuts off their access tokens;
-    /// returns how many families were revoked.
-    pub async fn revoke_subject(&self, subject: &str) -> Result<usize, StoreError> {
-        let families = self.inner.store.revoke_subject(subject).await?;
+    /// The principal a family belongs to: its subject, of this engine's
+    /// issuer.
+    fn principal_of(&self, family: &Family) -> Principal {
+        Principal::new(self.inner.issuer.issuer(), family.subject.as_str())
+    }
+
+    /// Revokes every family of `principal` and cuts off their access
+    /// tokens; returns how many families were revoked.
+    ///
+    /// Every family this engine issues belongs to its issuer's principals
+    /// (the store keeps one issuer's families, so it indexes them by
+    /// subject): another issuer's principal owns none, whatever its `sub`.
+    pub async fn revoke_subject(&self, principal: &Principal) -> Result<usize, StoreError> {
+        if principal.issuer() != self.inner.issuer.issuer() {
+            return Ok(0);
+        }
+        let families = self.inner.store.revoke_subject(principal.subject()).await?;
         if let Some(revocations) = &self.inner.revocations {
             for id in &families {
                 revocations.cut_off_session(id).await?;

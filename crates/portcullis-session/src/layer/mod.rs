@@ -52,6 +52,7 @@ pub(crate) struct Config {
     pub(crate) refresh_fraction: f64,
     pub(crate) rotation_grace: Duration,
     pub(crate) max_per_subject: Option<usize>,
+    pub(crate) keep_on_login: Vec<String>,
     pub(crate) secret: crate::id::IdHasher,
     pub(crate) clock: SharedClock,
     pub(crate) responder: SharedResponder,
@@ -107,6 +108,7 @@ impl SessionLayer {
                 refresh_fraction: 0.5,
                 rotation_grace: Duration::from_secs(5),
                 max_per_subject: None,
+                keep_on_login: Vec::new(),
                 secret: random_secret(),
                 clock: Arc::new(SystemClock),
                 responder: DefaultResponder::shared(),
@@ -130,6 +132,7 @@ impl SessionLayer {
                     refresh_fraction: c.refresh_fraction,
                     rotation_grace: c.rotation_grace,
                     max_per_subject: c.max_per_subject,
+                    keep_on_login: c.keep_on_login.clone(),
                     secret: c.secret.clone(),
                     clock: c.clock.clone(),
                     responder: c.responder.clone(),
@@ -199,6 +202,29 @@ impl SessionLayer {
     /// leaves the old id usable (that would reopen fixation).
     pub fn rotation_grace(self, grace: Duration) -> Self {
         self.edit(|c| c.rotation_grace = grace)
+    }
+
+    /// The issuer local logins belong to ([`Session::login`](crate::Session::login)):
+    /// every session identity's principal is `(issuer, subject)`. Use the
+    /// `iss` of your own access tokens, so a user is one principal whether
+    /// they come by cookie or by token. Default [`DEFAULT_ISSUER`](crate::DEFAULT_ISSUER).
+    pub fn issuer(mut self, issuer: impl Into<Arc<str>>) -> Self {
+        self.sessions.set_issuer(issuer.into());
+        self
+    }
+
+    /// Session data keys that carry over when a login replaces another
+    /// principal on the same session (a shopping cart, a language).
+    /// Everything else, the CSRF secret included, is dropped then: one
+    /// person's session data never becomes another's. A login on an
+    /// anonymous session keeps its data (the visitor's own).
+    pub fn keep_on_login<I, S>(self, keys: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let keys: Vec<String> = keys.into_iter().map(Into::into).collect();
+        self.edit(|c| c.keep_on_login = keys)
     }
 
     /// At most `n` sessions per subject: a login beyond it ends the oldest.

@@ -17,12 +17,12 @@ use crate::store::{Changes, SessionRecord, StoreError, Touch, millis};
 use crate::{SessionKey, Sessions};
 
 pub(super) fn identity_of(record: &SessionRecord, key: Option<&SessionKey>) -> Option<Identity> {
-    let subject = record.subject.as_ref()?;
+    let principal = record.principal.as_ref()?;
     // The public handle (a prefix of the keyed hash): safe to log, and
     // already computed.
     let fingerprint = key.map(SessionKey::handle).unwrap_or_default();
     Some(
-        Identity::builder(subject.clone(), AuthMethod::session(fingerprint))
+        Identity::for_principal(principal.clone(), AuthMethod::session(fingerprint))
             .scopes(record.scopes.iter().cloned())
             .issued_at(SystemTime::UNIX_EPOCH + Duration::from_millis(record.created_ms))
             .expires_at(SystemTime::UNIX_EPOCH + Duration::from_millis(record.deadline_ms()))
@@ -102,24 +102,31 @@ pub(super) async fn save(
         Pending::Logout => {
             if let Some(key) = &state.key {
                 store.delete(key).await?;
-                if let Some(subject) = state.record.as_ref().and_then(|r| r.subject.as_deref()) {
+                if let Some(principal) = state.record.as_ref().and_then(|r| r.principal.as_ref()) {
                     Decision::new(LAYER, Outcome::Accepted)
                         .reason("logout")
-                        .subject(subject)
+                        .subject(principal.subject())
                         .record();
                 }
             }
             Ok(had_cookie.then(|| removal_cookie(config)))
         }
         pending @ (Pending::Login { .. } | Pending::Cycle) => {
-            let previous_subject = state.record.as_ref().and_then(|r| r.subject.clone());
+            let previous = state.record.as_ref().and_then(|r| r.principal.clone());
             let existed = state.record.is_some();
             let mut record = match (&pending, state.record.take()) {
                 // A login starts the absolute timeout anew.
-                (Pending::Login { .. }, Some(old)) => {
+                (Pending::Login { principal, .. }, Some(old)) => {
                     let old = Arc::unwrap_or_clone(old);
                     let mut fresh = SessionRecord::new(now, config.idle, config.absolute);
                     fresh.data = old.data;
+                    if previous.as_ref().is_some_and(|previous| previous != principal) {
+                        // Another person's data (and CSRF secret) never
+                        // carries over; only what the app asked to keep.
+                        fresh
+                            .data
+                            .retain(|key, _| config.keep_on_login.iter().any(|kept| kept == key));
+                    }
                     fresh.user_agent = old.user_agent.or(user_agent);
                     fresh
                 }
@@ -131,8 +138,8 @@ pub(super) async fn save(
                 }
             };
             apply(&mut record.data, &state.changes);
-            if let Pending::Login { subject, scopes } = &pending {
-                record.subject = Some(subject.clone());
+            if let Pending::Login { principal, scopes } = &pending {
+                record.principal = Some(principal.clone());
                 record.scopes = scopes.clone();
             }
             refresh(&mut record, config, now);
@@ -144,27 +151,27 @@ pub(super) async fn save(
                     // Grace only when the same subject stays logged in: an
                     // old id must never resolve to a freshly logged-in
                     // session (fixation).
-                    let same_subject = existed && previous_subject.is_some() && previous_subject == record.subject;
+                    let same_subject = existed && previous.is_some() && previous == record.principal;
                     let grace = same_subject.then_some(config.rotation_grace);
                     store.rotate(old, &key, &record, ttl, grace).await?;
                 }
                 None => store.create(&key, &record, ttl).await?,
             }
-            if let (Pending::Login { subject, .. }, Some(max)) = (&pending, config.max_per_subject) {
+            if let (Pending::Login { principal, .. }, Some(max)) = (&pending, config.max_per_subject) {
                 Decision::new(LAYER, Outcome::Accepted)
                     .reason("login")
-                    .subject(subject)
+                    .subject(principal.subject())
                     .credential(id.fingerprint())
                     .record();
-                let live = store.sessions_of(subject).await?;
+                let live = store.sessions_of(principal).await?;
                 let excess = live.len().saturating_sub(max);
                 for (old_key, _) in live.iter().filter(|(k, _)| *k != key).take(excess) {
                     store.delete(old_key).await?;
                 }
-            } else if let Pending::Login { subject, .. } = &pending {
+            } else if let Pending::Login { principal, .. } = &pending {
                 Decision::new(LAYER, Outcome::Accepted)
                     .reason("login")
-                    .subject(subject)
+                    .subject(principal.subject())
                     .credential(id.fingerprint())
                     .record();
             }

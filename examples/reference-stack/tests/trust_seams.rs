@@ -1,0 +1,289 @@
+//! The hybrid's trust seams, over HTTP against the real binary: where one
+//! issuer meets another, where a cross-site form meets the login, where a
+//! store outage meets the response body.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use portcullis_tests::Answer;
+use portcullis_tests::client::{Body, Client};
+use portcullis_tests::example::Example;
+use portcullis_tests::redis_server::RedisServer;
+use serde_json::json;
+
+async fn start(env: &[(&str, &str)]) -> Example {
+    let mut all = vec![("PORTCULLIS_INSECURE_HTTP", "1")];
+    all.extend_from_slice(env);
+    Example::start(env!("CARGO_BIN_EXE_reference-stack"), &all).await
+}
+
+const SAME_ORIGIN: (&str, &str) = ("sec-fetch-site", "same-origin");
+
+async fn password_grant(addr: SocketAddr, user: &str, password: &str) -> Answer {
+    let form = format!("grant_type=password&username={user}&password={password}");
+    Client::default()
+        .call(addr, Method::POST, "/oauth/token", Body::Form(&form), &[])
+        .await
+}
+
+fn bearer(token: &str) -> Client {
+    Client {
+        bearer: Some(token.to_owned()),
+        ..Client::default()
+    }
+}
+
+async fn wait_until_healthy(addr: SocketAddr) {
+    let mut health = Client::default();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while health.call(addr, Method::GET, "/healthz", Body::None, &[]).await.status != StatusCode::OK {
+        assert!(tokio::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Defect: an external issuer's token with `sub: "alice"` was the local
+/// alice — her notes, her devices, her "log out everywhere".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_issuers_alice_is_not_the_local_alice() {
+    let dir = std::env::temp_dir().join(format!("portcullis-seams-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let jwks_path = dir.join("jwks.json");
+    let external = portcullis::JwtIssuer::new(
+        portcullis::SigningKey::generate_ed25519().expect("key"),
+        "https://idp.test",
+        "reference-stack",
+    );
+    std::fs::write(&jwks_path, external.jwks().to_string()).expect("write jwks");
+    let path = jwks_path.display().to_string();
+    let stack = start(&[
+        ("PORTCULLIS_EXTERNAL_ISSUER", "https://idp.test"),
+        ("PORTCULLIS_EXTERNAL_JWKS", path.as_str()),
+    ])
+    .await;
+    let addr = stack.addr;
+    wait_until_healthy(addr).await;
+
+    // The local alice: a browser session and an API token, and a note.
+    let mut browser = Client::default();
+    let page = browser.call(addr, Method::GET, "/", Body::None, &[]).await;
+    let token = page
+        .body
+        .split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a CSRF token in the form")
+        .to_owned();
+    let login = browser
+        .call(
+            addr,
+            Method::POST,
+            "/login",
+            Body::Form(&format!("username=alice&password=alice-password&csrf_token={token}")),
+            &[SAME_ORIGIN],
+        )
+        .await;
+    assert_eq!(login.status, StatusCode::SEE_OTHER, "{}", login.body);
+    let local = password_grant(addr, "alice", "alice-password").await.json();
+    let local_access = local["access_token"].as_str().expect("access token").to_owned();
+    let mut local_api = bearer(&local_access);
+    let added = local_api
+        .call(
+            addr,
+            Method::POST,
+            "/notes",
+            Body::Json(json!({"text": "alice's secret"})),
+            &[],
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.body);
+
+    // The external alice: same `sub`, another issuer.
+    let theirs = external.mint("alice", ["notes:read", "notes:write"]).expect("mint");
+    let mut intruder = bearer(&theirs);
+    let me = intruder.call(addr, Method::GET, "/me", Body::None, &[]).await.json();
+    assert_eq!(me["subject"], "alice", "/me still reports the raw sub");
+    assert_eq!(me["issuer"], "https://idp.test", "and names its issuer");
+    let mine = local_api.call(addr, Method::GET, "/me", Body::None, &[]).await.json();
+    assert_ne!(mine["issuer"], me["issuer"]);
+
+    let notes = intruder.call(addr, Method::GET, "/notes", Body::None, &[]).await;
+    assert_eq!(notes.status, StatusCode::OK, "{}", notes.body);
+    assert_eq!(notes.json(), json!([]), "not the local alice's notes: {}", notes.body);
+    let devices = intruder.call(addr, Method::GET, "/sessions", Body::None, &[]).await;
+    assert_eq!(
+        devices.json(),
+        json!([]),
+        "not the local alice's devices: {}",
+        devices.body
+    );
+    let everywhere = intruder
+        .call(addr, Method::POST, "/sessions/logout-everywhere", Body::None, &[])
+        .await;
+    assert_eq!(everywhere.status, StatusCode::OK, "{}", everywhere.body);
+    assert_eq!(
+        everywhere.json(),
+        json!({"sessions_ended": 0, "refresh_families_revoked": 0}),
+        "the external alice ends only her own (none)"
+    );
+
+    // The local alice is untouched: her session, her token, her note.
+    let still = local_api.call(addr, Method::GET, "/notes", Body::None, &[]).await;
+    assert_eq!(
+        still.status,
+        StatusCode::OK,
+        "her token was not cut off: {}",
+        still.body
+    );
+    assert_eq!(still.json()[0]["text"], "alice's secret");
+    let page = browser.call(addr, Method::GET, "/", Body::None, &[]).await;
+    assert!(page.body.contains("Signed in as alice"), "{}", page.body);
+    let refreshed = Client::default()
+        .call(
+            addr,
+            Method::POST,
+            "/oauth/token",
+            Body::Form(&format!(
+                "grant_type=refresh_token&refresh_token={}",
+                local["refresh_token"].as_str().expect("refresh token")
+            )),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        refreshed.status,
+        StatusCode::OK,
+        "her refresh family lives: {}",
+        refreshed.body
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Defect: a cross-site form (no cookie under `SameSite=Lax`) logged the
+/// victim into the attacker's account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_site_logins_are_refused_for_each_origin_signal() {
+    let stack = start(&[]).await;
+    let addr = stack.addr;
+    let form = "username=bob&password=bob-password";
+    let signals: [(&[(&str, &str)], &str); 4] = [
+        (&[("sec-fetch-site", "cross-site")], "cross-site request"),
+        (
+            &[("sec-fetch-site", "cross-site"), ("origin", "https://evil.example")],
+            "cross-site request",
+        ),
+        (&[("origin", "https://evil.example")], "untrusted origin"),
+        (&[("referer", "https://evil.example/lure.html")], "untrusted origin"),
+    ];
+    for (headers, reason) in signals {
+        for body in [
+            Body::Form(form),
+            Body::Json(json!({"username": "bob", "password": "bob-password"})),
+        ] {
+            let described = format!("{headers:?} {body:?}");
+            let mut victim = Client::default();
+            let answer = victim.call(addr, Method::POST, "/login", body, headers).await;
+            assert_eq!(answer.status, StatusCode::FORBIDDEN, "{described}: {}", answer.body);
+            assert!(answer.body.contains(reason), "{described}: the reason: {}", answer.body);
+            assert!(
+                answer.headers.get("set-cookie").is_none(),
+                "{described}: no session was handed out"
+            );
+            assert!(victim.cookies.is_empty());
+        }
+    }
+    // A same-origin form and a non-browser client (no signal) still log in.
+    let mut honest = Client::default();
+    let answer = honest
+        .call(addr, Method::POST, "/login", Body::Form(form), &[SAME_ORIGIN])
+        .await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    let script = Client::default()
+        .call(
+            addr,
+            Method::POST,
+            "/login",
+            Body::Json(json!({"username": "bob", "password": "bob-password"})),
+            &[],
+        )
+        .await;
+    assert_eq!(script.status, StatusCode::OK, "{}", script.body);
+}
+
+/// Defect: outage answers named the failure inside (`broken pipe`, an
+/// address). They say what failed; the detail goes to the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_bodies_name_no_address_or_driver_error() {
+    let mut redis = RedisServer::start();
+    let url = redis.url();
+    let stack = start(&[("PORTCULLIS_REDIS_URL", url.as_str())]).await;
+    let addr = stack.addr;
+
+    let mut browser = Client::default();
+    let login = browser
+        .call(
+            addr,
+            Method::POST,
+            "/login",
+            Body::Json(json!({"username": "alice", "password": "alice-password"})),
+            &[SAME_ORIGIN],
+        )
+        .await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.body);
+    let pair = password_grant(addr, "alice", "alice-password").await.json();
+    let access = pair["access_token"].as_str().expect("access").to_owned();
+    let refresh = pair["refresh_token"].as_str().expect("refresh").to_owned();
+
+    redis.kill();
+    let port = redis.port().to_string();
+    let answers = [
+        (
+            "session cookie",
+            browser.call(addr, Method::GET, "/", Body::None, &[]).await,
+        ),
+        ("password grant", password_grant(addr, "alice", "alice-password").await),
+        (
+            "refresh grant",
+            Client::default()
+                .call(
+                    addr,
+                    Method::POST,
+                    "/oauth/token",
+                    Body::Form(&format!("grant_type=refresh_token&refresh_token={refresh}")),
+                    &[],
+                )
+                .await,
+        ),
+        (
+            "notes by token",
+            bearer(&access).call(addr, Method::GET, "/notes", Body::None, &[]).await,
+        ),
+    ];
+    for (what, answer) in answers {
+        assert_eq!(
+            answer.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{what}: {}",
+            answer.body
+        );
+        let body = answer.body.to_ascii_lowercase();
+        assert!(
+            body.contains("unavailable"),
+            "{what}: says what failed: {}",
+            answer.body
+        );
+        for leak in [
+            "127.0.0.1",
+            port.as_str(),
+            "redis",
+            "refused",
+            "broken pipe",
+            "os error",
+            "io error",
+            "connection",
+        ] {
+            assert!(!body.contains(leak), "{what}: the body names {leak:?}: {}", answer.body);
+        }
+    }
+}
