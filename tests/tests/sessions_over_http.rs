@@ -591,3 +591,66 @@ async fn a_slow_redis_is_bounded_by_the_command_timeout() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Defect: a login kept the pre-login session's data (and its CSRF secret)
+/// even when it replaced another person on the session. A keep-list names
+/// what an app carries over (a cart); an anonymous visitor's data is theirs.
+async fn login_as_another_subject_drops_the_old_data(store: Arc<dyn SessionStore>) {
+    let addr = serve(store, |layer| layer.keep_on_login(["cart"])).await;
+    let mut shared = Device::new("kiosk");
+    assert_eq!(
+        shared.call(addr, Method::POST, "/put/cart/book").await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        shared.call(addr, Method::POST, "/put/draft/anon-note").await.status,
+        StatusCode::NO_CONTENT
+    );
+    shared.call(addr, Method::POST, "/login/alice").await;
+    let read = |device: &mut Device, key: &'static str| {
+        let mut device = device.clone();
+        async move { device.call(addr, Method::GET, &format!("/get/{key}")).await.json() }
+    };
+    assert_eq!(
+        read(&mut shared, "draft").await,
+        json!("anon-note"),
+        "a visitor's own data survives their login"
+    );
+    shared.call(addr, Method::POST, "/put/secret/alice-only").await;
+    shared
+        .call(addr, Method::POST, "/put/_portcullis_csrf/alice-csrf-secret")
+        .await;
+
+    // Bob logs in on the same browser without logging alice out.
+    shared.call(addr, Method::POST, "/login/bob").await;
+    assert_eq!(shared.call(addr, Method::GET, "/me").await.body, "bob");
+    assert_eq!(
+        read(&mut shared, "secret").await,
+        json!(null),
+        "alice's data is not bob's"
+    );
+    assert_eq!(read(&mut shared, "draft").await, json!(null));
+    assert_eq!(
+        read(&mut shared, "_portcullis_csrf").await,
+        json!(null),
+        "nor is her CSRF secret"
+    );
+    assert_eq!(
+        read(&mut shared, "cart").await,
+        json!("book"),
+        "the keep-list carries over"
+    );
+
+    // The same subject logging in again (re-authentication) keeps its data.
+    shared.call(addr, Method::POST, "/put/secret/bob-only").await;
+    shared.call(addr, Method::POST, "/login/bob").await;
+    assert_eq!(read(&mut shared, "secret").await, json!("bob-only"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_as_another_subject_drops_the_old_data_in_memory_and_on_redis() {
+    login_as_another_subject_drops_the_old_data(Arc::new(MemoryStore::new())).await;
+    let server = RedisServer::start();
+    let store = RedisSessionStore::connect(&server.url()).await.expect("connect");
+    login_as_another_subject_drops_the_old_data(Arc::new(store)).await;
+}

@@ -65,6 +65,14 @@ if not fam[1] then return {} end
 redis.call('HSET', fk, 'r', '1')
 return {'revoked', id, fam[1], fam[2], fam[3], fam[4]}";
 
+// KEYS = token; ARGV = prefix
+const FAMILY_OF: &str = r"
+local id = redis.call('HGET', KEYS[1], 'f')
+if not id then return {} end
+local fam = redis.call('HMGET', ARGV[1] .. 'rf:' .. id, 'sub', 'scopes', 'c', 'a')
+if not fam[1] then return {} end
+return {'found', id, fam[1], fam[2], fam[3], fam[4]}";
+
 // KEYS = subject set; ARGV = prefix
 const REVOKE_SUBJECT: &str = r"
 local out = {}
@@ -82,6 +90,7 @@ return out";
 struct Scripts {
     create: Script,
     spend: Script,
+    family_of: Script,
     revoke_family_of: Script,
     revoke_subject: Script,
 }
@@ -91,6 +100,7 @@ fn scripts() -> &'static Scripts {
     SCRIPTS.get_or_init(|| Scripts {
         create: Script::new(CREATE),
         spend: Script::new(SPEND),
+        family_of: Script::new(FAMILY_OF),
         revoke_family_of: Script::new(REVOKE_FAMILY_OF),
         revoke_subject: Script::new(REVOKE_SUBJECT),
     })
@@ -232,6 +242,24 @@ impl RefreshStore for RedisRefreshStore {
                 ("ended", _) => Spend::Ended,
                 _ => Spend::Unknown,
             })
+        })
+    }
+
+    fn family_of(&self, token: &TokenHash) -> StoreFuture<'_, Option<Family>> {
+        let token = self.token_key(token);
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            let reply: Vec<Value> = scripts()
+                .family_of
+                .key(token)
+                .arg(&self.prefix)
+                .invoke_async(&mut connection)
+                .await
+                .map_err(unavailable)?;
+            if reply.is_empty() {
+                return Ok(None);
+            }
+            Ok(parse_reply(&reply)?.1)
         })
     }
 

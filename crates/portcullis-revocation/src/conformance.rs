@@ -234,6 +234,12 @@ pub async fn run_refresh_store(store: Arc<dyn RefreshStore>) {
     let f1 = family(&tag, "f1", "alice");
     let (a, b, c, d) = (hash(&tag, 1), hash(&tag, 2), hash(&tag, 3), hash(&tag, 4));
     store.create(&a, &f1, idle).await.expect("create");
+    assert_eq!(
+        store.family_of(&a).await.expect("family_of"),
+        Some(f1.clone()),
+        "family_of finds a live token's family"
+    );
+    assert_eq!(store.family_of(&hash(&tag, 99)).await.expect("family_of"), None);
 
     assert_eq!(
         store
@@ -251,6 +257,16 @@ pub async fn run_refresh_store(store: Arc<dyn RefreshStore>) {
         store.spend(&a, &b, now(), grace, idle).await.expect("spend"),
         Spend::Retry(f1.clone()),
         "a retry within the grace window, same successor"
+    );
+    assert_eq!(
+        store.family_of(&a).await.expect("family_of"),
+        Some(f1.clone()),
+        "family_of finds a spent token's family"
+    );
+    assert_eq!(
+        store.spend(&a, &b, now(), grace, idle).await.expect("spend"),
+        Spend::Retry(f1.clone()),
+        "family_of changed nothing: still a retry"
     );
     assert_eq!(
         store.spend(&b, &c, now(), grace, idle).await.expect("spend"),

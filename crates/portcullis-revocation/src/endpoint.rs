@@ -233,10 +233,14 @@ impl FormEndpoint for RefreshEndpoint {
         let Some(refresh_token) = form.get("refresh_token") else {
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "refresh_token is required");
         };
-        let pair = match tokens.refresh(refresh_token).await {
+        let scope = form.get("scope").map(String::as_str);
+        let pair = match tokens.refresh_with_scope(refresh_token, scope).await {
             Ok(pair) => pair,
             Err(RefreshError::InvalidGrant(reason)) => {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", reason);
+            }
+            Err(RefreshError::InvalidScope(reason)) => {
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", reason);
             }
             Err(RefreshError::Unavailable(error)) => {
                 return store_unavailable(&error);

@@ -287,3 +287,53 @@ async fn outage_bodies_name_no_address_or_driver_error() {
         }
     }
 }
+
+async fn refresh_grant(addr: SocketAddr, refresh_token: &str, scope: Option<&str>) -> Answer {
+    let mut form = format!("grant_type=refresh_token&refresh_token={refresh_token}");
+    if let Some(scope) = scope {
+        form.push_str("&scope=");
+        form.push_str(&scope.replace(' ', "+"));
+    }
+    Client::default()
+        .call(addr, Method::POST, "/oauth/token", Body::Form(&form), &[])
+        .await
+}
+
+/// Defect: `scope=notes:read` on refresh still returned both scopes, and an
+/// `invalid_scope` came after the token was spent (its retry was "reuse",
+/// and the family died).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_narrows_scope_and_refuses_a_wider_one_before_spending() {
+    let stack = start(&[]).await;
+    let addr = stack.addr;
+    let login = password_grant(addr, "alice", "alice-password").await.json();
+    assert_eq!(login["scope"], "notes:read notes:write");
+
+    let narrow = refresh_grant(addr, login["refresh_token"].as_str().expect("rt"), Some("notes:read")).await;
+    assert_eq!(narrow.status, StatusCode::OK, "{}", narrow.body);
+    let narrow = narrow.json();
+    assert_eq!(narrow["scope"], "notes:read", "the answer names the narrowed scope");
+    let mut reader = bearer(narrow["access_token"].as_str().expect("at"));
+    let me = reader.call(addr, Method::GET, "/me", Body::None, &[]).await.json();
+    assert_eq!(me["scopes"], json!(["notes:read"]), "the access token carries only it");
+    assert_eq!(
+        reader.call(addr, Method::GET, "/notes", Body::None, &[]).await.status,
+        StatusCode::OK
+    );
+    let write = reader
+        .call(addr, Method::POST, "/notes", Body::Json(json!({"text": "x"})), &[])
+        .await;
+    assert_eq!(write.status, StatusCode::FORBIDDEN, "no notes:write: {}", write.body);
+
+    // Wider than the grant, or malformed: invalid_scope, and nothing spent.
+    let next = narrow["refresh_token"].as_str().expect("rt").to_owned();
+    for scope in ["notes:read admin", "admin", "", "notes:read  notes:write", "bad\"quote"] {
+        let refused = refresh_grant(addr, &next, Some(scope)).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{scope:?}: {}", refused.body);
+        assert_eq!(refused.json()["error"], "invalid_scope", "{scope:?}: {}", refused.body);
+    }
+    // The refresh token kept the family's full scope, and still works.
+    let retry = refresh_grant(addr, &next, None).await;
+    assert_eq!(retry.status, StatusCode::OK, "not reuse: {}", retry.body);
+    assert_eq!(retry.json()["scope"], "notes:read notes:write");
+}

@@ -181,6 +181,16 @@ impl RefreshStore for MemoryRefreshStore {
         Box::pin(std::future::ready(Ok(outcome)))
     }
 
+    fn family_of(&self, token: &TokenHash) -> StoreFuture<'_, Option<Family>> {
+        let inner = self.lock();
+        let family = inner
+            .tokens
+            .get(token)
+            .and_then(|state| inner.families.get(&state.family))
+            .map(|state| state.family.clone());
+        Box::pin(std::future::ready(Ok(family)))
+    }
+
     fn revoke_family_of(&self, token: &TokenHash) -> StoreFuture<'_, Option<Family>> {
         let mut inner = self.lock();
         let family = inner.tokens.get(token).map(|state| state.family.clone());

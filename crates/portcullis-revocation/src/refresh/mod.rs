@@ -47,6 +47,10 @@ pub enum RefreshError {
     /// `refresh token expired or revoked`, `refresh token reused; family revoked`).
     #[error("invalid grant: {0}")]
     InvalidGrant(&'static str),
+    /// The requested `scope` is malformed or wider than the family's:
+    /// OAuth `invalid_scope`. Nothing was spent; the token still works.
+    #[error("invalid scope: {0}")]
+    InvalidScope(&'static str),
     /// A store could not answer: a 503, never a silent success.
     #[error(transparent)]
     Unavailable(#[from] StoreError),
@@ -267,6 +271,26 @@ pub fn generate_secret() -> [u8; 32] {
     bytes
 }
 
+/// A `scope` parameter (RFC 6749 §3.3): scope tokens of `%x21 / %x23-5B /
+/// %x5D-7E` separated by single spaces, in order, without repeats. `None`
+/// when malformed or empty.
+fn parse_scope(scope: &str) -> Option<Vec<String>> {
+    let mut scopes: Vec<String> = Vec::new();
+    for token in scope.split(' ') {
+        let valid = !token.is_empty()
+            && token
+                .bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b));
+        if !valid {
+            return None;
+        }
+        if !scopes.iter().any(|seen| seen == token) {
+            scopes.push(token.to_owned());
+        }
+    }
+    Some(scopes)
+}
+
 fn random_family_id() -> String {
     let mut bytes = [0u8; 16];
     aws_lc_rs::rand::fill(&mut bytes).unwrap_or_else(|_| unreachable!("system RNG failure"));
@@ -311,15 +335,18 @@ impl RefreshTokens {
         RawToken(bytes)
     }
 
-    fn pair(&self, family: &Family, refresh: &RawToken) -> Result<TokenPair, RefreshError> {
+    /// The next pair: an access token with `scopes` (the family's, or a
+    /// narrower set asked for), and the refresh token, which keeps the
+    /// family's full scope (RFC 6749 §6).
+    fn pair(&self, family: &Family, scopes: &[String], refresh: &RawToken) -> Result<TokenPair, RefreshError> {
         let mut extra = Map::new();
         extra.insert("sid".into(), Value::String(family.id.clone()));
-        let access_token = self.inner.issuer.mint_with(&family.subject, &family.scopes, extra)?;
+        let access_token = self.inner.issuer.mint_with(&family.subject, scopes, extra)?;
         Ok(TokenPair {
             access_token,
             refresh_token: refresh.encode(),
             expires_in: self.inner.issuer.ttl(),
-            scope: family.scopes.join(" "),
+            scope: scopes.join(" "),
             family: family.id.clone(),
         })
     }
@@ -346,14 +373,58 @@ impl RefreshTokens {
             .store
             .create(&self.hash(&first), &family, self.inner.idle)
             .await?;
-        self.pair(&family, &first)
+        self.pair(&family, &family.scopes, &first)
     }
 
-    /// Spends `refresh_token` and returns the next pair.
+    /// Spends `refresh_token` and returns the next pair, with the family's
+    /// scopes.
     pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, RefreshError> {
+        self.refresh_with_scope(refresh_token, None).await
+    }
+
+    /// Spends `refresh_token` and returns the next pair; with `scope`
+    /// (space-separated, RFC 6749 §3.3), the new access token carries only
+    /// those scopes, which must all be the family's (RFC 6749 §6). The
+    /// scope is checked before anything is spent: an `invalid_scope`
+    /// answer leaves the refresh token usable.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use portcullis_jwt::{JwtIssuer, SigningKey};
+    /// use portcullis_revocation::{MemoryRefreshStore, RefreshError, RefreshTokens};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let issuer = JwtIssuer::new(SigningKey::generate_ed25519().unwrap(), "https://auth.example", "api");
+    /// let tokens = RefreshTokens::builder(Arc::new(MemoryRefreshStore::new()), issuer, &[7; 32]).build().unwrap();
+    /// let login = tokens.issue("alice", ["notes:read", "notes:write"]).await?;
+    /// let wider = tokens.refresh_with_scope(&login.refresh_token, Some("admin")).await;
+    /// assert!(matches!(wider, Err(RefreshError::InvalidScope(_))));
+    /// let narrow = tokens.refresh_with_scope(&login.refresh_token, Some("notes:read")).await?;
+    /// assert_eq!(narrow.scope, "notes:read");
+    /// # Ok::<(), RefreshError>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn refresh_with_scope(
+        &self,
+        refresh_token: &str,
+        scope: Option<&str>,
+    ) -> Result<TokenPair, RefreshError> {
         let Some(token) = RawToken::parse(refresh_token) else {
             return Err(self.refused("malformed refresh token", None));
         };
+        let requested = match scope {
+            Some(scope) => Some(parse_scope(scope).ok_or_else(|| self.invalid_scope("malformed scope"))?),
+            None => None,
+        };
+        if let Some(requested) = &requested {
+            // A read first, so a refusal spends nothing.
+            let Some(family) = self.inner.store.family_of(&self.hash(&token)).await? else {
+                return Err(self.refused("unknown refresh token", Some(Fingerprint::of(&token.0))));
+            };
+            if !requested.iter().all(|wanted| family.scopes.contains(wanted)) {
+                return Err(self.invalid_scope("scope exceeds the grant"));
+            }
+        }
         let successor = self.successor(&token);
         let now_ms = millis(self.inner.clock.now());
         let spend = self
@@ -374,7 +445,8 @@ impl RefreshTokens {
                     .subject(&family.subject)
                     .credential(fingerprint)
                     .record();
-                self.pair(&family, &successor)
+                let scopes = requested.as_deref().unwrap_or(&family.scopes);
+                self.pair(&family, scopes, &successor)
             }
             Spend::Reused(family) => {
                 self.cut_off(&family, self.inner.cut_off_subject_on_reuse).await?;
@@ -388,6 +460,11 @@ impl RefreshTokens {
             Spend::Ended => Err(self.refused("refresh token expired or revoked", Some(fingerprint))),
             Spend::Unknown => Err(self.refused("unknown refresh token", Some(fingerprint))),
         }
+    }
+
+    fn invalid_scope(&self, reason: &'static str) -> RefreshError {
+        Decision::new(LAYER, Outcome::Rejected).reason(reason).record();
+        RefreshError::InvalidScope(reason)
     }
 
     fn refused(&self, reason: &'static str, fingerprint: Option<Fingerprint>) -> RefreshError {

@@ -97,6 +97,11 @@ pub trait RefreshStore: Send + Sync + fmt::Debug + 'static {
         idle: Duration,
     ) -> StoreFuture<'_, Spend>;
 
+    /// The family `token` belongs to (live, spent or revoked), without
+    /// changing anything; `None` when the token is unknown. Lets a request
+    /// be refused (a scope it may not have) before a token is spent.
+    fn family_of(&self, token: &TokenHash) -> StoreFuture<'_, Option<Family>>;
+
     /// Revokes the family `token` belongs to; returns it, or `None` when
     /// the token is unknown.
     fn revoke_family_of(&self, token: &TokenHash) -> StoreFuture<'_, Option<Family>>;
