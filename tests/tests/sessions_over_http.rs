@@ -79,6 +79,12 @@ async fn cycle(session: Session) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
+async fn slow_cycle(session: Session) -> StatusCode {
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    session.cycle_id();
+    StatusCode::NO_CONTENT
+}
+
 async fn boom(session: Session) -> StatusCode {
     let _ = session.insert("after_error", "x");
     StatusCode::INTERNAL_SERVER_ERROR
@@ -96,6 +102,7 @@ fn app(layer: SessionLayer) -> Router {
         .route("/devices", get(devices))
         .route("/end/{handle}", post(end_one))
         .route("/cycle", post(cycle))
+        .route("/slow-cycle", post(slow_cycle))
         .route("/boom", post(boom))
         .layer(layer)
 }
@@ -653,4 +660,71 @@ async fn login_as_another_subject_drops_the_old_data_in_memory_and_on_redis() {
     let server = RedisServer::start();
     let store = RedisSessionStore::connect(&server.url()).await.expect("connect");
     login_as_another_subject_drops_the_old_data(Arc::new(store)).await;
+}
+
+/// Defects: a rotation in flight re-created a session deleted meanwhile
+/// ("log out everywhere" undone), and rotating from a grace alias forked a
+/// second live session.
+async fn rotation_is_final_and_never_forks(store: Arc<dyn SessionStore>) {
+    let addr = serve(store, |layer| layer.rotation_grace(Duration::from_secs(30))).await;
+
+    // A slow id rotation racing "log out everywhere".
+    let mut laptop = Device::new("laptop");
+    laptop.call(addr, Method::POST, "/login/alice").await;
+    let racing = {
+        let laptop = laptop.clone();
+        let cookie = laptop.cookie.clone();
+        tokio::spawn(async move { laptop.call_with(addr, Method::POST, "/slow-cycle", cookie).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(laptop.call(addr, Method::POST, "/logout-everywhere").await.body, "1");
+    let late = racing.await.expect("join");
+    let set_cookie = late
+        .headers
+        .get("set-cookie")
+        .map(|v| v.to_str().expect("ascii").to_owned());
+    assert!(
+        set_cookie.as_deref().is_some_and(|c| c.contains("Max-Age=0")),
+        "the late rotation clears the cookie: {set_cookie:?}"
+    );
+    let mut phone = Device::new("phone");
+    phone.call(addr, Method::POST, "/login/alice").await;
+    let devices = phone.call(addr, Method::GET, "/devices").await.json();
+    assert_eq!(
+        devices.as_array().map(Vec::len),
+        Some(1),
+        "only the phone: the rotation did not bring the laptop back: {devices}"
+    );
+
+    // Rotate from a grace alias: still one live session.
+    let mut tablet = Device::new("tablet");
+    tablet.call(addr, Method::POST, "/login/bob").await;
+    let before = tablet.cookie.clone();
+    tablet.call(addr, Method::POST, "/cycle").await;
+    let mut stale_tab = Device {
+        cookie: before,
+        agent: "tablet",
+    };
+    assert_eq!(
+        stale_tab.call(addr, Method::GET, "/me").await.body,
+        "bob",
+        "the alias serves in grace"
+    );
+    stale_tab.call(addr, Method::POST, "/cycle").await;
+    let devices = tablet.call(addr, Method::GET, "/devices").await.json();
+    assert_eq!(devices.as_array().map(Vec::len), Some(1), "no fork: {devices}");
+    assert_eq!(
+        tablet.call(addr, Method::GET, "/me").await.body,
+        "bob",
+        "both tabs stay logged in"
+    );
+    assert_eq!(stale_tab.call(addr, Method::GET, "/me").await.body, "bob");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_is_final_and_never_forks_in_memory_and_on_redis() {
+    rotation_is_final_and_never_forks(Arc::new(MemoryStore::new())).await;
+    let server = RedisServer::start();
+    let store = RedisSessionStore::connect(&server.url()).await.expect("connect");
+    rotation_is_final_and_never_forks(Arc::new(store)).await;
 }

@@ -161,16 +161,26 @@ end
 
 const CREATE: &str = concat!(create_fn!(), "create(KEYS[1], ARGV[2], ARGV[3], ARGV[4], 5)\nreturn 1");
 
+// Finality: nothing is written when the old key resolves to no live
+// record (a logout meanwhile). Through a grace alias, the record it points
+// to is the one moved: one live session, never two.
 const ROTATE: &str = concat!(
     create_fn!(),
     r"
-local old_principal = redis.call('HGET', KEYS[1], '_principal')
-if old_principal then redis.call('SREM', ARGV[1] .. 'principal:' .. old_principal, ARGV[6]) end
+local live, live_member = KEYS[1], ARGV[6]
+local moved = redis.call('HGET', KEYS[1], '_moved_to')
+if moved then live, live_member = ARGV[1] .. 's:' .. moved, moved end
+if redis.call('HEXISTS', live, '_created') == 0 then return 0 end
+local old_principal = redis.call('HGET', live, '_principal')
+if old_principal then redis.call('SREM', ARGV[1] .. 'principal:' .. old_principal, live_member) end
+redis.call('DEL', live)
 redis.call('DEL', KEYS[1])
 create(KEYS[2], ARGV[2], ARGV[3], ARGV[4], 7)
 if ARGV[5] ~= '' then
-  redis.call('HSET', KEYS[1], '_moved_to', ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  for _, key in ipairs({live, KEYS[1]}) do
+    redis.call('HSET', key, '_moved_to', ARGV[3])
+    redis.call('PEXPIRE', key, ARGV[5])
+  end
 end
 return 1"
 );
@@ -373,7 +383,7 @@ impl SessionStore for RedisSessionStore {
         record: &SessionRecord,
         ttl: Duration,
         grace: Option<Duration>,
-    ) -> StoreFuture<'_, ()> {
+    ) -> StoreFuture<'_, bool> {
         let (old_key, new_key) = (self.session_key(old), self.session_key(new));
         let (old_member, new_member) = (old.to_hex(), new.to_hex());
         let fields = Self::fields(record);
@@ -381,7 +391,7 @@ impl SessionStore for RedisSessionStore {
         let grace = grace.map(|g| ms(g).to_string()).unwrap_or_default();
         Box::pin(async move {
             let mut connection = self.connection.clone();
-            let _: i64 = self
+            let moved: i64 = self
                 .scripts
                 .rotate
                 .key(&old_key)
@@ -396,7 +406,7 @@ impl SessionStore for RedisSessionStore {
                 .invoke_async(&mut connection)
                 .await
                 .map_err(unavailable)?;
-            Ok(())
+            Ok(moved == 1)
         })
     }
 

@@ -39,6 +39,31 @@ fn set(pairs: &[(&str, &str)]) -> Changes {
 
 const TTL: Duration = Duration::from_secs(600);
 
+/// The `*_now` fast paths, where a store offers them, agree with their
+/// async twins: the same record for `load`, the same answer for `update`
+/// (checked on a copy of the changes applied through both, so both must
+/// report the same outcome and leave the same record).
+async fn fast_paths_agree(store: &Arc<dyn SessionStore>, key: &SessionKey, what: &str) {
+    let slow = store.load(key).await.expect("load");
+    if let Some(fast) = store.load_now(key) {
+        assert_eq!(fast.expect("load_now"), slow, "load_now agrees with load: {what}");
+    }
+    let probe = set(&[("_conformance_probe", "1")]);
+    if let Some(fast) = store.update_now(key, &probe) {
+        let fast = fast.expect("update_now");
+        let slow = store.update(key, &probe).await.expect("update");
+        assert_eq!(fast, slow, "update_now agrees with update: {what}");
+        assert_eq!(
+            fast,
+            store.load(key).await.expect("load").is_some(),
+            "update_now reports liveness: {what}"
+        );
+        let mut cleanup = Changes::default();
+        cleanup.removed.push("_conformance_probe".into());
+        store.update(key, &cleanup).await.expect("update");
+    }
+}
+
 /// Runs every check against `store`; panics on the first violation, naming
 /// it. `subject_prefix` keeps runs against a shared server apart.
 pub async fn run(store: Arc<dyn SessionStore>, subject_prefix: &str) {
@@ -61,6 +86,8 @@ pub async fn run(store: Arc<dyn SessionStore>, subject_prefix: &str) {
         None,
         "an unknown key loads nothing"
     );
+    fast_paths_agree(&store, &k1, "a live record").await;
+    fast_paths_agree(&store, &key(99), "an unknown key").await;
 
     // Per-key updates: concurrent writers of different keys all keep theirs.
     let writes = (0..50).map(|i| {
@@ -148,6 +175,7 @@ pub async fn run(store: Arc<dyn SessionStore>, subject_prefix: &str) {
         None,
         "a late write does not bring the session back"
     );
+    fast_paths_agree(&store, &k2, "a deleted record").await;
     assert_eq!(
         store.sessions_of(&alice).await.expect("list").len(),
         1,
@@ -181,6 +209,7 @@ pub async fn run(store: Arc<dyn SessionStore>, subject_prefix: &str) {
         Some(Arc::new(rotated.clone())),
         "grace: old key resolves"
     );
+    fast_paths_agree(&store, &k4, "a grace alias").await;
     assert!(store.update(&k4, &set(&[("in_flight", "true")])).await.expect("update"));
     let new = store.load(&k5).await.expect("load").expect("present");
     assert_eq!(
@@ -190,10 +219,81 @@ pub async fn run(store: Arc<dyn SessionStore>, subject_prefix: &str) {
     );
     tokio::time::sleep(Duration::from_millis(1700)).await;
     assert_eq!(store.load(&k4).await.expect("load"), None, "the grace alias expires");
+    fast_paths_agree(&store, &k4, "an expired alias").await;
     assert!(
         store.load(&k5).await.expect("load").is_some(),
         "the new record outlives the alias"
     );
+
+    // Rotation is final too: after a delete it writes nothing.
+    let (k10, k11) = (key(10), key(11));
+    store.create(&k10, &record(Some(&bob)), TTL).await.expect("create");
+    store.delete(&k10).await.expect("delete");
+    assert!(
+        !store
+            .rotate(&k10, &k11, &record(Some(&bob)), TTL, None)
+            .await
+            .expect("rotate"),
+        "rotate of a deleted session reports it gone"
+    );
+    assert_eq!(
+        store.load(&k11).await.expect("load"),
+        None,
+        "a rotation in flight does not bring a deleted session back"
+    );
+    assert!(
+        !store
+            .rotate(&key(98), &k11, &record(Some(&bob)), TTL, None)
+            .await
+            .expect("rotate"),
+        "rotate of an unknown key writes nothing"
+    );
+    assert_eq!(store.load(&k11).await.expect("load"), None);
+
+    // Rotating through a grace alias moves the record it points to: one
+    // live session, never two.
+    let (k12, k13, k14) = (key(12), key(13), key(14));
+    let carol = Principal::new("https://app.test", format!("{subject_prefix}-carol"));
+    store.create(&k12, &record(Some(&carol)), TTL).await.expect("create");
+    let grace = Some(Duration::from_secs(30));
+    assert!(
+        store
+            .rotate(&k12, &k13, &record(Some(&carol)), TTL, grace)
+            .await
+            .expect("rotate")
+    );
+    let mut via_alias = record(Some(&carol));
+    via_alias.data.insert("via".into(), "\"alias\"".into());
+    assert!(
+        store.rotate(&k12, &k14, &via_alias, TTL, grace).await.expect("rotate"),
+        "a rotation through a live alias succeeds"
+    );
+    let listed: Vec<SessionKey> = store
+        .sessions_of(&carol)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(listed, vec![k14], "one live session, not a fork");
+    for (old, what) in [(k12, "the alias"), (k13, "the record it pointed to")] {
+        assert_eq!(
+            store
+                .load(&old)
+                .await
+                .expect("load")
+                .and_then(|r| r.data.get("via").cloned()),
+            Some("\"alias\"".to_owned()),
+            "{what} now resolves to the new record"
+        );
+    }
+    assert_eq!(store.delete_all_of(&carol).await.expect("delete all"), 1);
+    assert_eq!(
+        store.load(&k12).await.expect("load"),
+        None,
+        "a logout wins over every alias"
+    );
+    assert_eq!(store.load(&k13).await.expect("load"), None);
 
     // Store TTL.
     let k6 = key(6);

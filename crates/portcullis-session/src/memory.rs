@@ -127,6 +127,62 @@ impl MemoryStore {
         }
     }
 
+    /// [`SessionStore::rotate`]: the new record goes in first, then the
+    /// live one is replaced under its shard lock — or, if it ended
+    /// meanwhile, the new one is taken out again. A delete that runs later
+    /// follows the alias to the new record, so a logout always wins.
+    fn move_record(
+        &self,
+        old: &SessionKey,
+        new: &SessionKey,
+        record: &SessionRecord,
+        ttl: Duration,
+        grace: Option<Duration>,
+    ) -> bool {
+        let Some(live) = self.resolve(old) else {
+            return false;
+        };
+        self.insert_live(*new, record.clone(), ttl);
+        let now = Instant::now();
+        let replaced = match self.records.get_mut(&live).as_deref_mut() {
+            Some(entry @ Entry::Live { .. }) if entry.expires() > now => {
+                let previous = std::mem::replace(
+                    entry,
+                    Entry::Alias {
+                        to: *new,
+                        expires: now + grace.unwrap_or_default(),
+                    },
+                );
+                Some(previous)
+            }
+            _ => None,
+        };
+        let Some(Entry::Live { record: previous, .. }) = replaced else {
+            // Ended between the look-up and now: undo, write nothing.
+            self.remove_live(new);
+            self.records.remove(new);
+            return false;
+        };
+        self.unindex(previous.principal.as_ref(), &live);
+        for key in [live, *old] {
+            match grace {
+                Some(grace) => {
+                    self.records.insert(
+                        key,
+                        Entry::Alias {
+                            to: *new,
+                            expires: now + grace,
+                        },
+                    );
+                }
+                None => {
+                    self.records.remove(&key);
+                }
+            }
+        }
+        true
+    }
+
     /// The live record under `key`, following a rotation alias. One
     /// lookup in the common case (an alias's guard is dropped before its
     /// target's shard is locked).
@@ -212,21 +268,8 @@ impl SessionStore for MemoryStore {
         record: &SessionRecord,
         ttl: Duration,
         grace: Option<Duration>,
-    ) -> StoreFuture<'_, ()> {
-        self.insert_live(*new, record.clone(), ttl);
-        self.remove_live(old);
-        if let Some(grace) = grace {
-            self.records.insert(
-                *old,
-                Entry::Alias {
-                    to: *new,
-                    expires: Instant::now() + grace,
-                },
-            );
-        } else {
-            self.records.remove(old);
-        }
-        Box::pin(std::future::ready(Ok(())))
+    ) -> StoreFuture<'_, bool> {
+        Box::pin(std::future::ready(Ok(self.move_record(old, new, record, ttl, grace))))
     }
 
     fn delete(&self, key: &SessionKey) -> StoreFuture<'_, ()> {

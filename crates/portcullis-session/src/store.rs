@@ -131,7 +131,9 @@ impl Changes {
 ///   brings back a deleted session (a logout is final).
 /// - [`rotate`](SessionStore::rotate) moves a session to a new key; with a
 ///   grace period the old key keeps resolving to the new record for that
-///   long (requests already in flight are not logged out).
+///   long (requests already in flight are not logged out). It never brings
+///   back a deleted session, and rotating through a grace alias moves the
+///   record the alias points to: never two live sessions from one.
 /// - Every session with a principal is indexed by it: `(issuer, subject)`,
 ///   never the subject alone (another issuer's `alice` is someone else).
 pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
@@ -166,9 +168,14 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
     /// record.
     fn update(&self, key: &SessionKey, changes: &Changes) -> StoreFuture<'_, bool>;
 
-    /// Replaces the record under `old` by `record` under `new` (for `ttl`).
-    /// With `grace`, `old` resolves to `new` for that long; without, it is
-    /// gone at once.
+    /// Replaces the record `old` resolves to (itself, or the target of its
+    /// grace alias) by `record` under `new` (for `ttl`). With `grace`, the
+    /// replaced keys resolve to `new` for that long; without, they are gone
+    /// at once.
+    ///
+    /// Returns `false`, writing nothing, when `old` resolves to no live
+    /// record: it ended meanwhile (a logout, "log out everywhere"), and a
+    /// logout is final.
     fn rotate(
         &self,
         old: &SessionKey,
@@ -176,7 +183,7 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
         record: &SessionRecord,
         ttl: Duration,
         grace: Option<Duration>,
-    ) -> StoreFuture<'_, ()>;
+    ) -> StoreFuture<'_, bool>;
 
     /// Deletes the record under `key` (and its subject index entry).
     fn delete(&self, key: &SessionKey) -> StoreFuture<'_, ()>;

@@ -153,7 +153,19 @@ pub(super) async fn save(
                     // session (fixation).
                     let same_subject = existed && previous.is_some() && previous == record.principal;
                     let grace = same_subject.then_some(config.rotation_grace);
-                    store.rotate(old, &key, &record, ttl, grace).await?;
+                    if !store.rotate(old, &key, &record, ttl, grace).await? {
+                        // Ended meanwhile: a logout is final. A login is a
+                        // fresh authentication and starts a fresh session,
+                        // with nothing of the ended one; anything else ends.
+                        let Pending::Login { principal, scopes } = &pending else {
+                            return Ok(Some(removal_cookie(config)));
+                        };
+                        let mut fresh = SessionRecord::new(now, config.idle, config.absolute);
+                        fresh.user_agent = record.user_agent.take();
+                        fresh.principal = Some(principal.clone());
+                        fresh.scopes = scopes.clone();
+                        store.create(&key, &fresh, fresh.ttl(now)).await?;
+                    }
                 }
                 None => store.create(&key, &record, ttl).await?,
             }
