@@ -36,6 +36,10 @@ struct Provider {
     malformed: AtomicBool,
     slow: AtomicBool,
     max_age: Mutex<Option<u64>>,
+    /// Overrides the discovery document's `jwks_uri`.
+    jwks_uri: Mutex<Option<String>>,
+    /// Where `/elsewhere` redirects to.
+    redirect_to: Mutex<String>,
 }
 
 async fn jwks(State(provider): State<Arc<Provider>>) -> Response {
@@ -65,7 +69,13 @@ async fn jwks(State(provider): State<Arc<Provider>>) -> Response {
 async fn discovery(State(provider): State<Arc<Provider>>) -> Response {
     provider.discovery_fetches.fetch_add(1, Ordering::SeqCst);
     let issuer = provider.issuer.lock().expect("lock").clone();
-    axum::Json(json!({ "issuer": issuer, "jwks_uri": format!("{issuer}/jwks") })).into_response()
+    let jwks_uri = provider
+        .jwks_uri
+        .lock()
+        .expect("lock")
+        .clone()
+        .unwrap_or_else(|| format!("{issuer}/jwks"));
+    axum::Json(json!({ "issuer": issuer, "jwks_uri": jwks_uri })).into_response()
 }
 
 async fn start_provider(keys: &[&JwtIssuer]) -> (Arc<Provider>, SocketAddr) {
@@ -77,6 +87,13 @@ async fn start_provider(keys: &[&JwtIssuer]) -> (Arc<Provider>, SocketAddr) {
         .route("/big", get(|| async { "x".repeat(2 * 1024 * 1024) }))
         .route("/moved", get(|| async { axum::response::Redirect::temporary("/jwks") }))
         .route("/loop", get(|| async { axum::response::Redirect::temporary("/loop") }))
+        .route(
+            "/elsewhere",
+            get(|State(provider): State<Arc<Provider>>| async move {
+                let target = provider.redirect_to.lock().expect("lock").clone();
+                axum::response::Redirect::temporary(&target)
+            }),
+        )
         .with_state(provider.clone());
     let addr = spawn_axum(router).await;
     *provider.issuer.lock().expect("lock") = format!("http://{addr}");
@@ -469,4 +486,134 @@ async fn the_default_client_bounds_size_and_redirects() {
         .await
         .expect_err("a redirect loop is cut");
     assert!(error.to_string().contains("too many redirects"), "{error}");
+}
+
+/// A client that only counts what it is asked: proof that a refused key
+/// source is refused before any request leaves.
+fn counting_client(calls: Arc<AtomicU64>) -> portcullis::jwt::remote::HttpClient {
+    tower::util::BoxCloneSyncService::new(tower::service_fn(move |_: http::Request<()>| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        async { Err::<http::Response<Bytes>, tower::BoxError>("no network here".into()) }
+    }))
+}
+
+/// Defect: keys were fetched over plain HTTP from anywhere, and a discovery
+/// document could point `jwks_uri` at `http://`: an on-path attacker
+/// injects a key.
+#[tokio::test]
+async fn key_sources_are_https_only_loopback_and_an_insecure_opt_in_excepted() {
+    let calls = Arc::new(AtomicU64::new(0));
+    let plain =
+        RemoteKeys::jwks_url_with_client("http://keys.example.test/jwks", counting_client(calls.clone()), fast());
+    let error = plain
+        .ready(Duration::from_secs(2))
+        .await
+        .expect_err("plain http is refused");
+    assert!(error.to_string().contains("must be https"), "{error}");
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "refused before any request");
+    for url in ["ftp://keys.example.test/jwks", "keys.example.test/jwks"] {
+        let odd = RemoteKeys::jwks_url_with_client(url, counting_client(calls.clone()), fast());
+        let error = odd.ready(Duration::from_secs(2)).await.expect_err("not https");
+        assert!(error.to_string().contains("https"), "{url}: {error}");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+
+    let mut opted_in = fast();
+    opted_in.insecure_allow_http = true;
+    let insecure = RemoteKeys::jwks_url_with_client(
+        "http://keys.example.test/jwks",
+        counting_client(calls.clone()),
+        opted_in,
+    );
+    let error = insecure
+        .ready(Duration::from_secs(2))
+        .await
+        .expect_err("the stub has no keys");
+    assert!(error.to_string().contains("no network here"), "{error}");
+    assert!(calls.load(Ordering::SeqCst) >= 1, "the opt-in lets the request go");
+
+    // Discovery over loopback whose jwks_uri points at plain http elsewhere.
+    let (provider, addr) = start_provider(&[]).await;
+    let iss = format!("http://{addr}");
+    set_keys(&provider, &[&issuer(&iss)]);
+    *provider.jwks_uri.lock().expect("lock") = Some("http://keys.example.test/jwks".into());
+    let discovered = RemoteKeys::discover(iss.as_str(), fast());
+    let error = discovered
+        .ready(Duration::from_secs(3))
+        .await
+        .expect_err("jwks_uri over http");
+    assert!(error.to_string().contains("must be https"), "{error}");
+    assert!(
+        provider.discovery_fetches.load(Ordering::SeqCst) >= 1,
+        "discovery was read"
+    );
+    assert_eq!(
+        provider.jwks_fetches.load(Ordering::SeqCst),
+        0,
+        "no JWKS was fetched from anywhere"
+    );
+
+    // A redirect to another host is another key source: refused.
+    let (other, other_addr) = start_provider(&[]).await;
+    set_keys(&other, &[&issuer(&iss)]);
+    *provider.redirect_to.lock().expect("lock") = format!("http://{other_addr}/jwks");
+    let redirected = RemoteKeys::jwks_url(format!("{iss}/elsewhere"), fast());
+    let error = redirected
+        .ready(Duration::from_secs(3))
+        .await
+        .expect_err("cross-host redirect");
+    assert!(error.to_string().contains("another host"), "{error}");
+    assert_eq!(
+        other.jwks_fetches.load(Ordering::SeqCst),
+        0,
+        "the other host was never asked"
+    );
+}
+
+/// Defect: symmetric (`oct`) keys were accepted from a network JWKS: a
+/// published secret lets anyone who reads it forge tokens.
+#[tokio::test]
+async fn symmetric_keys_from_a_network_jwks_are_refused_unless_opted_in() {
+    use base64::Engine as _;
+    let (provider, addr) = start_provider(&[]).await;
+    let iss = format!("http://{addr}");
+    let asymmetric = issuer(&iss);
+    let secret = [42u8; 32];
+    let symmetric = JwtIssuer::new(
+        SigningKey::hmac(portcullis::jwt::Algorithm::HS256, &secret)
+            .expect("key")
+            .with_kid("shared"),
+        iss.as_str(),
+        AUD,
+    );
+    let mut keys = asymmetric.jwks()["keys"].as_array().cloned().unwrap_or_default();
+    keys.push(json!({
+        "kty": "oct",
+        "kid": "shared",
+        "alg": "HS256",
+        "k": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret),
+    }));
+    *provider.jwks.lock().expect("lock") = json!({ "keys": keys });
+
+    let strict = RemoteKeys::jwks_url(format!("{iss}/jwks"), fast());
+    strict
+        .ready(Duration::from_secs(3))
+        .await
+        .expect("the asymmetric key loads");
+    let jwt = layer(strict, &iss);
+    assert_eq!(
+        call(&jwt, &asymmetric.mint("alice", ["a"]).expect("mint")).await.0,
+        StatusCode::OK
+    );
+    let (status, rejection) = call(&jwt, &symmetric.mint("mallory", ["a"]).expect("mint")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a published secret verifies nothing");
+    assert_eq!(rejection.expect("rejection").reason(), "unknown key id");
+
+    let mut options = fast();
+    options.insecure_allow_symmetric_keys = true;
+    let lenient = RemoteKeys::jwks_url(format!("{iss}/jwks"), options);
+    lenient.ready(Duration::from_secs(3)).await.expect("ready");
+    let jwt = layer(lenient, &iss);
+    let (status, _) = call(&jwt, &symmetric.mint("mallory", ["a"]).expect("mint")).await;
+    assert_eq!(status, StatusCode::OK, "the opt-in accepts it");
 }

@@ -425,6 +425,16 @@ impl KeySet {
         self.keys.is_empty()
     }
 
+    /// The set without its symmetric (HMAC) keys.
+    pub fn without_symmetric(&self) -> Self {
+        Self::new(
+            self.keys
+                .iter()
+                .filter(|key| !matches!(*key.material, Material::Hmac(_)))
+                .cloned(),
+        )
+    }
+
     /// The keys.
     pub fn keys(&self) -> &[VerifyingKey] {
         &self.keys

@@ -26,7 +26,8 @@ pub struct ClientLimits {
     pub timeout: Duration,
     /// The largest document read (default 1 MiB).
     pub max_body_bytes: usize,
-    /// Redirects followed (default 3); HTTPS is never followed to HTTP.
+    /// Redirects followed (default 3), on the same host only; HTTPS is
+    /// never followed to HTTP.
     pub max_redirects: u8,
 }
 
@@ -68,6 +69,11 @@ pub fn default_client(limits: ClientLimits) -> HttpClient {
                         let next = resolve(&uri, next)?;
                         if uri.scheme_str() == Some("https") && next.scheme_str() != Some("https") {
                             return Err::<Response<Bytes>, BoxError>("refused a redirect from https to http".into());
+                        }
+                        // Another host is another key source: it was not
+                        // configured, and must not be reached by a redirect.
+                        if next.authority() != uri.authority() || next.scheme() != uri.scheme() {
+                            return Err("refused a redirect to another host".into());
                         }
                         uri = next;
                         continue;

@@ -47,6 +47,15 @@ pub struct RemoteOptions {
     pub serve_stale_for: Duration,
     /// How often a JWKS file is checked for changes (default 1 s).
     pub file_poll: Duration,
+    /// **Insecure**: fetch keys over plain `http://` from hosts other than
+    /// loopback (default `false`). Key sources are HTTPS-only otherwise
+    /// (loopback excepted, for local development and tests): over plain
+    /// HTTP, anyone on the path can inject a key and mint tokens.
+    pub insecure_allow_http: bool,
+    /// Accept symmetric (`oct`) keys from a network JWKS (default
+    /// `false`). A shared secret published over the network is readable by
+    /// whoever fetches it, and anyone who can read it can forge tokens.
+    pub insecure_allow_symmetric_keys: bool,
 }
 
 impl Default for RemoteOptions {
@@ -59,6 +68,8 @@ impl Default for RemoteOptions {
             request_wait: Duration::from_secs(1),
             serve_stale_for: Duration::from_secs(3600),
             file_poll: Duration::from_secs(1),
+            insecure_allow_http: false,
+            insecure_allow_symmetric_keys: false,
         }
     }
 }
@@ -82,6 +93,30 @@ pub enum KeySourceError {
     /// A fetch failed (the previous keys, if any, stay in use).
     #[error("fetching signing keys failed: {0}")]
     Fetch(String),
+}
+
+/// Whether `url` may carry keys: `https`, or `http` to a loopback host
+/// (127.0.0.0/8, `::1`, `localhost`), or `http` anywhere with the insecure
+/// opt-in.
+fn check_transport(url: &str, insecure_allow_http: bool) -> Result<(), KeySourceError> {
+    let refuse = |why: &str| Err(KeySourceError::Fetch(format!("{url}: {why}")));
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return refuse("not a URL: key sources must be https");
+    };
+    match uri.scheme_str() {
+        Some("https") => Ok(()),
+        Some("http") if insecure_allow_http || uri.host().is_some_and(is_loopback) => Ok(()),
+        Some("http") => refuse("key sources must be https (loopback and insecure_allow_http excepted)"),
+        _ => refuse("key sources must be https"),
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
 }
 
 impl KeySourceError {
@@ -134,6 +169,17 @@ struct Shared {
 ///
 /// Hand it to `JwtLayer::builder` like a static [`KeySet`], and wire
 /// [`ready`](RemoteKeys::ready) into your health check.
+///
+/// # Security
+/// - Key sources are HTTPS-only: a JWKS URL, a discovery URL and the
+///   discovery document's `jwks_uri` must be `https://` (plain `http://` to
+///   a loopback host excepted, and anything with
+///   [`RemoteOptions::insecure_allow_http`]); others are refused before a
+///   request is sent. Redirects stay on the same host and never go from
+///   HTTPS to HTTP.
+/// - Symmetric (`oct`) keys in a network JWKS are skipped unless
+///   [`RemoteOptions::insecure_allow_symmetric_keys`]: a published secret
+///   forges tokens. A JWKS file may hold them.
 ///
 /// ```no_run
 /// use portcullis_jwt::{JwtLayer, remote::{RemoteKeys, RemoteOptions}};
@@ -382,6 +428,9 @@ impl RemoteKeys {
     }
 
     async fn get(&self, url: &str) -> Result<http::Response<bytes::Bytes>, KeySourceError> {
+        // Refused before any byte goes out: a key fetched over plain HTTP
+        // is a key anyone on the path can choose.
+        check_transport(url, self.shared.options.insecure_allow_http)?;
         self.shared.fetches.fetch_add(1, Ordering::Relaxed);
         let request = Request::get(url)
             .body(())
@@ -402,8 +451,20 @@ impl RemoteKeys {
     fn parse(&self, document: &[u8], origin: &str) -> Result<KeySet, KeySourceError> {
         let text = std::str::from_utf8(document)
             .map_err(|_| KeySourceError::Fetch(format!("{origin}: the JWKS is not UTF-8")))?;
-        let keys = KeySet::from_jwks_json(text)
+        let mut keys = KeySet::from_jwks_json(text)
             .map_err(|error| KeySourceError::Fetch(format!("{origin}: malformed JWKS: {error}")))?;
+        let from_network = !matches!(self.shared.source, Source::File(_));
+        if from_network && !self.shared.options.insecure_allow_symmetric_keys {
+            let asymmetric = keys.without_symmetric();
+            if asymmetric.len() != keys.len() {
+                tracing::warn!(
+                    target: "portcullis::jwt",
+                    origin,
+                    "skipping symmetric (oct) keys from a network JWKS: a published secret forges tokens"
+                );
+            }
+            keys = asymmetric;
+        }
         if keys.is_empty() {
             return Err(KeySourceError::Fetch(format!("{origin}: the JWKS has no usable key")));
         }
