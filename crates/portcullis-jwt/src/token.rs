@@ -21,11 +21,23 @@ struct Header<'a> {
     kid: Option<Cow<'a, str>>,
     #[serde(borrow)]
     typ: Option<Cow<'a, str>>,
-    jku: Option<IgnoredAny>,
-    x5u: Option<IgnoredAny>,
-    jwk: Option<IgnoredAny>,
-    x5c: Option<IgnoredAny>,
-    crit: Option<IgnoredAny>,
+    // Present at all, `null` included: an `Option` would read `null` as
+    // absent and let the member through.
+    #[serde(default, deserialize_with = "present")]
+    jku: bool,
+    #[serde(default, deserialize_with = "present")]
+    x5u: bool,
+    #[serde(default, deserialize_with = "present")]
+    jwk: bool,
+    #[serde(default, deserialize_with = "present")]
+    x5c: bool,
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+}
+
+/// `true` for a member that is there, whatever its value (`null` too).
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    IgnoredAny::deserialize(deserializer).map(|_| true)
 }
 
 /// The registered claims, each kept raw so that a bad one is named.
@@ -86,16 +98,16 @@ pub(crate) fn verify(
     }
     let algorithm = Algorithm::from_name(&alg).ok_or(JwtError::UnsupportedAlgorithm)?;
     for (present, name) in [
-        (header.jku.is_some(), "jku"),
-        (header.x5u.is_some(), "x5u"),
-        (header.jwk.is_some(), "jwk"),
-        (header.x5c.is_some(), "x5c"),
+        (header.jku, "jku"),
+        (header.x5u, "x5u"),
+        (header.jwk, "jwk"),
+        (header.x5c, "x5c"),
     ] {
         if present {
             return Err(JwtError::KeyReferenceHeader(name));
         }
     }
-    if header.crit.is_some() {
+    if header.crit {
         return Err(JwtError::CriticalHeader);
     }
 

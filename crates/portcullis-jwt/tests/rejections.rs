@@ -481,6 +481,27 @@ async fn key_reference_headers_are_never_followed() {
     }
 }
 
+/// Defect: `"jku": null` (and the others) read as absent and passed.
+#[tokio::test]
+async fn key_reference_and_crit_headers_are_refused_even_when_null() {
+    let fixture = Fixture::new();
+    for name in ["jku", "x5u", "jwk", "x5c", "crit"] {
+        let mut h = header(&fixture.key);
+        h[name] = serde_json::Value::Null;
+        let expected = if name == "crit" {
+            JwtError::CriticalHeader
+        } else {
+            JwtError::KeyReferenceHeader(name)
+        };
+        assert_rejected(
+            fixture.builder().build().expect("layer"),
+            &fixture.token(h, claims()),
+            expected,
+        )
+        .await;
+    }
+}
+
 #[tokio::test]
 async fn critical_headers_are_refused() {
     let fixture = Fixture::new();

@@ -154,10 +154,10 @@ impl RevocationStore for RedisRevocationStore {
                 _ => String::new(),
             };
             let subject = Target::Subject(facts.principal.clone()).encode();
-            let session = facts
-                .session_id()
-                .map(|sid| Target::Session(sid).encode())
-                .unwrap_or_default();
+            let session = match facts.session_id() {
+                Ok(sid) => sid.map(|sid| Target::Session(sid).encode()).unwrap_or_default(),
+                Err(unreadable) => return Ok(Some(unreadable)),
+            };
             let mut connection = self.connection.clone();
             let values: Vec<Option<String>> = redis::cmd("HMGET")
                 .arg(&self.keys.entries)

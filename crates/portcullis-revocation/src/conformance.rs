@@ -183,6 +183,42 @@ pub async fn run_revocation_store(store: Arc<dyn RevocationStore>) {
         None,
         "another sid is untouched"
     );
+    // A sid that cannot be read never escapes the session cutoffs (stores
+    // may refuse it even with none in force); a numeric one reads as text.
+    let claims_with = |sid: &str, jti: &str| {
+        Identity::builder(
+            format!("{tag}dave"),
+            AuthMethod::bearer(Some(format!("{tag}{jti}").into()), Some("https://issuer.test".into())),
+        )
+        .issued_at(SystemTime::now() - old)
+        .expires_at(SystemTime::now() + Duration::from_secs(600))
+        .claims_json(format!(r#"{{"sub":"{tag}dave","sid":{sid}}}"#))
+        .build()
+    };
+    for unreadable in [r#"{"id":"fam"}"#, r#"["fam"]"#, "true"] {
+        assert_eq!(
+            store.check(claims_with(unreadable, "j9")).await.expect("check"),
+            Some(Revoked::UnreadableSession),
+            "an unreadable sid {unreadable} is refused"
+        );
+    }
+    let numeric_sid = millis(SystemTime::now());
+    store
+        .revoke(Revocation::session(
+            numeric_sid.to_string(),
+            SystemTime::now(),
+            Duration::from_secs(600),
+        ))
+        .await
+        .expect("cut off");
+    assert_eq!(
+        store
+            .check(claims_with(&numeric_sid.to_string(), "j10"))
+            .await
+            .expect("check"),
+        Some(Revoked::Session),
+        "a numeric sid is matched as its text"
+    );
 
     // Every unexpired entry is listed.
     let entries = store.entries().await.expect("entries");

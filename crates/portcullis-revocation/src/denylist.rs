@@ -151,6 +151,7 @@ impl Revocation {
 /// Why a token was found revoked (the rejection's reason is always
 /// `token revoked`; this is for audit events and callers).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Revoked {
     /// Its `(iss, jti)` is on the denylist.
     Token,
@@ -158,6 +159,10 @@ pub enum Revoked {
     Subject,
     /// Its `sid` was cut off after it was issued.
     Session,
+    /// Its `sid` claim is neither a string nor a number: it cannot be
+    /// checked against session cutoffs, so it is refused rather than let
+    /// through unchecked.
+    UnreadableSession,
 }
 
 impl Revoked {
@@ -167,6 +172,7 @@ impl Revoked {
             Self::Token => "token denylisted",
             Self::Subject => "subject cut off",
             Self::Session => "session cut off",
+            Self::UnreadableSession => "unreadable sid",
         }
     }
 }
@@ -211,15 +217,25 @@ impl<'a> TokenFacts<'a> {
         expires_ms > now_ms && self.issued_at_secs.is_none_or(|iat| iat <= cutoff_secs)
     }
 
-    /// The token's `sid` claim, parsed from its raw claims only when asked
-    /// (only when some session cutoff exists).
-    pub fn session_id(&self) -> Option<String> {
+    /// The token's `sid` claim, parsed from its raw claims only when asked:
+    /// `Ok(None)` when absent or `null`; a number reads as its decimal
+    /// text; anything else is [`Revoked::UnreadableSession`], never a
+    /// silent "no sid".
+    pub fn session_id(&self) -> Result<Option<String>, Revoked> {
         #[derive(serde::Deserialize)]
         struct Sid {
-            sid: Option<String>,
+            sid: Option<serde_json::Value>,
         }
-        let claims = self.identity.claims_json()?;
-        serde_json::from_str::<Sid>(claims).ok()?.sid
+        let Some(claims) = self.identity.claims_json() else {
+            return Ok(None);
+        };
+        let parsed = serde_json::from_str::<Sid>(claims).map_err(|_| Revoked::UnreadableSession)?;
+        match parsed.sid {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(sid)) => Ok(Some(sid)),
+            Some(serde_json::Value::Number(number)) => Ok(Some(number.to_string())),
+            Some(_) => Err(Revoked::UnreadableSession),
+        }
     }
 }
 
@@ -333,12 +349,17 @@ impl Denylist {
         {
             return Some(Revoked::Subject);
         }
-        if !self.sessions.is_empty()
-            && let Some(sid) = facts.session_id()
-            && let Some(cutoff) = self.sessions.get(sid.as_str())
-            && cut(&cutoff)
-        {
-            return Some(Revoked::Session);
+        if !self.sessions.is_empty() {
+            let sid = match facts.session_id() {
+                Ok(sid) => sid,
+                Err(unreadable) => return Some(unreadable),
+            };
+            if let Some(sid) = sid
+                && let Some(cutoff) = self.sessions.get(sid.as_str())
+                && cut(&cutoff)
+            {
+                return Some(Revoked::Session);
+            }
         }
         None
     }

@@ -53,6 +53,6 @@ pub use refresh::{
     Family, MemoryRefreshStore, RefreshConfigError, RefreshError, RefreshStore, RefreshTokens, RefreshTokensBuilder,
     Spend, TokenHash, TokenPair, generate_secret,
 };
-pub use store::{DEFAULT_KEEP_CUTOFFS_FOR, RevocationStore, Revocations, StoreError, StoreFuture};
+pub use store::{DEFAULT_CLOCK_SKEW, DEFAULT_KEEP_CUTOFFS_FOR, RevocationStore, Revocations, StoreError, StoreFuture};
 
 pub(crate) const LAYER: &str = "revocation";

@@ -82,8 +82,14 @@ pub trait RevocationStore: Send + Sync + fmt::Debug + 'static {
 pub struct Revocations {
     store: Arc<dyn RevocationStore>,
     keep_cutoffs_for: Duration,
+    clock_skew: Duration,
     clock: SharedClock,
 }
+
+/// How far ahead of this node's clock another issuing node's clock may run
+/// (default 5 s): a cutoff covers tokens stamped up to that much later, so
+/// one minted just before the cutoff by a node running ahead is cut off too.
+pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(5);
 
 /// How long subject and session cutoffs are kept by default: a day, past
 /// the lifetime of any access token worth accepting.
@@ -95,16 +101,33 @@ impl Revocations {
         Self {
             store,
             keep_cutoffs_for: DEFAULT_KEEP_CUTOFFS_FOR,
+            clock_skew: DEFAULT_CLOCK_SKEW,
             clock: Arc::new(SystemClock),
         }
     }
 
-    /// How long a subject or session cutoff is kept (default a day). Set it
-    /// to at least the longest lifetime of an access token you accept: an
-    /// older cutoff is forgotten, and with it the revocation.
+    /// How long a subject or session cutoff is kept (default a day): the
+    /// revocation horizon. A [`RevocationLayer`](crate::RevocationLayer)
+    /// built from this handle refuses tokens that live longer (`exp - iat`
+    /// past it), since a cutoff could be forgotten while they are still
+    /// accepted: raise it to the longest token lifetime you accept.
     #[must_use]
     pub fn keep_cutoffs_for(mut self, keep_for: Duration) -> Self {
         self.keep_cutoffs_for = keep_for;
+        self
+    }
+
+    /// The revocation horizon (see [`keep_cutoffs_for`](Revocations::keep_cutoffs_for)).
+    pub fn horizon(&self) -> Duration {
+        self.keep_cutoffs_for
+    }
+
+    /// The clock-skew margin added to cutoffs (default
+    /// [`DEFAULT_CLOCK_SKEW`]). Tokens minted within it after a cutoff are
+    /// cut off too: the safe side.
+    #[must_use]
+    pub fn clock_skew(mut self, margin: Duration) -> Self {
+        self.clock_skew = margin;
         self
     }
 
@@ -145,7 +168,7 @@ impl Revocations {
     /// everywhere, password change, account lock). Tokens of another
     /// issuer with the same `sub` are another person's and stay valid.
     pub async fn cut_off_subject(&self, principal: &Principal) -> Result<(), StoreError> {
-        let now = self.clock.now();
+        let now = self.clock.now() + self.clock_skew;
         self.store
             .revoke(Revocation::subject(principal.clone(), now, self.keep_cutoffs_for))
             .await
@@ -153,7 +176,7 @@ impl Revocations {
 
     /// Revokes every token carrying `sid` issued until now.
     pub async fn cut_off_session(&self, sid: &str) -> Result<(), StoreError> {
-        let now = self.clock.now();
+        let now = self.clock.now() + self.clock_skew;
         self.store
             .revoke(Revocation::session(sid, now, self.keep_cutoffs_for))
             .await

@@ -8,12 +8,12 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
-use portcullis_core::{Identity, ManualClock, Principal, Rejection, RejectionKind, SharedClock};
+use portcullis_core::{Clock, Identity, ManualClock, Principal, Rejection, RejectionKind, SharedClock};
 use portcullis_jwt::{JwtIssuer, JwtLayer, JwtVerifier, SigningKey, Validation, VerifyingKey};
 use portcullis_revocation::conformance;
 use portcullis_revocation::{
-    MemoryRefreshStore, MemoryRevocationStore, RefreshEndpoint, RefreshError, RefreshTokens, RevocationEndpoint,
-    RevocationLayer, RevocationStore, Revocations, Revoked, StoreError, StoreFuture,
+    DEFAULT_CLOCK_SKEW, MemoryRefreshStore, MemoryRevocationStore, RefreshEndpoint, RefreshError, RefreshTokens,
+    RevocationEndpoint, RevocationLayer, RevocationStore, Revocations, Revoked, StoreError, StoreFuture,
 };
 use serde_json::Value;
 use tower::{Service, ServiceBuilder, ServiceExt};
@@ -131,10 +131,70 @@ async fn a_subject_cutoff_revokes_earlier_tokens_only() {
     assert_revoked(&fixture.call(&before).await);
     assert_eq!(fixture.call(&bob).await.body(), "bob");
 
-    // iat has one-second resolution: a token of the next second is new.
-    fixture.clock.advance(Duration::from_secs(1));
+    // iat has one-second resolution, and the cutoff covers the clock-skew
+    // margin: a token of the second after both is new.
+    fixture.clock.advance(DEFAULT_CLOCK_SKEW + Duration::from_secs(1));
     let after = fixture.issuer.mint("alice", ["notes:read"]).expect("mint");
     assert_eq!(fixture.call(&after).await.body(), "alice", "issued after the cutoff");
+}
+
+/// Defect: a cutoff had no clock-skew margin (a token minted just before it
+/// by a node whose clock runs ahead escaped), and cutoffs were forgotten
+/// after 24 h whatever the lifetime of the tokens accepted.
+#[tokio::test]
+async fn cutoffs_cover_clock_skew_and_tokens_never_outlive_them() {
+    let fixture = Fixture::new();
+    // A node 3 s ahead mints a token (iat = now + 3 s) just before the cutoff.
+    let skewed_clock = ManualClock::new(fixture.clock.now() + Duration::from_secs(3));
+    let skewed = fixture.issuer.clone().clock(Arc::new(skewed_clock));
+    let minted_ahead = skewed.mint("alice", ["notes:read"]).expect("mint");
+    fixture
+        .revocations
+        .cut_off_subject(&Principal::new(ISS, "alice"))
+        .await
+        .expect("cut off");
+    assert_revoked(&fixture.call(&minted_ahead).await);
+
+    // A token living longer than cutoffs are kept is refused, with why.
+    let short_memory = Revocations::new(fixture.revocations.store().clone())
+        .keep_cutoffs_for(Duration::from_secs(1800))
+        .clock(Arc::new(fixture.clock.clone()));
+    let long_lived = fixture
+        .issuer
+        .clone()
+        .access_token_ttl(Duration::from_secs(3600))
+        .mint("bob", ["notes:read"])
+        .expect("mint");
+    let jwt = JwtLayer::builder(fixture.key.clone())
+        .issuer(ISS)
+        .audience(AUD)
+        .clock(Arc::new(fixture.clock.clone()))
+        .build()
+        .expect("jwt layer");
+    let service = ServiceBuilder::new()
+        .layer(jwt)
+        .layer(RevocationLayer::new(&short_memory))
+        .service_fn(|_: Request<Full<Bytes>>| async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::new()))) });
+    let call = |token: String| {
+        let service = service.clone();
+        async move {
+            let request = Request::get("/notes")
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .body(Full::new(Bytes::new()))
+                .expect("request");
+            service.oneshot(request).await.expect("infallible")
+        }
+    };
+    let refused = call(long_lived).await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let rejection = refused.extensions().get::<Rejection>().expect("typed rejection");
+    assert_eq!(rejection.reason(), "token outlives the revocation horizon");
+    let fits = fixture.issuer.mint("bob", ["notes:read"]).expect("mint");
+    assert_eq!(
+        call(fits).await.status(),
+        StatusCode::OK,
+        "a 15-minute token fits in 30 minutes"
+    );
 }
 
 /// A store that must be asked over the "network": no `check_now`, and it

@@ -79,9 +79,13 @@ async fn contract(addr: SocketAddr, other: SocketAddr) {
         .await;
     assert_eq!(login.status, StatusCode::SEE_OTHER);
     let me = browser.call(other, Method::GET, "/me", Body::None, &[]).await;
+    let mut me = me.json();
+    // The principal: the raw sub, and its issuer (the stack's own).
+    let issuer = me["issuer"].take();
+    assert!(issuer.as_str().is_some_and(|issuer| !issuer.is_empty()), "{issuer}");
     assert_eq!(
-        me.json(),
-        json!({"subject": "alice", "method": "session", "scopes": ["notes:read", "notes:write"]})
+        me,
+        json!({"issuer": null, "subject": "alice", "method": "session", "scopes": ["notes:read", "notes:write"]})
     );
     let added = browser
         .call(

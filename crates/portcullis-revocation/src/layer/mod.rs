@@ -4,6 +4,7 @@ mod future;
 mod service;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use portcullis_core::{DefaultResponder, SharedResponder};
 use tower_layer::Layer;
@@ -42,19 +43,26 @@ use crate::store::{RevocationStore, Revocations};
 pub struct RevocationLayer {
     pub(crate) store: Arc<dyn RevocationStore>,
     pub(crate) responder: SharedResponder,
+    pub(crate) horizon: Duration,
 }
 
 impl RevocationLayer {
-    /// A layer checking the store behind `revocations`.
+    /// A layer checking the store behind `revocations`, with its
+    /// revocation horizon.
     pub fn new(revocations: &Revocations) -> Self {
-        Self::with_store(revocations.store().clone())
+        Self {
+            horizon: revocations.horizon(),
+            ..Self::with_store(revocations.store().clone())
+        }
     }
 
-    /// A layer checking `store`.
+    /// A layer checking `store`, with the default horizon
+    /// ([`DEFAULT_KEEP_CUTOFFS_FOR`](crate::DEFAULT_KEEP_CUTOFFS_FOR)).
     pub fn with_store(store: Arc<dyn RevocationStore>) -> Self {
         Self {
             store,
             responder: DefaultResponder::shared(),
+            horizon: crate::DEFAULT_KEEP_CUTOFFS_FOR,
         }
     }
 

@@ -64,6 +64,21 @@ where
         if TokenFacts::of(identity).is_none() {
             return ResponseFuture::called(self.inner.call(request));
         }
+        // A token that outlives the cutoffs' retention could be accepted
+        // after a cutoff that revoked it is forgotten.
+        if let (Some(issued), Some(expires)) = (identity.issued_at(), identity.expires_at())
+            && expires
+                .duration_since(issued)
+                .is_ok_and(|lifetime| lifetime > self.layer.horizon)
+        {
+            let reason = "token outlives the revocation horizon";
+            Decision::new(LAYER, Outcome::Rejected)
+                .reason(reason)
+                .subject(identity.subject())
+                .record();
+            let rejection = Rejection::invalid_credentials(LAYER, reason);
+            return ResponseFuture::rejected(self.layer.responder.respond(&rejection, &RequestContext::of(&request)));
+        }
         match self.layer.store.check_now(identity) {
             Some(verdict) => match rejection(identity, verdict) {
                 None => ResponseFuture::called(self.inner.call(request)),
