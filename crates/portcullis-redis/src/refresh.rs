@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use portcullis_revocation::{Family, RefreshStore, Spend, StoreError, StoreFuture, TokenHash};
+use portcullis_revocation::{Family, RefreshStore, Spend, StoreError, StoreFuture};
 use redis::aio::ConnectionManager;
 use redis::{Script, Value};
 
@@ -17,72 +17,58 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-// KEYS = token, family, subject set; ARGV = family id, subject, scopes, created, absolute, idle deadline
+// One hash per family, whatever its number of rotations: `n` the live
+// token's number, `t` when it was made live, `d` when it idles out, `r`
+// revoked. It expires when the live token idles out (never past the
+// absolute deadline): then nothing of it can be spent.
+
+// KEYS = family, subject set; ARGV = subject, scopes, created, absolute, idle deadline
 const CREATE: &str = r"
-redis.call('HSET', KEYS[1], 'f', ARGV[1], 'd', ARGV[6])
-redis.call('PEXPIREAT', KEYS[1], ARGV[6])
-redis.call('HSET', KEYS[2], 'sub', ARGV[2], 'scopes', ARGV[3], 'c', ARGV[4], 'a', ARGV[5], 'r', '0')
-redis.call('PEXPIREAT', KEYS[2], ARGV[5])
-redis.call('SADD', KEYS[3], ARGV[1])
-local ttl = redis.call('PTTL', KEYS[3])
-local wanted = tonumber(ARGV[5]) - tonumber(ARGV[4])
-if ttl < wanted then redis.call('PEXPIRE', KEYS[3], string.format('%.0f', wanted)) end
+redis.call('HSET', KEYS[1], 'sub', ARGV[1], 'scopes', ARGV[2], 'c', ARGV[3], 'a', ARGV[4], 'r', '0', 'n', '0', 't', ARGV[3], 'd', ARGV[5])
+redis.call('PEXPIREAT', KEYS[1], ARGV[5])
+redis.call('SADD', KEYS[2], KEYS[3])
+local ttl = redis.call('PTTL', KEYS[2])
+local wanted = tonumber(ARGV[4]) - tonumber(ARGV[3])
+if ttl < wanted then redis.call('PEXPIRE', KEYS[2], string.format('%.0f', wanted)) end
 return 1";
 
-// KEYS = token, successor; ARGV = prefix, successor hex, now, grace ms, idle ms
+// KEYS = family; ARGV = family id, seq, now, grace ms, idle ms
 const SPEND: &str = r"
-local t = redis.call('HMGET', KEYS[1], 'f', 'd', 's', 'x')
-if not t[1] then return {'unknown'} end
-local fk = ARGV[1] .. 'rf:' .. t[1]
-local fam = redis.call('HMGET', fk, 'sub', 'scopes', 'c', 'a', 'r')
-if not fam[1] then return {'ended'} end
+local f = redis.call('HMGET', KEYS[1], 'sub', 'scopes', 'c', 'a', 'r', 'n', 't', 'd')
+if not f[1] then return {'unknown'} end
 local now = tonumber(ARGV[3])
-local out = {t[1], fam[1], fam[2], fam[3], fam[4]}
-if fam[5] == '1' or tonumber(fam[4]) <= now then return {'ended'} end
-if t[3] then
-  if t[3] == ARGV[2] and now - tonumber(t[4]) < tonumber(ARGV[4]) then
-    return {'retry', out[1], out[2], out[3], out[4], out[5]}
-  end
-  redis.call('HSET', fk, 'r', '1')
-  return {'reused', out[1], out[2], out[3], out[4], out[5]}
+if f[5] == '1' or tonumber(f[4]) <= now then return {'ended'} end
+local out = {ARGV[1], f[1], f[2], f[3], f[4]}
+local seq, live = tonumber(ARGV[2]), tonumber(f[6])
+if seq == live then
+  if tonumber(f[8]) <= now then return {'ended'} end
+  local d = string.format('%.0f', math.min(now + tonumber(ARGV[5]), tonumber(f[4])))
+  redis.call('HSET', KEYS[1], 'n', string.format('%.0f', live + 1), 't', ARGV[3], 'd', d)
+  redis.call('PEXPIREAT', KEYS[1], d)
+  return {'rotated', out[1], out[2], out[3], out[4], out[5]}
 end
-if tonumber(t[2]) <= now then return {'ended'} end
-redis.call('HSET', KEYS[1], 's', ARGV[2], 'x', ARGV[3])
--- A spent token is remembered while its family lives, to catch replays.
-redis.call('PEXPIREAT', KEYS[1], fam[4])
-local d = string.format('%.0f', math.min(now + tonumber(ARGV[5]), tonumber(fam[4])))
-redis.call('HSET', KEYS[2], 'f', t[1], 'd', d)
-redis.call('PEXPIREAT', KEYS[2], d)
-return {'rotated', out[1], out[2], out[3], out[4], out[5]}";
+if seq + 1 == live and now - tonumber(f[7]) < tonumber(ARGV[4]) then
+  return {'retry', out[1], out[2], out[3], out[4], out[5]}
+end
+redis.call('HSET', KEYS[1], 'r', '1')
+return {'reused', out[1], out[2], out[3], out[4], out[5]}";
 
-// KEYS = token; ARGV = prefix
-const REVOKE_FAMILY_OF: &str = r"
-local id = redis.call('HGET', KEYS[1], 'f')
-if not id then return {} end
-local fk = ARGV[1] .. 'rf:' .. id
-local fam = redis.call('HMGET', fk, 'sub', 'scopes', 'c', 'a')
+// KEYS = family; ARGV = family id, revoke ('1' or '0')
+const FAMILY: &str = r"
+local fam = redis.call('HMGET', KEYS[1], 'sub', 'scopes', 'c', 'a')
 if not fam[1] then return {} end
-redis.call('HSET', fk, 'r', '1')
-return {'revoked', id, fam[1], fam[2], fam[3], fam[4]}";
-
-// KEYS = token; ARGV = prefix
-const FAMILY_OF: &str = r"
-local id = redis.call('HGET', KEYS[1], 'f')
-if not id then return {} end
-local fam = redis.call('HMGET', ARGV[1] .. 'rf:' .. id, 'sub', 'scopes', 'c', 'a')
-if not fam[1] then return {} end
-return {'found', id, fam[1], fam[2], fam[3], fam[4]}";
+if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'r', '1') end
+return {'found', ARGV[1], fam[1], fam[2], fam[3], fam[4]}";
 
 // KEYS = subject set; ARGV = prefix
 const REVOKE_SUBJECT: &str = r"
 local out = {}
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local fk = ARGV[1] .. 'rf:' .. id
+for _, fk in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if redis.call('EXISTS', fk) == 1 then
     redis.call('HSET', fk, 'r', '1')
-    table.insert(out, id)
+    table.insert(out, string.sub(fk, #ARGV[1] + 4))
   else
-    redis.call('SREM', KEYS[1], id)
+    redis.call('SREM', KEYS[1], fk)
   end
 end
 return out";
@@ -90,8 +76,7 @@ return out";
 struct Scripts {
     create: Script,
     spend: Script,
-    family_of: Script,
-    revoke_family_of: Script,
+    family: Script,
     revoke_subject: Script,
 }
 
@@ -100,8 +85,7 @@ fn scripts() -> &'static Scripts {
     SCRIPTS.get_or_init(|| Scripts {
         create: Script::new(CREATE),
         spend: Script::new(SPEND),
-        family_of: Script::new(FAMILY_OF),
-        revoke_family_of: Script::new(REVOKE_FAMILY_OF),
+        family: Script::new(FAMILY),
         revoke_subject: Script::new(REVOKE_SUBJECT),
     })
 }
@@ -110,10 +94,12 @@ fn scripts() -> &'static Scripts {
 /// tokens: a spend is one atomic script, so two instances spending one
 /// token at once never both rotate.
 ///
-/// Layout, under the prefix: `rt:{hash}` per token (family, idle deadline,
-/// and once spent its successor and when), `rf:{id}` per family (subject,
-/// scopes, created, absolute deadline, revoked), `rs:{subject}` the set of
-/// a subject's families. Keys expire with their deadlines. Like the
+/// Layout, under the prefix: `rf:{id}` per family (subject, scopes,
+/// created, absolute deadline, revoked, and the live token's number, when
+/// it was made live and when it idles out), `rs:{subject}` the set of a
+/// subject's family keys. One hash per family, whatever its number of
+/// rotations (tokens identify themselves). Keys expire with their
+/// deadlines. Like the
 /// session store, the scripts name keys across slots: a single Redis (or a
 /// primary with replicas), not Redis Cluster.
 #[derive(Clone)]
@@ -176,14 +162,29 @@ impl RedisRefreshStore {
         })
     }
 
-    fn token_key(&self, token: &TokenHash) -> String {
-        format!("{}rt:{}", self.prefix, token.to_hex())
+    fn family_key(&self, id: &str) -> String {
+        format!("{}rf:{}", self.prefix, id)
+    }
+
+    async fn family_script(&self, id: &str, revoke: bool) -> Result<Option<Family>, StoreError> {
+        let mut connection = self.connection.clone();
+        let reply: Vec<Value> = scripts()
+            .family
+            .key(self.family_key(id))
+            .arg(id)
+            .arg(if revoke { "1" } else { "0" })
+            .invoke_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        if reply.is_empty() {
+            return Ok(None);
+        }
+        Ok(parse_reply(&reply)?.1)
     }
 }
 
 impl RefreshStore for RedisRefreshStore {
-    fn create(&self, first: &TokenHash, family: &Family, idle: Duration) -> StoreFuture<'_, ()> {
-        let token = self.token_key(first);
+    fn create(&self, family: &Family, idle: Duration) -> StoreFuture<'_, ()> {
         let family = family.clone();
         Box::pin(async move {
             let mut connection = self.connection.clone();
@@ -193,10 +194,9 @@ impl RefreshStore for RedisRefreshStore {
                 .min(family.absolute_deadline_ms);
             let _: i64 = scripts()
                 .create
-                .key(token)
-                .key(format!("{}rf:{}", self.prefix, family.id))
+                .key(self.family_key(&family.id))
                 .key(format!("{}rs:{}", self.prefix, family.subject))
-                .arg(&family.id)
+                .key(self.family_key(&family.id))
                 .arg(&family.subject)
                 .arg(family.scopes.join(" "))
                 .arg(family.created_ms)
@@ -209,25 +209,16 @@ impl RefreshStore for RedisRefreshStore {
         })
     }
 
-    fn spend(
-        &self,
-        token: &TokenHash,
-        successor: &TokenHash,
-        now_ms: u64,
-        grace: Duration,
-        idle: Duration,
-    ) -> StoreFuture<'_, Spend> {
-        let token = self.token_key(token);
-        let successor_key = self.token_key(successor);
-        let successor = successor.to_hex();
+    fn spend(&self, id: &str, seq: u64, now_ms: u64, grace: Duration, idle: Duration) -> StoreFuture<'_, Spend> {
+        let key = self.family_key(id);
+        let id = id.to_owned();
         Box::pin(async move {
             let mut connection = self.connection.clone();
             let reply: Vec<Value> = scripts()
                 .spend
-                .key(token)
-                .key(successor_key)
-                .arg(&self.prefix)
-                .arg(successor)
+                .key(key)
+                .arg(&id)
+                .arg(seq)
                 .arg(now_ms)
                 .arg(millis(grace))
                 .arg(millis(idle))
@@ -245,40 +236,14 @@ impl RefreshStore for RedisRefreshStore {
         })
     }
 
-    fn family_of(&self, token: &TokenHash) -> StoreFuture<'_, Option<Family>> {
-        let token = self.token_key(token);
-        Box::pin(async move {
-            let mut connection = self.connection.clone();
-            let reply: Vec<Value> = scripts()
-                .family_of
-                .key(token)
-                .arg(&self.prefix)
-                .invoke_async(&mut connection)
-                .await
-                .map_err(unavailable)?;
-            if reply.is_empty() {
-                return Ok(None);
-            }
-            Ok(parse_reply(&reply)?.1)
-        })
+    fn family(&self, id: &str) -> StoreFuture<'_, Option<Family>> {
+        let id = id.to_owned();
+        Box::pin(async move { self.family_script(&id, false).await })
     }
 
-    fn revoke_family_of(&self, token: &TokenHash) -> StoreFuture<'_, Option<Family>> {
-        let token = self.token_key(token);
-        Box::pin(async move {
-            let mut connection = self.connection.clone();
-            let reply: Vec<Value> = scripts()
-                .revoke_family_of
-                .key(token)
-                .arg(&self.prefix)
-                .invoke_async(&mut connection)
-                .await
-                .map_err(unavailable)?;
-            if reply.is_empty() {
-                return Ok(None);
-            }
-            Ok(parse_reply(&reply)?.1)
-        })
+    fn revoke_family(&self, id: &str) -> StoreFuture<'_, Option<Family>> {
+        let id = id.to_owned();
+        Box::pin(async move { self.family_script(&id, true).await })
     }
 
     fn revoke_subject(&self, subject: &str) -> StoreFuture<'_, Vec<String>> {

@@ -313,9 +313,26 @@ async fn rotation_retry_and_reuse_detection() {
         tokens.refresh("not-a-token").await,
         Err(RefreshError::InvalidGrant("malformed refresh token"))
     ));
+    // Well-formed, but not ours: another engine's (another secret), or one
+    // with a byte changed. The MAC tells.
+    let stranger = RefreshTokens::builder(Arc::new(MemoryRefreshStore::new()), fixture.issuer.clone(), &[8; 32])
+        .build()
+        .expect("engine");
+    let foreign = stranger.issue("alice", ["notes:read"]).await.expect("issue");
+    assert!(matches!(
+        tokens.refresh(&foreign.refresh_token).await,
+        Err(RefreshError::InvalidGrant("unknown refresh token"))
+    ));
+    let mut tampered = other.refresh_token.clone().into_bytes();
+    tampered[30] = if tampered[30] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).expect("ascii");
+    assert!(matches!(
+        tokens.refresh(&tampered).await,
+        Err(RefreshError::InvalidGrant("unknown refresh token"))
+    ));
     assert!(matches!(
         tokens.refresh(&"A".repeat(43)).await,
-        Err(RefreshError::InvalidGrant("unknown refresh token"))
+        Err(RefreshError::InvalidGrant("malformed refresh token"))
     ));
 }
 

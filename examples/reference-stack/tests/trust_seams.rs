@@ -337,3 +337,76 @@ async fn refresh_narrows_scope_and_refuses_a_wider_one_before_spending() {
     assert_eq!(retry.status, StatusCode::OK, "not reuse: {}", retry.body);
     assert_eq!(retry.json()["scope"], "notes:read notes:write");
 }
+
+async fn redis_figures(url: &str) -> (u64, u64) {
+    let client = redis::Client::open(url).expect("redis url");
+    let mut connection = client.get_multiplexed_async_connection().await.expect("connect");
+    let keys: u64 = redis::cmd("DBSIZE").query_async(&mut connection).await.expect("DBSIZE");
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(&mut connection)
+        .await
+        .expect("INFO");
+    let used = info
+        .lines()
+        .find_map(|line| line.strip_prefix("used_memory:"))
+        .and_then(|value| value.trim().parse().ok())
+        .expect("used_memory");
+    (keys, used)
+}
+
+/// Defect: every spent refresh token was kept until the family's absolute
+/// deadline (3,000 rotations of one family: 3,000 Redis keys, about 1 MB).
+/// A family is one record now, and reuse of any earlier token is still
+/// caught.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_thousand_rotations_cost_one_family_record() {
+    const ROTATIONS: usize = 3_000;
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let stack = start(&[("PORTCULLIS_REDIS_URL", url.as_str())]).await;
+    let addr = stack.addr;
+    let login = password_grant(addr, "alice", "alice-password").await.json();
+    let first = login["refresh_token"].as_str().expect("rt").to_owned();
+    let mut current = first.clone();
+    let mut early = None;
+    let (keys_before, memory_before) = redis_figures(&url).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    for n in 0..ROTATIONS {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "rotation {n} past the time bound"
+        );
+        let answer = refresh_grant(addr, &current, None).await;
+        assert_eq!(answer.status, StatusCode::OK, "rotation {n}: {}", answer.body);
+        current = answer.json()["refresh_token"].as_str().expect("rt").to_owned();
+        if n == 10 {
+            early = Some(current.clone());
+        }
+    }
+    let (keys_after, memory_after) = redis_figures(&url).await;
+    println!(
+        "after {ROTATIONS} rotations: {keys_before} → {keys_after} keys, used_memory {memory_before} → {memory_after} bytes"
+    );
+    assert_eq!(keys_after, keys_before, "no key per rotation");
+    assert!(
+        memory_after.saturating_sub(memory_before) < 64 * 1024,
+        "memory grew by {} bytes over {ROTATIONS} rotations",
+        memory_after.saturating_sub(memory_before)
+    );
+
+    // Reuse of an early token, long spent, is still detected: the family dies.
+    let replay = refresh_grant(addr, early.as_deref().expect("kept"), None).await;
+    assert_eq!(replay.status, StatusCode::BAD_REQUEST, "{}", replay.body);
+    assert_eq!(
+        replay.json()["error_description"],
+        "refresh token reused; family revoked"
+    );
+    let newest = refresh_grant(addr, &current, None).await;
+    assert_eq!(
+        newest.status,
+        StatusCode::BAD_REQUEST,
+        "the newest token died with its family"
+    );
+    assert_eq!(newest.json()["error_description"], "refresh token expired or revoked");
+}

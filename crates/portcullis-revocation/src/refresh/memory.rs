@@ -4,12 +4,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use super::store::{Family, RefreshStore, Spend, TokenHash};
+use super::store::{Family, RefreshStore, Spend};
 use crate::store::StoreFuture;
 
-/// Refresh tokens in this process's memory. One mutex makes every spend
+/// Refresh-token families in this process's memory: one record per
+/// family, whatever its number of rotations. One mutex makes every spend
 /// atomic (refreshes are rare beside requests: minutes apart per client).
-/// Idled-out tokens and ended families are swept as new families start.
+/// Ended families are swept as new families start.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -24,23 +25,22 @@ pub struct MemoryRefreshStore {
 
 #[derive(Debug, Default)]
 struct Inner {
-    tokens: HashMap<TokenHash, TokenState>,
     families: HashMap<String, FamilyState>,
     by_subject: HashMap<String, HashSet<String>>,
     creations: u64,
 }
 
-#[derive(Debug)]
-struct TokenState {
-    family: String,
-    idle_deadline_ms: u64,
-    spent: Option<(TokenHash, u64)>,
-}
-
+/// Everything a family is: O(1) whatever its number of rotations.
 #[derive(Debug)]
 struct FamilyState {
     family: Family,
     revoked: bool,
+    /// The sequence number of the live token.
+    live: u64,
+    /// When the live token was made live (the last rotation), ms.
+    rotated_ms: u64,
+    /// When the live token idles out, ms.
+    idle_deadline_ms: u64,
 }
 
 const SWEEP_EVERY: u64 = 256;
@@ -59,12 +59,13 @@ impl MemoryRefreshStore {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// How many refresh tokens (live and spent) are held.
+    /// How many families are held (one record each, whatever their number
+    /// of rotations).
     pub fn len(&self) -> usize {
-        self.lock().tokens.len()
+        self.lock().families.len()
     }
 
-    /// Whether the store holds no token.
+    /// Whether the store holds no family.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -77,24 +78,21 @@ impl Inner {
         Some(state.family.clone())
     }
 
+    /// Drops families no token of which can still be spent.
     fn sweep(&mut self, now_ms: u64) {
-        let families = &self.families;
-        // A spent token is kept while its family lives, to catch replays.
-        self.tokens.retain(|_, token| {
-            (token.spent.is_some() || token.idle_deadline_ms > now_ms)
-                && families
-                    .get(&token.family)
-                    .is_some_and(|f| !f.revoked && f.family.absolute_deadline_ms > now_ms)
+        let mut ended = Vec::new();
+        self.families.retain(|id, state| {
+            let live = state.family.absolute_deadline_ms > now_ms && state.idle_deadline_ms > now_ms;
+            if !live {
+                ended.push((id.clone(), state.family.subject.clone()));
+            }
+            live
         });
-        let live: HashSet<&String> = self.tokens.values().map(|t| &t.family).collect();
-        let ended: Vec<String> = self.families.keys().filter(|id| !live.contains(id)).cloned().collect();
-        for id in ended {
-            if let Some(state) = self.families.remove(&id)
-                && let Some(ids) = self.by_subject.get_mut(&state.family.subject)
-            {
+        for (id, subject) in ended {
+            if let Some(ids) = self.by_subject.get_mut(&subject) {
                 ids.remove(&id);
                 if ids.is_empty() {
-                    self.by_subject.remove(&state.family.subject);
+                    self.by_subject.remove(&subject);
                 }
             }
         }
@@ -102,20 +100,12 @@ impl Inner {
 }
 
 impl RefreshStore for MemoryRefreshStore {
-    fn create(&self, first: &TokenHash, family: &Family, idle: Duration) -> StoreFuture<'_, ()> {
+    fn create(&self, family: &Family, idle: Duration) -> StoreFuture<'_, ()> {
         let mut inner = self.lock();
         inner.creations += 1;
         if inner.creations.is_multiple_of(SWEEP_EVERY) {
             inner.sweep(family.created_ms);
         }
-        inner.tokens.insert(
-            *first,
-            TokenState {
-                family: family.id.clone(),
-                idle_deadline_ms: family.created_ms.saturating_add(millis(idle)),
-                spent: None,
-            },
-        );
         inner
             .by_subject
             .entry(family.subject.clone())
@@ -126,75 +116,55 @@ impl RefreshStore for MemoryRefreshStore {
             FamilyState {
                 family: family.clone(),
                 revoked: false,
+                live: 0,
+                rotated_ms: family.created_ms,
+                idle_deadline_ms: family
+                    .created_ms
+                    .saturating_add(millis(idle))
+                    .min(family.absolute_deadline_ms),
             },
         );
         Box::pin(std::future::ready(Ok(())))
     }
 
-    fn spend(
-        &self,
-        token: &TokenHash,
-        successor: &TokenHash,
-        now_ms: u64,
-        grace: Duration,
-        idle: Duration,
-    ) -> StoreFuture<'_, Spend> {
+    fn spend(&self, id: &str, seq: u64, now_ms: u64, grace: Duration, idle: Duration) -> StoreFuture<'_, Spend> {
         let mut inner = self.lock();
-        let inner = &mut *inner;
-        let outcome = 'outcome: {
-            let Some(state) = inner.tokens.get_mut(token) else {
-                break 'outcome Spend::Unknown;
-            };
-            let Some(family) = inner.families.get(&state.family) else {
-                break 'outcome Spend::Unknown;
-            };
-            if family.revoked || family.family.absolute_deadline_ms <= now_ms {
-                break 'outcome Spend::Ended;
+        let outcome = match inner.families.get_mut(id) {
+            None => Spend::Unknown,
+            Some(state) if state.revoked || state.family.absolute_deadline_ms <= now_ms => Spend::Ended,
+            Some(state) if seq == state.live => {
+                if state.idle_deadline_ms <= now_ms {
+                    Spend::Ended
+                } else {
+                    state.live += 1;
+                    state.rotated_ms = now_ms;
+                    state.idle_deadline_ms = now_ms
+                        .saturating_add(millis(idle))
+                        .min(state.family.absolute_deadline_ms);
+                    Spend::Rotated(state.family.clone())
+                }
             }
-            match state.spent {
-                Some((recorded, spent_ms)) => {
-                    if recorded == *successor && now_ms.saturating_sub(spent_ms) < millis(grace) {
-                        break 'outcome Spend::Retry(family.family.clone());
-                    }
-                    let id = state.family.clone();
-                    match inner.revoke(&id) {
-                        Some(family) => Spend::Reused(family),
-                        None => Spend::Unknown,
-                    }
-                }
-                None if state.idle_deadline_ms <= now_ms => Spend::Ended,
-                None => {
-                    state.spent = Some((*successor, now_ms));
-                    let family = family.family.clone();
-                    inner.tokens.insert(
-                        *successor,
-                        TokenState {
-                            family: family.id.clone(),
-                            idle_deadline_ms: now_ms.saturating_add(millis(idle)).min(family.absolute_deadline_ms),
-                            spent: None,
-                        },
-                    );
-                    Spend::Rotated(family)
-                }
+            Some(state)
+                if seq.checked_add(1) == Some(state.live)
+                    && now_ms.saturating_sub(state.rotated_ms) < millis(grace) =>
+            {
+                Spend::Retry(state.family.clone())
+            }
+            Some(state) => {
+                state.revoked = true;
+                Spend::Reused(state.family.clone())
             }
         };
         Box::pin(std::future::ready(Ok(outcome)))
     }
 
-    fn family_of(&self, token: &TokenHash) -> StoreFuture<'_, Option<Family>> {
-        let inner = self.lock();
-        let family = inner
-            .tokens
-            .get(token)
-            .and_then(|state| inner.families.get(&state.family))
-            .map(|state| state.family.clone());
+    fn family(&self, id: &str) -> StoreFuture<'_, Option<Family>> {
+        let family = self.lock().families.get(id).map(|state| state.family.clone());
         Box::pin(std::future::ready(Ok(family)))
     }
 
-    fn revoke_family_of(&self, token: &TokenHash) -> StoreFuture<'_, Option<Family>> {
-        let mut inner = self.lock();
-        let family = inner.tokens.get(token).map(|state| state.family.clone());
-        let revoked = family.and_then(|id| inner.revoke(&id));
+    fn revoke_family(&self, id: &str) -> StoreFuture<'_, Option<Family>> {
+        let revoked = self.lock().revoke(id);
         Box::pin(std::future::ready(Ok(revoked)))
     }
 

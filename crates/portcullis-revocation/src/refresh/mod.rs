@@ -6,7 +6,7 @@ mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lc_rs::{digest, hmac};
+use aws_lc_rs::{constant_time, digest, hmac};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use portcullis_core::audit::{Decision, Fingerprint, Outcome};
@@ -15,7 +15,7 @@ use portcullis_jwt::{IssueError, JwtIssuer};
 use serde_json::{Map, Value};
 
 pub use memory::MemoryRefreshStore;
-pub use store::{Family, RefreshStore, Spend, TokenHash};
+pub use store::{Family, RefreshStore, Spend};
 
 use crate::denylist::millis;
 use crate::store::{Revocations, StoreError};
@@ -72,16 +72,19 @@ pub enum RefreshConfigError {
 
 /// Issues and rotates opaque refresh tokens, in families.
 ///
-/// - A refresh token is 256 random bits (base64url), stored only as a keyed
-///   hash. Each use spends it atomically and returns a new access token
-///   (minted by the [`JwtIssuer`], with the family id as `sid`) and its
-///   successor.
-/// - The successor is derived from the token (HMAC under the secret), so
-///   an honest retry within the grace window (default 5 s: a lost
-///   response) gets the *same* successor, never a second branch, and the
-///   store never holds a usable token.
-/// - A spent token presented again after the grace window is a replay: its
-///   whole family is revoked, and the family's access tokens are cut off
+/// - A refresh token names its family (128 random bits) and its sequence
+///   number in the family's chain, with a MAC under the secret: it is
+///   unforgeable, and the store keeps **one record per family** (its live
+///   number and last rotation), never one per spent token, so any number
+///   of rotations costs constant space. The store never holds a usable
+///   token (it has no MAC key). Each use spends it atomically and returns a
+///   new access token (minted by the [`JwtIssuer`], with the family id as
+///   `sid`) and its successor.
+/// - The successor is the next number of the family, so an honest retry
+///   within the grace window (default 5 s: a lost response) gets the
+///   *same* successor, never a second branch.
+/// - Any earlier token presented again after the grace window is a replay
+///   (detected from its number alone): its whole family is revoked, and the family's access tokens are cut off
 ///   through [`Revocations`] (and, with
 ///   [`cut_off_subject_on_reuse`](RefreshTokensBuilder::cut_off_subject_on_reuse),
 ///   every access token of the subject).
@@ -111,8 +114,7 @@ struct Engine {
     store: Arc<dyn RefreshStore>,
     issuer: JwtIssuer,
     revocations: Option<Revocations>,
-    hash_state: digest::Context,
-    successor_key: hmac::Key,
+    mac_key: hmac::Key,
     grace: Duration,
     idle: Duration,
     absolute: Duration,
@@ -200,27 +202,18 @@ impl RefreshTokensBuilder {
         if self.grace >= self.idle {
             return Err(RefreshConfigError::GraceTooLong);
         }
-        // Two keys from one secret, domain-separated: one to hash tokens
-        // for the store, one to derive successors.
-        let mut hash_state = digest::Context::new(&digest::SHA256);
-        hash_state.update(
-            digest::digest(
-                &digest::SHA512,
-                &[&self.secret[..], b"portcullis refresh hash"].concat(),
-            )
-            .as_ref(),
-        );
-        let successor_secret = digest::digest(
+        // The token MAC key, domain-separated from anything else the
+        // secret may key.
+        let mac_secret = digest::digest(
             &digest::SHA256,
-            &[&self.secret[..], b"portcullis refresh successor"].concat(),
+            &[&self.secret[..], b"portcullis refresh token mac"].concat(),
         );
         Ok(RefreshTokens {
             inner: Arc::new(Engine {
                 store: self.store,
                 issuer: self.issuer,
                 revocations: self.revocations,
-                hash_state,
-                successor_key: hmac::Key::new(hmac::HMAC_SHA256, successor_secret.as_ref()),
+                mac_key: hmac::Key::new(hmac::HMAC_SHA256, mac_secret.as_ref()),
                 grace: self.grace,
                 idle: self.idle,
                 absolute: self.absolute,
@@ -231,30 +224,81 @@ impl RefreshTokensBuilder {
     }
 }
 
-/// A refresh token as sent: 43 base64url characters, 32 bytes.
-struct RawToken([u8; 32]);
+/// A refresh token: it names its family and its place in the chain, and
+/// proves both with a MAC under the engine's secret, so a store keeps one
+/// record per family instead of one per spent token. As sent:
+/// `version ‖ family id (16 bytes) ‖ sequence number (8, big-endian) ‖
+/// MAC (16)`, base64url (55 characters).
+#[derive(Clone, Copy)]
+struct RawToken {
+    family: [u8; FAMILY_BYTES],
+    seq: u64,
+}
+
+const TOKEN_VERSION: u8 = 1;
+const FAMILY_BYTES: usize = 16;
+const MAC_BYTES: usize = 16;
+const TOKEN_BYTES: usize = 1 + FAMILY_BYTES + 8 + MAC_BYTES;
+const TOKEN_CHARS: usize = 55;
 
 impl RawToken {
-    fn generate() -> Self {
-        let mut bytes = [0u8; 32];
-        // No safe token without randomness; aws-lc aborts rather than fail.
-        aws_lc_rs::rand::fill(&mut bytes).unwrap_or_else(|_| unreachable!("system RNG failure"));
-        Self(bytes)
+    fn family_id(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.family)
     }
 
-    fn parse(text: &str) -> Option<Self> {
-        if text.len() != 43 {
-            return None;
-        }
-        let mut bytes = [0u8; 32];
-        match URL_SAFE_NO_PAD.decode_slice(text, &mut bytes) {
-            Ok(32) => Some(Self(bytes)),
-            _ => None,
+    fn successor(&self) -> Self {
+        Self {
+            family: self.family,
+            seq: self.seq.saturating_add(1),
         }
     }
 
-    fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(self.0)
+    /// The bytes the MAC covers (and the audit fingerprint is taken of).
+    fn body(&self) -> [u8; 1 + FAMILY_BYTES + 8] {
+        let mut body = [0u8; 1 + FAMILY_BYTES + 8];
+        body[0] = TOKEN_VERSION;
+        body[1..1 + FAMILY_BYTES].copy_from_slice(&self.family);
+        body[1 + FAMILY_BYTES..].copy_from_slice(&self.seq.to_be_bytes());
+        body
+    }
+
+    fn mac(&self, key: &hmac::Key) -> [u8; MAC_BYTES] {
+        let tag = hmac::sign(key, &self.body());
+        let mut mac = [0u8; MAC_BYTES];
+        mac.copy_from_slice(&tag.as_ref()[..MAC_BYTES]);
+        mac
+    }
+
+    /// A token of ours, its MAC checked in constant time: `Err` with the
+    /// reason for anything else (not of our shape, or not made with our
+    /// secret).
+    fn parse(text: &str, key: &hmac::Key) -> Result<Self, &'static str> {
+        const MALFORMED: &str = "malformed refresh token";
+        if text.len() != TOKEN_CHARS {
+            return Err(MALFORMED);
+        }
+        let mut bytes = [0u8; TOKEN_BYTES];
+        if URL_SAFE_NO_PAD.decode_slice(text, &mut bytes) != Ok(TOKEN_BYTES) || bytes[0] != TOKEN_VERSION {
+            return Err(MALFORMED);
+        }
+        let mut family = [0u8; FAMILY_BYTES];
+        family.copy_from_slice(&bytes[1..1 + FAMILY_BYTES]);
+        let mut seq = [0u8; 8];
+        seq.copy_from_slice(&bytes[1 + FAMILY_BYTES..1 + FAMILY_BYTES + 8]);
+        let token = Self {
+            family,
+            seq: u64::from_be_bytes(seq),
+        };
+        constant_time::verify_slices_are_equal(&token.mac(key), &bytes[TOKEN_BYTES - MAC_BYTES..])
+            .map_err(|_| "unknown refresh token")?;
+        Ok(token)
+    }
+
+    fn encode(&self, key: &hmac::Key) -> String {
+        let mut bytes = [0u8; TOKEN_BYTES];
+        bytes[..TOKEN_BYTES - MAC_BYTES].copy_from_slice(&self.body());
+        bytes[TOKEN_BYTES - MAC_BYTES..].copy_from_slice(&self.mac(key));
+        URL_SAFE_NO_PAD.encode(bytes)
     }
 }
 
@@ -291,10 +335,11 @@ fn parse_scope(scope: &str) -> Option<Vec<String>> {
     Some(scopes)
 }
 
-fn random_family_id() -> String {
-    let mut bytes = [0u8; 16];
+fn random_family() -> [u8; FAMILY_BYTES] {
+    let mut bytes = [0u8; FAMILY_BYTES];
+    // No safe token without randomness; aws-lc aborts rather than fail.
     aws_lc_rs::rand::fill(&mut bytes).unwrap_or_else(|_| unreachable!("system RNG failure"));
-    URL_SAFE_NO_PAD.encode(bytes)
+    bytes
 }
 
 impl RefreshTokens {
@@ -320,21 +365,6 @@ impl RefreshTokens {
         &self.inner.issuer
     }
 
-    fn hash(&self, token: &RawToken) -> TokenHash {
-        let mut context = self.inner.hash_state.clone();
-        context.update(&token.0);
-        let mut hash = [0u8; 32];
-        hash.copy_from_slice(context.finish().as_ref());
-        TokenHash(hash)
-    }
-
-    fn successor(&self, token: &RawToken) -> RawToken {
-        let tag = hmac::sign(&self.inner.successor_key, &token.0);
-        let mut bytes = [0u8; 32];
-        bytes.copy_from_slice(tag.as_ref());
-        RawToken(bytes)
-    }
-
     /// The next pair: an access token with `scopes` (the family's, or a
     /// narrower set asked for), and the refresh token, which keeps the
     /// family's full scope (RFC 6749 §6).
@@ -344,7 +374,7 @@ impl RefreshTokens {
         let access_token = self.inner.issuer.mint_with(&family.subject, scopes, extra)?;
         Ok(TokenPair {
             access_token,
-            refresh_token: refresh.encode(),
+            refresh_token: refresh.encode(&self.inner.mac_key),
             expires_in: self.inner.issuer.ttl(),
             scope: scopes.join(" "),
             family: family.id.clone(),
@@ -360,19 +390,19 @@ impl RefreshTokens {
     {
         let now = self.inner.clock.now();
         let created_ms = millis(now);
+        let first = RawToken {
+            family: random_family(),
+            seq: 0,
+        };
         let family = Family {
-            id: random_family_id(),
+            id: first.family_id(),
             subject: subject.to_owned(),
             scopes: scopes.into_iter().map(Into::into).collect(),
             created_ms,
             absolute_deadline_ms: created_ms
                 .saturating_add(u64::try_from(self.inner.absolute.as_millis()).unwrap_or(u64::MAX)),
         };
-        let first = RawToken::generate();
-        self.inner
-            .store
-            .create(&self.hash(&first), &family, self.inner.idle)
-            .await?;
+        self.inner.store.create(&family, self.inner.idle).await?;
         self.pair(&family, &family.scopes, &first)
     }
 
@@ -409,8 +439,9 @@ impl RefreshTokens {
         refresh_token: &str,
         scope: Option<&str>,
     ) -> Result<TokenPair, RefreshError> {
-        let Some(token) = RawToken::parse(refresh_token) else {
-            return Err(self.refused("malformed refresh token", None));
+        let token = match RawToken::parse(refresh_token, &self.inner.mac_key) {
+            Ok(token) => token,
+            Err(reason) => return Err(self.refused(reason, None)),
         };
         let requested = match scope {
             Some(scope) => Some(parse_scope(scope).ok_or_else(|| self.invalid_scope("malformed scope"))?),
@@ -418,27 +449,23 @@ impl RefreshTokens {
         };
         if let Some(requested) = &requested {
             // A read first, so a refusal spends nothing.
-            let Some(family) = self.inner.store.family_of(&self.hash(&token)).await? else {
-                return Err(self.refused("unknown refresh token", Some(Fingerprint::of(&token.0))));
+            let Some(family) = self.inner.store.family(&token.family_id()).await? else {
+                return Err(self.refused("unknown refresh token", Some(Fingerprint::of(&token.body()))));
             };
             if !requested.iter().all(|wanted| family.scopes.contains(wanted)) {
                 return Err(self.invalid_scope("scope exceeds the grant"));
             }
         }
-        let successor = self.successor(&token);
+        // The successor is the next number of the same family: an honest
+        // retry within the grace window gets the same one.
+        let successor = token.successor();
         let now_ms = millis(self.inner.clock.now());
         let spend = self
             .inner
             .store
-            .spend(
-                &self.hash(&token),
-                &self.hash(&successor),
-                now_ms,
-                self.inner.grace,
-                self.inner.idle,
-            )
+            .spend(&token.family_id(), token.seq, now_ms, self.inner.grace, self.inner.idle)
             .await?;
-        let fingerprint = Fingerprint::of(&token.0);
+        let fingerprint = Fingerprint::of(&token.body());
         match spend {
             Spend::Rotated(family) | Spend::Retry(family) => {
                 Decision::new(LAYER, Outcome::Accepted)
@@ -490,10 +517,10 @@ impl RefreshTokens {
     /// Revokes the family of `refresh_token` and cuts off its access
     /// tokens. `false` for a token that is malformed or unknown.
     pub async fn revoke(&self, refresh_token: &str) -> Result<bool, StoreError> {
-        let Some(token) = RawToken::parse(refresh_token) else {
+        let Ok(token) = RawToken::parse(refresh_token, &self.inner.mac_key) else {
             return Ok(false);
         };
-        let Some(family) = self.inner.store.revoke_family_of(&self.hash(&token)).await? else {
+        let Some(family) = self.inner.store.revoke_family(&token.family_id()).await? else {
             return Ok(false);
         };
         self.cut_off(&family, false).await?;

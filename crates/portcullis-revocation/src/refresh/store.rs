@@ -1,46 +1,10 @@
-//! The `RefreshStore` trait and what it keeps.
+//! The `RefreshStore` trait and what it keeps: one record per family,
+//! whatever the number of rotations.
 
 use std::fmt;
 use std::time::Duration;
 
 use crate::store::StoreFuture;
-
-/// What a store keys a refresh token by: a keyed SHA-256 of the token, so
-/// a leaked store yields no usable refresh token.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TokenHash(pub(crate) [u8; 32]);
-
-impl TokenHash {
-    /// Lowercase hex, for stores that key by text.
-    pub fn to_hex(&self) -> String {
-        self.0.iter().map(|byte| format!("{byte:02x}")).collect()
-    }
-
-    /// Parses [`TokenHash::to_hex`]'s form.
-    ///
-    /// ```
-    /// use portcullis_revocation::TokenHash;
-    /// let hex = "ab".repeat(32);
-    /// assert_eq!(TokenHash::from_hex(&hex).map(|h| h.to_hex()), Some(hex));
-    /// assert!(TokenHash::from_hex("xyz").is_none());
-    /// ```
-    pub fn from_hex(text: &str) -> Option<Self> {
-        if text.len() != 64 || !text.is_ascii() {
-            return None;
-        }
-        let mut bytes = [0u8; 32];
-        for (index, byte) in bytes.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&text[2 * index..2 * index + 2], 16).ok()?;
-        }
-        Some(Self(bytes))
-    }
-}
-
-impl fmt::Debug for TokenHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TokenHash({}…)", &self.to_hex()[..12])
-    }
-}
 
 /// A family: the chain of refresh tokens grown from one login.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,37 +38,37 @@ pub enum Spend {
     Unknown,
 }
 
-/// Where refresh tokens live. Every method is atomic on its own: two
+/// Where refresh-token families live: **one record per family**, however
+/// often it rotates. Tokens identify themselves (family id, sequence
+/// number, MAC: see [`RefreshTokens`](crate::RefreshTokens)), so a store
+/// keeps the family's live sequence number and when it last rotated, never
+/// a record per spent token. Every method is atomic on its own: two
 /// concurrent spends of one token never both rotate.
 ///
 /// Contract (checked by the conformance suite, feature `conformance`):
-/// - [`spend`](RefreshStore::spend) of a live token marks it spent, records
-///   `successor` as live for `idle`, and returns `Rotated`; a second spend
-///   within `grace` naming the same successor returns `Retry`; any other
-///   second spend revokes the family and returns `Reused`.
-/// - A revoked or expired family's tokens spend as `Ended`.
+/// - A new family's token `0` is live. [`spend`](RefreshStore::spend) of
+///   the live number makes the next one live for `idle` (never past the
+///   absolute deadline) and returns `Rotated`.
+/// - A spend of the number just before the live one, within `grace` of
+///   that rotation, returns `Retry` (same successor) and changes nothing.
+/// - A spend of any other number (an earlier token, or one the store never
+///   made live) revokes the family and returns `Reused`.
+/// - A revoked, expired or idled-out family's tokens spend as `Ended`; an
+///   unknown family's as `Unknown`.
 pub trait RefreshStore: Send + Sync + fmt::Debug + 'static {
-    /// Starts `family` with its first token `first`, live for `idle`.
-    fn create(&self, first: &TokenHash, family: &Family, idle: Duration) -> StoreFuture<'_, ()>;
+    /// Starts `family`, its token `0` live for `idle`.
+    fn create(&self, family: &Family, idle: Duration) -> StoreFuture<'_, ()>;
 
-    /// Spends `token` for `successor`, at `now_ms`.
-    fn spend(
-        &self,
-        token: &TokenHash,
-        successor: &TokenHash,
-        now_ms: u64,
-        grace: Duration,
-        idle: Duration,
-    ) -> StoreFuture<'_, Spend>;
+    /// Spends token number `seq` of the family `id`, at `now_ms`.
+    fn spend(&self, id: &str, seq: u64, now_ms: u64, grace: Duration, idle: Duration) -> StoreFuture<'_, Spend>;
 
-    /// The family `token` belongs to (live, spent or revoked), without
-    /// changing anything; `None` when the token is unknown. Lets a request
-    /// be refused (a scope it may not have) before a token is spent.
-    fn family_of(&self, token: &TokenHash) -> StoreFuture<'_, Option<Family>>;
+    /// The family `id` (live, spent or revoked), changing nothing; `None`
+    /// when unknown. Lets a request be refused (a scope it may not have)
+    /// before a token is spent.
+    fn family(&self, id: &str) -> StoreFuture<'_, Option<Family>>;
 
-    /// Revokes the family `token` belongs to; returns it, or `None` when
-    /// the token is unknown.
-    fn revoke_family_of(&self, token: &TokenHash) -> StoreFuture<'_, Option<Family>>;
+    /// Revokes the family `id`; returns it, or `None` when unknown.
+    fn revoke_family(&self, id: &str) -> StoreFuture<'_, Option<Family>>;
 
     /// Revokes every family of `subject`; returns their ids.
     fn revoke_subject(&self, subject: &str) -> StoreFuture<'_, Vec<String>>;
