@@ -28,6 +28,7 @@
 pub mod audit;
 mod body;
 mod clock;
+pub mod cookie;
 #[cfg(feature = "axum")]
 mod extract;
 mod future;

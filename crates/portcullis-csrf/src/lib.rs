@@ -35,3 +35,9 @@ pub use layer::{ConfigError, CsrfLayer, CsrfService, ResponseFuture};
 pub use token::{CsrfError, CsrfToken};
 
 pub(crate) const LAYER: &str = "csrf";
+
+/// The cookie an anonymous visitor's CSRF secret lives in (no server
+/// state until something stores a session): `HttpOnly`, `Secure`,
+/// `SameSite=Lax`, `Path=/`, no `Domain`, for the browser session. Over
+/// plain HTTP ([`CsrfLayer::insecure_http`]) it is called `csrf`.
+pub const PRE_SESSION_COOKIE: &str = "__Host-csrf";

@@ -78,10 +78,16 @@ pub(crate) fn secret_of(session: &Session) -> Option<String> {
 ///
 /// [`CsrfToken::value`] returns a freshly masked token each call; put it in
 /// a form's hidden `csrf_token` field or send it as the `X-CSRF-Token`
-/// header. The first call in a session creates the session's secret (and,
-/// for a visitor without one, the session itself: a login form is then
-/// protected too). The secret lives in the session's data, so tokens stay
-/// valid across `login`'s id rotation; `logout` ends them with the session.
+/// header. The first call in a session creates the session's secret, in
+/// the session's data, so tokens stay valid across `login`'s id rotation;
+/// `logout` ends them with the session.
+///
+/// An anonymous visitor costs no server state: their secret lives in
+/// their own pre-session cookie ([`PRE_SESSION_COOKIE`](crate::PRE_SESSION_COOKIE)),
+/// set by the response that first issued a token, and moves into the
+/// session when one is stored (a login, a write), so the login form's
+/// token keeps working after the login. A form posted with that cookie
+/// must carry its token.
 #[derive(Clone)]
 pub struct CsrfToken {
     binding: Binding,
@@ -94,9 +100,78 @@ pub struct CsrfToken {
 pub(crate) enum Binding {
     /// A session's random secret (kept in its data).
     Session(Session),
+    /// An anonymous visitor's secret, kept in their own pre-session cookie
+    /// (no server state), moved into the session once one is stored.
+    PreSession(Arc<PreSession>),
     /// The principal of a JWT read from a cookie: the token stays valid
     /// across access-token refreshes, and is useless for anyone else.
     Principal(Arc<str>),
+}
+
+/// The pre-session secret of an anonymous visitor: the one their cookie
+/// presented, or one minted for this response (then set as the cookie).
+pub(crate) struct PreSession {
+    presented: Option<String>,
+    minted: std::sync::OnceLock<String>,
+    /// The request's (not yet stored) session, to move the secret into.
+    session: Option<Session>,
+}
+
+impl PreSession {
+    pub(crate) fn new(presented: Option<String>, session: Option<Session>) -> Self {
+        Self {
+            presented,
+            minted: std::sync::OnceLock::new(),
+            session,
+        }
+    }
+
+    /// The secret, minted on first use when the request presented none.
+    pub(crate) fn secret(&self) -> &str {
+        match &self.presented {
+            Some(secret) => secret,
+            None => self.minted.get_or_init(new_secret),
+        }
+    }
+
+    /// Whether the request's session will be stored (the secret then lives
+    /// there, and needs no cookie).
+    pub(crate) fn stored(&self) -> bool {
+        self.session.as_ref().is_some_and(Session::will_be_stored)
+    }
+
+    /// The secret minted in this request, which the response must set.
+    pub(crate) fn minted(&self) -> Option<&str> {
+        self.minted.get().map(String::as_str)
+    }
+
+    /// Moves the secret into the session when the response stores one (a
+    /// login, a write): tokens issued before it stay valid after it.
+    pub(crate) fn carry_over(&self) {
+        let secret = self.presented.as_deref().or(self.minted());
+        if let (Some(session), Some(secret)) = (&self.session, secret)
+            && session.will_be_stored()
+            && secret_of(session).is_none()
+        {
+            // A failed write leaves the session without a secret: its next
+            // form gets a fresh one, nothing is accepted that should not be.
+            let _ = session.insert(SECRET_KEY, secret);
+        }
+    }
+}
+
+/// A fresh random secret (32 bytes, base64url).
+pub(crate) fn new_secret() -> String {
+    URL_SAFE_NO_PAD.encode(random::<32>())
+}
+
+/// Whether `text` is a secret we could have minted (43 base64url
+/// characters): anything else in a pre-session cookie is ignored.
+pub(crate) fn is_secret(text: &str) -> bool {
+    text.len() == 43
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The unmasked token of a cookie-borne JWT's principal (its canonical
@@ -143,11 +218,13 @@ impl CsrfToken {
         let session = match &self.binding {
             Binding::Session(session) => session,
             Binding::Principal(principal) => return Ok(mask(&for_principal(&self.key, principal))),
+            // No server state: the secret lives in the visitor's cookie.
+            Binding::PreSession(pre) => return Ok(mask(&unmasked(&self.key, pre.secret()))),
         };
         let secret = match secret_of(session) {
             Some(secret) => secret,
             None => {
-                let secret = URL_SAFE_NO_PAD.encode(random::<32>());
+                let secret = new_secret();
                 session
                     .insert(SECRET_KEY, &secret)
                     .map_err(|_| CsrfError::SessionWrite)?;

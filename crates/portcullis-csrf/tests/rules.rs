@@ -448,3 +448,179 @@ mod cookie_borne_jwt {
         assert_eq!(header.status, StatusCode::OK, "{}", header.body);
     }
 }
+
+mod pre_session {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use http::header::SET_COOKIE;
+    use http::{Method, Request, Response, StatusCode};
+    use http_body_util::{BodyExt, Full};
+    use portcullis_csrf::{CsrfBody, CsrfLayer, CsrfToken};
+    use portcullis_session::{MemoryStore, Session, SessionLayer};
+    use tower::{Service, ServiceBuilder, ServiceExt};
+
+    use super::common::{assert_refused, request, send};
+
+    fn app(
+        store: Arc<MemoryStore>,
+    ) -> impl Service<
+        Request<Full<Bytes>>,
+        Response = Response<impl http_body::Body<Data = Bytes, Error: std::fmt::Debug>>,
+        Error = std::convert::Infallible,
+    > + Clone {
+        ServiceBuilder::new()
+            .layer(SessionLayer::new(store).insecure_http())
+            .layer(CsrfLayer::new())
+            .service_fn(|request: Request<CsrfBody<Full<Bytes>>>| async move {
+                let session = request.extensions().get::<Session>().cloned().expect("session");
+                let token = request.extensions().get::<CsrfToken>().cloned().expect("token");
+                let text = match request.uri().path() {
+                    "/login" => {
+                        session.login("alice", ["notes:write"]);
+                        "logged in".to_owned()
+                    }
+                    "/token" => token.value().expect("token"),
+                    _ => {
+                        let body = request.into_body().collect().await.expect("body").to_bytes();
+                        format!("handled: {}", String::from_utf8_lossy(&body))
+                    }
+                };
+                Ok(Response::new(Full::new(Bytes::from(text))))
+            })
+    }
+
+    /// Defect: every cookie-less visit that rendered a form stored a
+    /// session only to hold a CSRF secret.
+    #[tokio::test]
+    async fn anonymous_visitors_cost_no_server_state() {
+        let store = Arc::new(MemoryStore::new());
+        let app = app(store.clone());
+        for _ in 0..300 {
+            let page = send(&app, request(Method::GET, "/token", None, &[], "")).await;
+            assert_eq!(page.status, StatusCode::OK);
+        }
+        assert_eq!(store.len(), 0, "300 anonymous forms, no stored session");
+
+        let response = app
+            .clone()
+            .oneshot(request(Method::GET, "/token", None, &[], ""))
+            .await
+            .expect("infallible");
+        let cookies: Vec<String> = response
+            .headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().expect("ascii").to_owned())
+            .collect();
+        assert_eq!(cookies.len(), 1, "{cookies:?}");
+        let cookie = &cookies[0];
+        assert!(cookie.starts_with("__Host-csrf="), "{cookie}");
+        assert!(
+            cookie.ends_with("; Path=/; HttpOnly; Secure; SameSite=Lax") && !cookie.contains("Domain"),
+            "{cookie}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_pre_session_token_guards_forms_and_carries_over_at_login() {
+        let store = Arc::new(MemoryStore::new());
+        let app = app(store.clone());
+        let page = send(&app, request(Method::GET, "/token", None, &[], "")).await;
+        let cookie = page.set_cookie.expect("pre-session cookie");
+        let token = page.body;
+        let same_origin = ("sec-fetch-site", "same-origin");
+
+        // With the cookie, a form (the login form) needs its token.
+        let missing = send(&app, request(Method::POST, "/login", Some(&cookie), &[same_origin], "")).await;
+        assert_refused(&missing, "missing token");
+        let other = send(&app, request(Method::GET, "/token", None, &[], "")).await.body;
+        let foreign = send(
+            &app,
+            request(
+                Method::POST,
+                "/login",
+                Some(&cookie),
+                &[same_origin, ("x-csrf-token", &other)],
+                "",
+            ),
+        )
+        .await;
+        assert_refused(&foreign, "token mismatch");
+        // A cookie the attacker made up, with a token for it, is still no
+        // token of ours: tokens are keyed by the layer's secret.
+        let planted = format!("__Host-csrf={}", "A".repeat(43));
+        let forged = send(
+            &app,
+            request(
+                Method::POST,
+                "/login",
+                Some(&planted),
+                &[same_origin, ("x-csrf-token", &token)],
+                "",
+            ),
+        )
+        .await;
+        assert_refused(&forged, "token mismatch");
+        let cross = send(
+            &app,
+            request(
+                Method::POST,
+                "/login",
+                Some(&cookie),
+                &[("sec-fetch-site", "cross-site"), ("x-csrf-token", &token)],
+                "",
+            ),
+        )
+        .await;
+        assert_refused(&cross, "cross-site request");
+        assert_eq!(store.len(), 0, "refusals store nothing");
+
+        // The login: a session is stored now, holding the same secret, so
+        // the token of the login page keeps working.
+        let login = send(
+            &app,
+            request(
+                Method::POST,
+                "/login",
+                Some(&cookie),
+                &[same_origin, ("x-csrf-token", &token)],
+                "",
+            ),
+        )
+        .await;
+        assert_eq!(login.status, StatusCode::OK, "{}", login.body);
+        let session = login.set_cookie.expect("session cookie");
+        assert!(session.starts_with("session="), "{session}");
+        assert_eq!(store.len(), 1);
+        let both = format!("{session}; {cookie}");
+        let after = send(
+            &app,
+            request(
+                Method::POST,
+                "/notes",
+                Some(&both),
+                &[same_origin, ("x-csrf-token", &token)],
+                "hi",
+            ),
+        )
+        .await;
+        assert_eq!((after.status, after.body.as_str()), (StatusCode::OK, "handled: hi"));
+        let without_pre_cookie = send(
+            &app,
+            request(
+                Method::POST,
+                "/notes",
+                Some(&session),
+                &[same_origin, ("x-csrf-token", &token)],
+                "hi",
+            ),
+        )
+        .await;
+        assert_eq!(
+            without_pre_cookie.status,
+            StatusCode::OK,
+            "the secret lives in the session now"
+        );
+    }
+}

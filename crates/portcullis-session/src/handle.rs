@@ -146,6 +146,19 @@ impl Session {
         self.state().id.is_some()
     }
 
+    /// Whether saving this response will keep a stored session: a live one
+    /// (not logged out), or a new one a login or a write creates. Layers
+    /// that keep state for anonymous visitors elsewhere (`CsrfLayer`'s
+    /// pre-session secret) move it into the session when this turns true.
+    pub fn will_be_stored(&self) -> bool {
+        let state = self.state();
+        match state.pending {
+            Pending::Logout => false,
+            Pending::Login { .. } | Pending::Cycle => true,
+            Pending::Nothing => state.id.is_some() || !state.changes.set.is_empty(),
+        }
+    }
+
     /// Ends the session: the record is deleted and the cookie cleared. A
     /// slower request of the same session that finishes later cannot bring
     /// it back.

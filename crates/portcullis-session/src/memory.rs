@@ -1,8 +1,8 @@
 //! The in-process store.
 
-use std::collections::HashSet;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -14,9 +14,16 @@ use crate::{SessionKey, SessionStore};
 /// Sessions in this process's memory (dashmap): the embedded default, for
 /// one machine. Sessions do not survive a restart.
 ///
-/// Expired sessions are swept as new ones are created (every 128th
-/// creation walks the map), so memory stays bounded under churn without a
-/// background task.
+/// Memory is bounded two ways, without a background task:
+/// - **Incremental sweep**: entries are queued by expiry; every creation
+///   drops up to 16 expired ones from the head of the queue (no walk of
+///   the whole map).
+/// - **Capacity** (default [`DEFAULT_CAPACITY`](MemoryStore::DEFAULT_CAPACITY)
+///   entries, [`with_capacity`](MemoryStore::with_capacity) to change):
+///   a creation at capacity first sweeps, then **evicts the entries
+///   closest to expiry** (the longest idle), one per creation, and logs a
+///   warning. Anonymous visitors store nothing (see `CsrfLayer`'s
+///   pre-session cookie), so only logins and session writes fill it.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -25,11 +32,20 @@ use crate::{SessionKey, SessionStore};
 /// let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
 /// assert_eq!(MemoryStore::new().len(), 0);
 /// ```
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryStore {
     records: DashMap<SessionKey, Entry>,
     by_principal: DashMap<Principal, HashSet<SessionKey>>,
-    creations: AtomicU64,
+    /// Every entry's key by expiry, soonest first. An item may be stale (its
+    /// entry gone, or touched to a later expiry): checked when it is popped.
+    expiries: Mutex<BinaryHeap<Reverse<(Instant, SessionKey)>>>,
+    capacity: usize,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::with_capacity(Self::DEFAULT_CAPACITY)
+    }
 }
 
 #[derive(Debug)]
@@ -52,12 +68,43 @@ impl Entry {
     }
 }
 
-const SWEEP_EVERY: u64 = 128;
+/// Expired entries dropped per creation.
+const SWEEP_BATCH: usize = 16;
+
+#[derive(Clone, Copy)]
+enum Drain {
+    Expired,
+    Evict { force: bool },
+}
 
 impl MemoryStore {
-    /// An empty store.
+    /// The default bound on entries (sessions and rotation aliases).
+    pub const DEFAULT_CAPACITY: usize = 100_000;
+
+    /// An empty store holding at most [`DEFAULT_CAPACITY`](MemoryStore::DEFAULT_CAPACITY)
+    /// entries.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store holding at most `capacity` entries (at least 1).
+    ///
+    /// ```
+    /// use portcullis_session::MemoryStore;
+    /// assert_eq!(MemoryStore::with_capacity(10).capacity(), 10);
+    /// ```
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            records: DashMap::new(),
+            by_principal: DashMap::new(),
+            expiries: Mutex::new(BinaryHeap::new()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// The most entries held.
+    pub fn capacity(&self) -> usize {
+        self.capacity
     }
 
     /// How many entries (sessions and rotation aliases) are held, expired
@@ -71,7 +118,85 @@ impl MemoryStore {
         self.records.is_empty()
     }
 
-    /// Drops every expired entry now.
+    fn expiries(&self) -> std::sync::MutexGuard<'_, BinaryHeap<Reverse<(Instant, SessionKey)>>> {
+        self.expiries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `key` to be looked at when `expires` comes.
+    fn queue(&self, key: SessionKey, expires: Instant) {
+        let mut expiries = self.expiries();
+        expiries.push(Reverse((expires, key)));
+        // Stale items (deleted entries) leave only when their time comes:
+        // rebuild from the live entries if they pile up.
+        if expiries.len() > 2 * self.capacity.max(self.records.len()) + SWEEP_BATCH {
+            drop(expiries);
+            let rebuilt: BinaryHeap<_> = self
+                .records
+                .iter()
+                .map(|entry| Reverse((entry.expires(), *entry.key())))
+                .collect();
+            *self.expiries() = rebuilt;
+        }
+    }
+
+    /// Looks at up to `budget` queue items: with `Drain::Expired`, those
+    /// whose time has come; with `Drain::Evict`, the soonest whatever
+    /// their time. Drops those entries (an entry touched to a later expiry
+    /// since it was queued is requeued instead, unless `force`). Returns
+    /// how many entries it dropped.
+    fn drain(&self, now: Instant, budget: usize, mode: Drain) -> usize {
+        let mut dropped = 0;
+        for _ in 0..budget {
+            let popped = {
+                let mut expiries = self.expiries();
+                match expiries.peek() {
+                    Some(Reverse((due, _))) if matches!(mode, Drain::Evict { .. }) || *due <= now => expiries.pop(),
+                    _ => None,
+                }
+            };
+            let Some(Reverse((due, key))) = popped else { break };
+            let force = matches!(mode, Drain::Evict { force: true });
+            // Removed only if still as queued (or forced): a touch racing
+            // the sweep keeps its session.
+            let removed = self
+                .records
+                .remove_if(&key, |_, entry| force || entry.expires() <= due.max(now));
+            match removed {
+                Some((_, Entry::Live { record, .. })) => {
+                    self.unindex(record.principal.as_ref(), &key);
+                    dropped += 1;
+                }
+                Some((_, Entry::Alias { .. })) => dropped += 1,
+                None => {
+                    if let Some(expires) = self.records.get(&key).map(|entry| entry.expires()) {
+                        self.queue(key, expires);
+                    }
+                }
+            }
+        }
+        dropped
+    }
+
+    /// Room for one more entry: expired ones go first; at capacity, the
+    /// ones closest to expiry are evicted.
+    fn make_room(&self, now: Instant) {
+        self.drain(now, SWEEP_BATCH, Drain::Expired);
+        let mut attempts = 0;
+        while self.records.len() >= self.capacity && attempts < 2 * SWEEP_BATCH {
+            attempts += 1;
+            let force = attempts > SWEEP_BATCH;
+            if self.drain(now, 1, Drain::Evict { force }) > 0 {
+                tracing::warn!(
+                    target: "portcullis::session",
+                    capacity = self.capacity,
+                    "MemoryStore at capacity: evicted the session closest to expiry"
+                );
+            }
+        }
+    }
+
+    /// Drops every expired entry now (a walk of the whole map: creations
+    /// already sweep incrementally; this is for tests and maintenance).
     pub fn sweep(&self) {
         let now = Instant::now();
         self.records.retain(|_, entry| entry.expires() > now);
@@ -79,6 +204,12 @@ impl MemoryStore {
             keys.retain(|key| self.records.contains_key(key));
             !keys.is_empty()
         });
+        let rebuilt: BinaryHeap<_> = self
+            .records
+            .iter()
+            .map(|entry| Reverse((entry.expires(), *entry.key())))
+            .collect();
+        *self.expiries() = rebuilt;
     }
 
     /// The live key `key` resolves to (through at most one alias).
@@ -108,17 +239,23 @@ impl MemoryStore {
     }
 
     fn insert_live(&self, key: SessionKey, record: SessionRecord, ttl: Duration) {
+        let now = Instant::now();
+        self.make_room(now);
         self.index(record.principal.as_ref(), key);
+        let expires = now + ttl;
         self.records.insert(
             key,
             Entry::Live {
                 record: Arc::new(record),
-                expires: Instant::now() + ttl,
+                expires,
             },
         );
-        if self.creations.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
-            self.sweep();
-        }
+        self.queue(key, expires);
+    }
+
+    fn insert_alias(&self, key: SessionKey, to: SessionKey, expires: Instant) {
+        self.records.insert(key, Entry::Alias { to, expires });
+        self.queue(key, expires);
     }
 
     fn remove_live(&self, key: &SessionKey) {
@@ -166,15 +303,7 @@ impl MemoryStore {
         self.unindex(previous.principal.as_ref(), &live);
         for key in [live, *old] {
             match grace {
-                Some(grace) => {
-                    self.records.insert(
-                        key,
-                        Entry::Alias {
-                            to: *new,
-                            expires: now + grace,
-                        },
-                    );
-                }
+                Some(grace) => self.insert_alias(key, *new, now + grace),
                 None => {
                     self.records.remove(&key);
                 }
@@ -332,9 +461,10 @@ mod tests {
         let store = MemoryStore::new();
         let record = SessionRecord::new(SystemTime::now(), Duration::from_secs(60), Duration::from_secs(600));
         let mut most = 0;
+        const WAVE: u32 = 128;
         // 40 waves of short-lived sessions: without sweeping, 5,120 entries.
         for wave in 0..40u32 {
-            for n in 0..SWEEP_EVERY as u32 {
+            for n in 0..WAVE {
                 let ttl = Duration::from_millis(2);
                 store
                     .create(&key(wave * 1_000 + n), &record, ttl)
@@ -345,7 +475,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert!(
-            most <= 2 * SWEEP_EVERY as usize,
+            most <= 2 * WAVE as usize,
             "expired sessions are swept: at most {most} entries held"
         );
         store.sweep();

@@ -410,3 +410,63 @@ async fn three_thousand_rotations_cost_one_family_record() {
     );
     assert_eq!(newest.json()["error_description"], "refresh token expired or revoked");
 }
+
+/// Defect: every cookie-less `GET /` stored a session only to hold a CSRF
+/// secret (300 visits, 300 Redis keys). The login form's token now lives
+/// in the visitor's own cookie; a session is stored at login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_visits_store_nothing_in_redis() {
+    const VISITS: usize = 300;
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let stack = start(&[("PORTCULLIS_REDIS_URL", url.as_str())]).await;
+    let addr = stack.addr;
+    let (keys_before, _) = redis_figures(&url).await;
+    for n in 0..VISITS {
+        let page = Client::default().call(addr, Method::GET, "/", Body::None, &[]).await;
+        assert_eq!(page.status, StatusCode::OK, "visit {n}");
+        assert!(page.body.contains("csrf_token"), "the login form has its token");
+    }
+    let (keys_after, _) = redis_figures(&url).await;
+    println!("{VISITS} anonymous visits: DBSIZE {keys_before} → {keys_after}");
+    assert_eq!(keys_after, keys_before, "no key per anonymous visitor");
+
+    // The form still logs in, with the token it carried.
+    let mut browser = Client::default();
+    let page = browser.call(addr, Method::GET, "/", Body::None, &[]).await;
+    assert!(browser.cookies.contains_key("csrf"), "{:?}", browser.cookies);
+    let token = page
+        .body
+        .split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("token")
+        .to_owned();
+    let login = browser
+        .call(
+            addr,
+            Method::POST,
+            "/login",
+            Body::Form(&format!("username=alice&password=alice-password&csrf_token={token}")),
+            &[SAME_ORIGIN],
+        )
+        .await;
+    assert_eq!(login.status, StatusCode::SEE_OTHER, "{}", login.body);
+    let (keys_logged_in, _) = redis_figures(&url).await;
+    assert!(keys_logged_in > keys_after, "a login stores its session");
+    let note = browser
+        .call(
+            addr,
+            Method::POST,
+            "/notes",
+            Body::Form(&format!("text=hello&csrf_token={token}")),
+            &[SAME_ORIGIN],
+        )
+        .await;
+    assert_eq!(
+        note.status,
+        StatusCode::SEE_OTHER,
+        "the pre-login token carried over: {}",
+        note.body
+    );
+}

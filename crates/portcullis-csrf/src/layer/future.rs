@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use http::header::{HeaderValue, VARY};
+use http::header::{HeaderValue, SET_COOKIE, VARY};
 use http::{Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Limited};
@@ -19,12 +19,38 @@ use tower_service::Service;
 
 use super::Config;
 use crate::body::{CsrfBody, FormKind, token_in_form};
-use crate::token::verify;
+use crate::token::{PreSession, verify};
 
 /// What the response needs to say about how it was decided.
 pub(super) struct Verdict {
     pub(super) checked_origin: bool,
     pub(super) issued: Option<Arc<AtomicBool>>,
+    pub(super) pre: Option<PreCookie>,
+}
+
+/// An anonymous visitor's pre-session secret, and how to set its cookie.
+pub(super) struct PreCookie {
+    pub(super) pre: Arc<PreSession>,
+    pub(super) name: &'static str,
+    pub(super) secure: bool,
+}
+
+impl PreCookie {
+    /// Moves the secret into a session this response stores; otherwise,
+    /// when one was minted, the `Set-Cookie` that hands it to the visitor.
+    fn settle(&self) -> Option<HeaderValue> {
+        self.pre.carry_over();
+        let minted = self.pre.minted()?;
+        if self.pre.stored() {
+            return None;
+        }
+        let secure = if self.secure { "; Secure" } else { "" };
+        HeaderValue::from_str(&format!(
+            "{}={minted}; Path=/; HttpOnly{secure}; SameSite=Lax",
+            self.name
+        ))
+        .ok()
+    }
 }
 
 enum Read<B> {
@@ -81,7 +107,7 @@ impl<S, B, F> ResponseFuture<S, B, F> {
         kind: FormKind,
         expected: Option<[u8; 32]>,
         config: Arc<Config>,
-        issued: Option<Arc<AtomicBool>>,
+        verdict: Verdict,
     ) -> Self
     where
         B: Body<Data = Bytes> + Send + 'static,
@@ -117,10 +143,7 @@ impl<S, B, F> ResponseFuture<S, B, F> {
             state: State::Reading {
                 read,
                 inner: Some(inner),
-                verdict: Some(Verdict {
-                    checked_origin: true,
-                    issued,
-                }),
+                verdict: Some(verdict),
             },
         }
     }
@@ -129,6 +152,9 @@ impl<S, B, F> ResponseFuture<S, B, F> {
 fn finish<R>(mut response: Response<R>, verdict: Option<Verdict>) -> Response<ResponseBody<R>> {
     if let Some(verdict) = verdict {
         let headers = response.headers_mut();
+        if let Some(cookie) = verdict.pre.as_ref().and_then(PreCookie::settle) {
+            headers.append(SET_COOKIE, cookie);
+        }
         if verdict.checked_origin {
             headers.append(VARY, HeaderValue::from_static("Origin, Sec-Fetch-Site"));
         }

@@ -6,6 +6,7 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{Method, Request, Response};
 use http_body::Body;
 use portcullis_core::audit::{Decision, Outcome};
+use portcullis_core::cookie;
 use portcullis_core::{
     AuthMethod, AuthenticatorRan, Identity, Rejection, RequestContext, ResponseBody, TokenTransport,
 };
@@ -13,11 +14,11 @@ use portcullis_session::Session;
 use tower_service::Service;
 
 use super::Config;
-use super::future::{ResponseFuture, Verdict};
+use super::future::{PreCookie, ResponseFuture, Verdict};
 use crate::body::{CsrfBody, FormKind, form_kind};
 use crate::origin::{OriginFailure, OriginPolicy, OriginRef};
-use crate::token::{Binding, for_principal, secret_of, unmasked, verify};
-use crate::{CsrfToken, LAYER};
+use crate::token::{Binding, PreSession, SECRET_KEY, for_principal, is_secret, secret_of, unmasked, verify};
+use crate::{CsrfToken, LAYER, PRE_SESSION_COOKIE};
 
 /// The service of [`CsrfLayer`](super::CsrfLayer).
 #[derive(Clone, Debug)]
@@ -88,6 +89,22 @@ pub(super) fn ambient_of<B>(request: &Request<B>) -> Option<Ambient<'_>> {
 }
 
 impl Config {
+    /// The pre-session cookie's name: `__Host-csrf`, or `csrf` over plain
+    /// HTTP (where `__Host-` cannot be set).
+    pub(super) fn pre_session_cookie(&self) -> &'static str {
+        if self.scheme == "http" {
+            "csrf"
+        } else {
+            PRE_SESSION_COOKIE
+        }
+    }
+
+    /// The pre-session secret the request's cookie presents, if it is one
+    /// we could have minted.
+    pub(super) fn presented_pre_session<'a, B>(&self, request: &'a Request<B>) -> Option<&'a str> {
+        cookie::find(request.headers(), self.pre_session_cookie()).filter(|value| is_secret(value))
+    }
+
     pub(super) fn check<B>(&self, request: &Request<B>) -> Check {
         if is_safe(request.method()) {
             return Check::Pass { checked_origin: false };
@@ -127,10 +144,16 @@ impl Config {
             return Check::Pass { checked_origin: true };
         }
         // The token rule applies wherever a cookie credential is present.
+        // Where a visitor holds a pre-session cookie, a form they post (the
+        // login form) carries its token too: the defence against login
+        // CSRF from browsers that send no origin signal.
         let expected = match &ambient {
             Ambient::Session(session) => secret_of(session).map(|secret| unmasked(&self.key, &secret)),
             Ambient::CookieToken(principal) => Some(for_principal(&self.key, principal)),
-            Ambient::Nothing => return Check::Pass { checked_origin: true },
+            Ambient::Nothing => match self.presented_pre_session(request) {
+                Some(secret) => Some(unmasked(&self.key, secret)),
+                None => return Check::Pass { checked_origin: true },
+            },
         };
         if let Some(header) = request.headers().get(CsrfToken::HEADER) {
             let valid = match (&expected, header.to_str()) {
@@ -178,9 +201,28 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let binding = match ambient_of(&request) {
-            Some(Ambient::CookieToken(principal)) => Some(Binding::Principal(principal.into())),
-            _ => request.extensions().get::<Session>().cloned().map(Binding::Session),
+        let presented = self.config.presented_pre_session(&request).map(str::to_owned);
+        let (binding, pre) = match ambient_of(&request) {
+            Some(Ambient::CookieToken(principal)) => (Some(Binding::Principal(principal.into())), None),
+            Some(Ambient::Session(session)) => {
+                // A session created without our secret (a write by an
+                // anonymous visitor elsewhere) adopts the pre-session one,
+                // so the visitor's open forms stay valid.
+                if let Some(secret) = &presented
+                    && secret_of(session).is_none()
+                {
+                    let _ = session.insert(SECRET_KEY, secret);
+                }
+                (Some(Binding::Session(session.clone())), None)
+            }
+            // No stored session for an anonymous visitor: the secret lives
+            // in their own cookie until something stores one.
+            Some(Ambient::Nothing) => {
+                let session = request.extensions().get::<Session>().cloned();
+                let pre = Arc::new(PreSession::new(presented, session));
+                (Some(Binding::PreSession(pre.clone())), Some(pre))
+            }
+            None => (None, None),
         };
         let issued = binding.map(|binding| {
             let token = CsrfToken::new(binding, self.config.key.clone());
@@ -188,10 +230,22 @@ where
             request.extensions_mut().insert(token);
             issued
         });
+        let pre = pre.map(|pre| PreCookie {
+            pre,
+            name: self.config.pre_session_cookie(),
+            secure: self.config.scheme == "https",
+        });
         match self.config.check(&request) {
             Check::Pass { checked_origin } => {
                 let future = self.inner.call(request.map(CsrfBody::original));
-                ResponseFuture::calling(future, Verdict { checked_origin, issued })
+                ResponseFuture::calling(
+                    future,
+                    Verdict {
+                        checked_origin,
+                        issued,
+                        pre,
+                    },
+                )
             }
             Check::Misconfigured => {
                 let reason = "CsrfLayer needs an authenticator (SessionLayer or JwtLayer) before it";
@@ -208,6 +262,7 @@ where
                         Verdict {
                             checked_origin: true,
                             issued,
+                            pre,
                         },
                     )
                 }
@@ -217,7 +272,12 @@ where
                 // stays (tower-service's rule).
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::reading(inner, request, kind, expected, self.config.clone(), issued)
+                let verdict = Verdict {
+                    checked_origin: true,
+                    issued,
+                    pre,
+                };
+                ResponseFuture::reading(inner, request, kind, expected, self.config.clone(), verdict)
             }
         }
     }

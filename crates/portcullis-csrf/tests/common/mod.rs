@@ -113,7 +113,9 @@ where
     B::Error: std::fmt::Debug,
 {
     let first = send(app, request(Method::GET, "/token", None, &[], "")).await;
-    let cookie = first.set_cookie.expect("asking for a token starts a session");
+    let cookie = first
+        .set_cookie
+        .expect("asking for a token sets the pre-session cookie (no stored session)");
     let login = send(
         app,
         request(

@@ -1,6 +1,6 @@
 use std::task::{Context, Poll};
 
-use http::header::{AUTHORIZATION, COOKIE};
+use http::header::AUTHORIZATION;
 use http::{HeaderMap, Request, Response};
 use portcullis_core::audit::{self, Decision, Fingerprint, Outcome};
 use portcullis_core::{AuthMethod, AuthenticatorRan, Rejection, RequestContext, ResponseBody, TokenTransport};
@@ -173,19 +173,9 @@ fn find_token<'h>(headers: &'h HeaderMap, cookie: Option<&str>) -> Result<Option
         }
     }
     let Some(name) = cookie else { return Ok(None) };
-    for header in headers.get_all(COOKIE) {
-        // A cookie header that is not text cannot hold our cookie.
-        let Ok(text) = header.to_str() else { continue };
-        for pair in text.split(';') {
-            if let Some((key, value)) = pair.trim().split_once('=')
-                && key == name
-                && !value.is_empty()
-            {
-                return Ok(Some((value, TokenTransport::Cookie)));
-            }
-        }
-    }
-    Ok(None)
+    Ok(portcullis_core::cookie::find(headers, name)
+        .filter(|value| !value.is_empty())
+        .map(|value| (value, TokenTransport::Cookie)))
 }
 
 #[cfg(test)]

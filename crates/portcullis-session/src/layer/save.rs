@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use http::header::COOKIE;
 use http::{HeaderMap, HeaderValue, Response};
 use portcullis_core::audit::{Decision, Outcome};
 use portcullis_core::{AuthMethod, Identity, Rejection, RequestContext, ResponseBody};
@@ -275,15 +274,5 @@ pub(super) fn removal_cookie(config: &Config) -> String {
 /// `None`: no session cookie. `Some(None)`: a cookie that is not an id we
 /// could have issued. The first cookie of that name counts.
 pub(super) fn find_cookie(headers: &HeaderMap, name: &str) -> Option<Option<SessionId>> {
-    for header in headers.get_all(COOKIE) {
-        let Ok(text) = header.to_str() else { continue };
-        for pair in text.split(';') {
-            if let Some((key, value)) = pair.trim().split_once('=')
-                && key == name
-            {
-                return Some(SessionId::parse(value.trim_matches('"')));
-            }
-        }
-    }
-    None
+    portcullis_core::cookie::find(headers, name).map(SessionId::parse)
 }
