@@ -452,42 +452,22 @@ mod cookie_borne_jwt {
 mod pre_session {
     use std::sync::Arc;
 
-    use bytes::Bytes;
     use http::header::SET_COOKIE;
-    use http::{Method, Request, Response, StatusCode};
-    use http_body_util::{BodyExt, Full};
-    use portcullis_csrf::{CsrfBody, CsrfLayer, CsrfToken};
-    use portcullis_session::{MemoryStore, Session, SessionLayer};
-    use tower::{Service, ServiceBuilder, ServiceExt};
+    use http::{Method, StatusCode};
+    use portcullis_csrf::CsrfLayer;
+    use portcullis_session::MemoryStore;
+    use tower::ServiceExt;
 
-    use super::common::{assert_refused, request, send};
+    use super::common::{assert_refused, request, send, stack_with};
 
     fn app(
         store: Arc<MemoryStore>,
-    ) -> impl Service<
-        Request<Full<Bytes>>,
-        Response = Response<impl http_body::Body<Data = Bytes, Error: std::fmt::Debug>>,
+    ) -> impl tower::Service<
+        http::Request<http_body_util::Full<bytes::Bytes>>,
+        Response = http::Response<impl http_body::Body<Data = bytes::Bytes, Error: std::fmt::Debug>>,
         Error = std::convert::Infallible,
     > + Clone {
-        ServiceBuilder::new()
-            .layer(SessionLayer::new(store).insecure_http())
-            .layer(CsrfLayer::new())
-            .service_fn(|request: Request<CsrfBody<Full<Bytes>>>| async move {
-                let session = request.extensions().get::<Session>().cloned().expect("session");
-                let token = request.extensions().get::<CsrfToken>().cloned().expect("token");
-                let text = match request.uri().path() {
-                    "/login" => {
-                        session.login("alice", ["notes:write"]);
-                        "logged in".to_owned()
-                    }
-                    "/token" => token.value().expect("token"),
-                    _ => {
-                        let body = request.into_body().collect().await.expect("body").to_bytes();
-                        format!("handled: {}", String::from_utf8_lossy(&body))
-                    }
-                };
-                Ok(Response::new(Full::new(Bytes::from(text))))
-            })
+        stack_with(store, CsrfLayer::new())
     }
 
     /// Defect: every cookie-less visit that rendered a form stored a

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use portcullis_revocation::{Family, RefreshStore, Spend, StoreError, StoreFuture};
+use portcullis_revocation::{Family, RefreshStore, Spend, SpendRules, StoreError, StoreFuture};
 use redis::aio::ConnectionManager;
 use redis::{Script, Value};
 
@@ -32,7 +32,7 @@ local wanted = tonumber(ARGV[4]) - tonumber(ARGV[3])
 if ttl < wanted then redis.call('PEXPIRE', KEYS[2], string.format('%.0f', wanted)) end
 return 1";
 
-// KEYS = family; ARGV = family id, seq, now, grace ms, idle ms
+// KEYS = family; ARGV = family id, seq, now, grace ms, idle ms, min interval ms
 const SPEND: &str = r"
 local f = redis.call('HMGET', KEYS[1], 'sub', 'scopes', 'c', 'a', 'r', 'n', 't', 'd')
 if not f[1] then return {'unknown'} end
@@ -42,6 +42,7 @@ local out = {ARGV[1], f[1], f[2], f[3], f[4]}
 local seq, live = tonumber(ARGV[2]), tonumber(f[6])
 if seq == live then
   if tonumber(f[8]) <= now then return {'ended'} end
+  if now - tonumber(f[7]) < tonumber(ARGV[6]) then return {'throttled'} end
   local d = string.format('%.0f', math.min(now + tonumber(ARGV[5]), tonumber(f[4])))
   redis.call('HSET', KEYS[1], 'n', string.format('%.0f', live + 1), 't', ARGV[3], 'd', d)
   redis.call('PEXPIREAT', KEYS[1], d)
@@ -209,7 +210,7 @@ impl RefreshStore for RedisRefreshStore {
         })
     }
 
-    fn spend(&self, id: &str, seq: u64, now_ms: u64, grace: Duration, idle: Duration) -> StoreFuture<'_, Spend> {
+    fn spend(&self, id: &str, seq: u64, now_ms: u64, rules: SpendRules) -> StoreFuture<'_, Spend> {
         let key = self.family_key(id);
         let id = id.to_owned();
         Box::pin(async move {
@@ -220,8 +221,9 @@ impl RefreshStore for RedisRefreshStore {
                 .arg(&id)
                 .arg(seq)
                 .arg(now_ms)
-                .arg(millis(grace))
-                .arg(millis(idle))
+                .arg(millis(rules.grace))
+                .arg(millis(rules.idle))
+                .arg(millis(rules.min_interval))
                 .invoke_async(&mut connection)
                 .await
                 .map_err(unavailable)?;
@@ -231,6 +233,7 @@ impl RefreshStore for RedisRefreshStore {
                 ("retry", Some(family)) => Spend::Retry(family),
                 ("reused", Some(family)) => Spend::Reused(family),
                 ("ended", _) => Spend::Ended,
+                ("throttled", _) => Spend::Throttled,
                 _ => Spend::Unknown,
             })
         })

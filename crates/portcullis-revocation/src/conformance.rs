@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use portcullis_core::{AuthMethod, Identity, Principal};
 
 use crate::denylist::{Revocation, Revoked, millis};
-use crate::refresh::{Family, RefreshStore, Spend};
+use crate::refresh::{Family, RefreshStore, Spend, SpendRules};
 use crate::store::RevocationStore;
 
 /// A bearer identity as `JwtLayer` would build it; `tag` makes names
@@ -258,6 +258,7 @@ pub async fn run_refresh_store(store: Arc<dyn RefreshStore>) {
     let tag = run_tag();
     let idle = Duration::from_secs(60);
     let grace = Duration::from_secs(2);
+    let rules = SpendRules::new(grace, idle);
     let now = || millis(SystemTime::now());
     let f1 = family(&tag, "f1", "alice");
     store.create(&f1, idle).await.expect("create");
@@ -270,19 +271,19 @@ pub async fn run_refresh_store(store: Arc<dyn RefreshStore>) {
 
     assert_eq!(
         store
-            .spend(&format!("{tag}none"), 0, now(), grace, idle)
+            .spend(&format!("{tag}none"), 0, now(), rules)
             .await
             .expect("spend"),
         Spend::Unknown,
         "an unknown family"
     );
     assert_eq!(
-        store.spend(&f1.id, 0, now(), grace, idle).await.expect("spend"),
+        store.spend(&f1.id, 0, now(), rules).await.expect("spend"),
         Spend::Rotated(f1.clone()),
         "token 0 is live"
     );
     assert_eq!(
-        store.spend(&f1.id, 0, now(), grace, idle).await.expect("spend"),
+        store.spend(&f1.id, 0, now(), rules).await.expect("spend"),
         Spend::Retry(f1.clone()),
         "a retry within the grace window"
     );
@@ -292,12 +293,12 @@ pub async fn run_refresh_store(store: Arc<dyn RefreshStore>) {
         "family changes nothing"
     );
     assert_eq!(
-        store.spend(&f1.id, 0, now(), grace, idle).await.expect("spend"),
+        store.spend(&f1.id, 0, now(), rules).await.expect("spend"),
         Spend::Retry(f1.clone()),
         "still a retry"
     );
     assert_eq!(
-        store.spend(&f1.id, 1, now(), grace, idle).await.expect("spend"),
+        store.spend(&f1.id, 1, now(), rules).await.expect("spend"),
         Spend::Rotated(f1.clone()),
         "the successor is live"
     );
@@ -305,12 +306,12 @@ pub async fn run_refresh_store(store: Arc<dyn RefreshStore>) {
     // behind the live token, whatever the time.
     let later = now() + 10_000;
     assert_eq!(
-        store.spend(&f1.id, 0, later, grace, idle).await.expect("spend"),
+        store.spend(&f1.id, 0, later, rules).await.expect("spend"),
         Spend::Reused(f1.clone()),
         "an earlier token is a replay"
     );
     assert_eq!(
-        store.spend(&f1.id, 2, now(), grace, idle).await.expect("spend"),
+        store.spend(&f1.id, 2, now(), rules).await.expect("spend"),
         Spend::Ended,
         "the family is revoked: the newest token is dead too"
     );
@@ -319,11 +320,11 @@ pub async fn run_refresh_store(store: Arc<dyn RefreshStore>) {
     let f2 = family(&tag, "f2", "bob");
     store.create(&f2, idle).await.expect("create");
     assert_eq!(
-        store.spend(&f2.id, 0, now(), grace, idle).await.expect("spend"),
+        store.spend(&f2.id, 0, now(), rules).await.expect("spend"),
         Spend::Rotated(f2.clone())
     );
     assert_eq!(
-        store.spend(&f2.id, 0, now() + 3_000, grace, idle).await.expect("spend"),
+        store.spend(&f2.id, 0, now() + 3_000, rules).await.expect("spend"),
         Spend::Reused(f2.clone())
     );
     // A number the store never made live (a rolled-back store, say): a
@@ -331,7 +332,7 @@ pub async fn run_refresh_store(store: Arc<dyn RefreshStore>) {
     let f2b = family(&tag, "f2b", "bob");
     store.create(&f2b, idle).await.expect("create");
     assert_eq!(
-        store.spend(&f2b.id, 5, now(), grace, idle).await.expect("spend"),
+        store.spend(&f2b.id, 5, now(), rules).await.expect("spend"),
         Spend::Reused(f2b.clone())
     );
 
@@ -339,10 +340,7 @@ pub async fn run_refresh_store(store: Arc<dyn RefreshStore>) {
     let f3 = family(&tag, "f3", "carol");
     store.create(&f3, idle).await.expect("create");
     assert_eq!(
-        store
-            .spend(&f3.id, 0, now() + 61_000, grace, idle)
-            .await
-            .expect("spend"),
+        store.spend(&f3.id, 0, now() + 61_000, rules).await.expect("spend"),
         Spend::Ended,
         "idled out"
     );
@@ -350,7 +348,7 @@ pub async fn run_refresh_store(store: Arc<dyn RefreshStore>) {
     f4.absolute_deadline_ms = now() + 1_000;
     store.create(&f4, idle).await.expect("create");
     assert_eq!(
-        store.spend(&f4.id, 0, now() + 2_000, grace, idle).await.expect("spend"),
+        store.spend(&f4.id, 0, now() + 2_000, rules).await.expect("spend"),
         Spend::Ended,
         "past the absolute deadline"
     );
@@ -366,19 +364,40 @@ pub async fn run_refresh_store(store: Arc<dyn RefreshStore>) {
         None,
         "unknown family"
     );
-    assert_eq!(
-        store.spend(&f5.id, 0, now(), grace, idle).await.expect("spend"),
-        Spend::Ended
-    );
+    assert_eq!(store.spend(&f5.id, 0, now(), rules).await.expect("spend"), Spend::Ended);
     let mut revoked = store.revoke_subject(&format!("{tag}dave")).await.expect("revoke");
     revoked.sort();
     assert!(
         revoked.contains(&f6.id),
         "the subject's live family is revoked: {revoked:?}"
     );
+    assert_eq!(store.spend(&f6.id, 0, now(), rules).await.expect("spend"), Spend::Ended);
+
+    // A rate cap: the live token, too soon after the last rotation, is
+    // throttled and stays live.
+    let f8 = family(&tag, "f8", "frank");
+    store.create(&f8, idle).await.expect("create");
+    let capped = rules.min_interval(Duration::from_secs(30));
+    let start = now();
     assert_eq!(
-        store.spend(&f6.id, 0, now(), grace, idle).await.expect("spend"),
-        Spend::Ended
+        store.spend(&f8.id, 0, start + 31_000, capped).await.expect("spend"),
+        Spend::Rotated(f8.clone()),
+        "30 s after login: allowed"
+    );
+    assert_eq!(
+        store.spend(&f8.id, 1, start + 41_000, capped).await.expect("spend"),
+        Spend::Throttled,
+        "10 s after the last rotation: throttled"
+    );
+    assert_eq!(
+        store.spend(&f8.id, 0, start + 32_000, capped).await.expect("spend"),
+        Spend::Retry(f8.clone()),
+        "an honest retry is not throttled"
+    );
+    assert_eq!(
+        store.spend(&f8.id, 1, start + 62_000, capped).await.expect("spend"),
+        Spend::Rotated(f8.clone()),
+        "the throttled token still works later"
     );
 
     // Concurrent spends of one token: exactly one rotation.
@@ -388,7 +407,7 @@ pub async fn run_refresh_store(store: Arc<dyn RefreshStore>) {
         let store = store.clone();
         let id = f7.id.clone();
         let at = now();
-        tokio::spawn(async move { store.spend(&id, 0, at, Duration::ZERO, idle).await })
+        tokio::spawn(async move { store.spend(&id, 0, at, SpendRules::new(Duration::ZERO, idle)).await })
     });
     let mut rotated = 0;
     for spend in spends {

@@ -242,6 +242,20 @@ impl FormEndpoint for RefreshEndpoint {
             Err(RefreshError::InvalidScope(reason)) => {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", reason);
             }
+            Err(RefreshError::Throttled { retry_after }) => {
+                // Not invalid_grant: the token is fine, and a client that
+                // threw it away would log its user out.
+                let mut response = oauth_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "temporarily_unavailable",
+                    "refresh too frequent",
+                );
+                let seconds = retry_after.as_secs().max(1);
+                if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                    response.headers_mut().insert(http::header::RETRY_AFTER, value);
+                }
+                return response;
+            }
             Err(RefreshError::Unavailable(error)) => {
                 return store_unavailable(&error);
             }

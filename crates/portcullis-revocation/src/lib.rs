@@ -51,7 +51,7 @@ pub use layer::{ResponseFuture, RevocationLayer, RevocationService};
 pub use memory::MemoryRevocationStore;
 pub use refresh::{
     Family, MemoryRefreshStore, RefreshConfigError, RefreshError, RefreshStore, RefreshTokens, RefreshTokensBuilder,
-    Spend, TokenPair, generate_secret,
+    Spend, SpendRules, TokenPair, generate_secret,
 };
 pub use store::{DEFAULT_CLOCK_SKEW, DEFAULT_KEEP_CUTOFFS_FOR, RevocationStore, Revocations, StoreError, StoreFuture};
 

@@ -530,3 +530,37 @@ async fn the_memory_store_sweeps_expired_entries() {
     store.sweep();
     assert!(store.is_empty(), "expired entries are dropped");
 }
+
+/// The optional per-family rate cap: a faster refresh is 429 with
+/// `Retry-After`, spends nothing, and the token works once the interval
+/// has passed.
+#[tokio::test]
+async fn a_family_rotates_at_most_once_per_interval_when_capped() {
+    let fixture = Fixture::new();
+    let tokens = RefreshTokens::builder(Arc::new(MemoryRefreshStore::new()), fixture.issuer.clone(), &[9; 32])
+        .revocations(&fixture.revocations)
+        .min_rotation_interval(Duration::from_secs(30))
+        .clock(Arc::new(fixture.clock.clone()))
+        .build()
+        .expect("engine");
+    let login = tokens.issue("alice", ["notes:read"]).await.expect("issue");
+    fixture.clock.advance(Duration::from_secs(31));
+    let first = tokens.refresh(&login.refresh_token).await.expect("rotate");
+    let endpoint = RefreshEndpoint::new(tokens.clone());
+    let body: &'static str = format!("grant_type=refresh_token&refresh_token={}", first.refresh_token).leak();
+    let request = Request::post("/oauth")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .expect("request");
+    let response = endpoint.clone().oneshot(request).await.expect("infallible");
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.headers()[header::RETRY_AFTER], "30");
+    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    let answer: Value = serde_json::from_slice(&bytes).expect("json");
+    assert_eq!(answer["error"], "temporarily_unavailable");
+    assert_eq!(answer["error_description"], "refresh too frequent");
+    // Not spent, not a replay: it works once the interval has passed.
+    fixture.clock.advance(Duration::from_secs(30));
+    let (status, answer) = post_form(endpoint, body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+}

@@ -1,31 +1,18 @@
 //! The reference stack's contract, route by route, over HTTP against the
 //! real binary: in memory, on Redis, and two instances sharing one Redis.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::{SAME_ORIGIN, csrf_token_of, password_grant, start};
 use http::{Method, StatusCode};
 use portcullis_tests::Answer;
 use portcullis_tests::client::{Body, Client};
-use portcullis_tests::example::Example;
 use portcullis_tests::grpc::who_am_i_at;
 use portcullis_tests::redis_server::RedisServer;
 use serde_json::json;
-
-async fn start(env: &[(&str, &str)]) -> Example {
-    let mut all = vec![("PORTCULLIS_INSECURE_HTTP", "1")];
-    all.extend_from_slice(env);
-    Example::start(env!("CARGO_BIN_EXE_reference-stack"), &all).await
-}
-
-const SAME_ORIGIN: (&str, &str) = ("sec-fetch-site", "same-origin");
-
-async fn password_grant(addr: SocketAddr, user: &str, password: &str) -> Answer {
-    let form = format!("grant_type=password&username={user}&password={password}");
-    Client::default()
-        .call(addr, Method::POST, "/oauth/token", Body::Form(&form), &[])
-        .await
-}
 
 /// Every route of the contract against one running stack (or, with
 /// `other`, across two instances sharing one Redis).
@@ -51,13 +38,7 @@ async fn contract(addr: SocketAddr, other: SocketAddr) {
     let mut browser = Client::default();
     let page = browser.call(addr, Method::GET, "/", Body::None, &[]).await;
     assert!(page.body.contains("Sign in"), "{}", page.body);
-    let token = page
-        .body
-        .split("name=\"csrf_token\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("a CSRF token in the form")
-        .to_owned();
+    let token = csrf_token_of(&page);
     let bad = browser
         .call(
             addr,

@@ -2,30 +2,17 @@
 //! issuer meets another, where a cross-site form meets the login, where a
 //! store outage meets the response body.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::{SAME_ORIGIN, csrf_token_of, password_grant, start};
 use http::{Method, StatusCode};
 use portcullis_tests::Answer;
 use portcullis_tests::client::{Body, Client};
-use portcullis_tests::example::Example;
 use portcullis_tests::redis_server::RedisServer;
 use serde_json::json;
-
-async fn start(env: &[(&str, &str)]) -> Example {
-    let mut all = vec![("PORTCULLIS_INSECURE_HTTP", "1")];
-    all.extend_from_slice(env);
-    Example::start(env!("CARGO_BIN_EXE_reference-stack"), &all).await
-}
-
-const SAME_ORIGIN: (&str, &str) = ("sec-fetch-site", "same-origin");
-
-async fn password_grant(addr: SocketAddr, user: &str, password: &str) -> Answer {
-    let form = format!("grant_type=password&username={user}&password={password}");
-    Client::default()
-        .call(addr, Method::POST, "/oauth/token", Body::Form(&form), &[])
-        .await
-}
 
 fn bearer(token: &str) -> Client {
     Client {
@@ -68,13 +55,7 @@ async fn another_issuers_alice_is_not_the_local_alice() {
     // The local alice: a browser session and an API token, and a note.
     let mut browser = Client::default();
     let page = browser.call(addr, Method::GET, "/", Body::None, &[]).await;
-    let token = page
-        .body
-        .split("name=\"csrf_token\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("a CSRF token in the form")
-        .to_owned();
+    let token = csrf_token_of(&page);
     let login = browser
         .call(
             addr,
@@ -435,13 +416,7 @@ async fn anonymous_visits_store_nothing_in_redis() {
     let mut browser = Client::default();
     let page = browser.call(addr, Method::GET, "/", Body::None, &[]).await;
     assert!(browser.cookies.contains_key("csrf"), "{:?}", browser.cookies);
-    let token = page
-        .body
-        .split("name=\"csrf_token\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("token")
-        .to_owned();
+    let token = csrf_token_of(&page);
     let login = browser
         .call(
             addr,

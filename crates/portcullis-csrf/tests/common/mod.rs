@@ -25,7 +25,19 @@ pub fn stack(
     Response = Response<impl http_body::Body<Data = Bytes, Error: std::fmt::Debug>>,
     Error = Infallible,
 > + Clone {
-    let sessions = SessionLayer::new(Arc::new(MemoryStore::new())).insecure_http();
+    stack_with(Arc::new(MemoryStore::new()), csrf)
+}
+
+/// [`stack`] over `store`, for tests that count what it holds.
+pub fn stack_with(
+    store: Arc<MemoryStore>,
+    csrf: CsrfLayer,
+) -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<impl http_body::Body<Data = Bytes, Error: std::fmt::Debug>>,
+    Error = Infallible,
+> + Clone {
+    let sessions = SessionLayer::new(store).insecure_http();
     ServiceBuilder::new()
         .layer(sessions)
         .layer(csrf)

@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use super::store::{Family, RefreshStore, Spend};
+use super::store::{Family, RefreshStore, Spend, SpendRules};
 use crate::store::StoreFuture;
 
 /// Refresh-token families in this process's memory: one record per
@@ -127,7 +127,8 @@ impl RefreshStore for MemoryRefreshStore {
         Box::pin(std::future::ready(Ok(())))
     }
 
-    fn spend(&self, id: &str, seq: u64, now_ms: u64, grace: Duration, idle: Duration) -> StoreFuture<'_, Spend> {
+    fn spend(&self, id: &str, seq: u64, now_ms: u64, rules: SpendRules) -> StoreFuture<'_, Spend> {
+        let (grace, idle) = (rules.grace, rules.idle);
         let mut inner = self.lock();
         let outcome = match inner.families.get_mut(id) {
             None => Spend::Unknown,
@@ -135,6 +136,8 @@ impl RefreshStore for MemoryRefreshStore {
             Some(state) if seq == state.live => {
                 if state.idle_deadline_ms <= now_ms {
                     Spend::Ended
+                } else if now_ms.saturating_sub(state.rotated_ms) < millis(rules.min_interval) {
+                    Spend::Throttled
                 } else {
                     state.live += 1;
                     state.rotated_ms = now_ms;

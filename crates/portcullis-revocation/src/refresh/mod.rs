@@ -15,7 +15,7 @@ use portcullis_jwt::{IssueError, JwtIssuer};
 use serde_json::{Map, Value};
 
 pub use memory::MemoryRefreshStore;
-pub use store::{Family, RefreshStore, Spend};
+pub use store::{Family, RefreshStore, Spend, SpendRules};
 
 use crate::denylist::millis;
 use crate::store::{Revocations, StoreError};
@@ -51,6 +51,14 @@ pub enum RefreshError {
     /// OAuth `invalid_scope`. Nothing was spent; the token still works.
     #[error("invalid scope: {0}")]
     InvalidScope(&'static str),
+    /// The family rotated less than the configured minimum interval ago
+    /// ([`RefreshTokensBuilder::min_rotation_interval`]): nothing was spent;
+    /// the same refresh token works again after `retry_after`.
+    #[error("refresh too frequent; retry after {retry_after:?}")]
+    Throttled {
+        /// At most this long until the token may rotate again.
+        retry_after: Duration,
+    },
     /// A store could not answer: a 503, never a silent success.
     #[error(transparent)]
     Unavailable(#[from] StoreError),
@@ -118,6 +126,7 @@ struct Engine {
     grace: Duration,
     idle: Duration,
     absolute: Duration,
+    min_interval: Duration,
     cut_off_subject_on_reuse: bool,
     clock: SharedClock,
 }
@@ -143,6 +152,7 @@ pub struct RefreshTokensBuilder {
     grace: Duration,
     idle: Duration,
     absolute: Duration,
+    min_interval: Duration,
     cut_off_subject_on_reuse: bool,
     clock: SharedClock,
 }
@@ -178,6 +188,17 @@ impl RefreshTokensBuilder {
     /// How long a family lives from login, whatever its use (default 30 days).
     pub fn absolute(mut self, absolute: Duration) -> Self {
         self.absolute = absolute;
+        self
+    }
+
+    /// A per-family rate cap: a family rotates at most once per `interval`
+    /// (default none). A faster refresh is answered
+    /// [`RefreshError::Throttled`] (429 at the endpoint) and spends
+    /// nothing; an honest retry within the grace window is not throttled.
+    /// Bounds what one stolen or buggy client can cost the store and the
+    /// issuer.
+    pub fn min_rotation_interval(mut self, interval: Duration) -> Self {
+        self.min_interval = interval;
         self
     }
 
@@ -217,6 +238,7 @@ impl RefreshTokensBuilder {
                 grace: self.grace,
                 idle: self.idle,
                 absolute: self.absolute,
+                min_interval: self.min_interval,
                 cut_off_subject_on_reuse: self.cut_off_subject_on_reuse,
                 clock: self.clock,
             }),
@@ -355,6 +377,7 @@ impl RefreshTokens {
             grace: Duration::from_secs(5),
             idle: Duration::from_secs(14 * 24 * 3600),
             absolute: Duration::from_secs(30 * 24 * 3600),
+            min_interval: Duration::ZERO,
             cut_off_subject_on_reuse: false,
             clock: Arc::new(SystemClock),
         }
@@ -463,7 +486,12 @@ impl RefreshTokens {
         let spend = self
             .inner
             .store
-            .spend(&token.family_id(), token.seq, now_ms, self.inner.grace, self.inner.idle)
+            .spend(
+                &token.family_id(),
+                token.seq,
+                now_ms,
+                SpendRules::new(self.inner.grace, self.inner.idle).min_interval(self.inner.min_interval),
+            )
             .await?;
         let fingerprint = Fingerprint::of(&token.body());
         match spend {
@@ -485,6 +513,15 @@ impl RefreshTokens {
                 Err(RefreshError::InvalidGrant("refresh token reused; family revoked"))
             }
             Spend::Ended => Err(self.refused("refresh token expired or revoked", Some(fingerprint))),
+            Spend::Throttled => {
+                Decision::new(LAYER, Outcome::Rejected)
+                    .reason("refresh too frequent")
+                    .credential(fingerprint)
+                    .record();
+                Err(RefreshError::Throttled {
+                    retry_after: self.inner.min_interval,
+                })
+            }
             Spend::Unknown => Err(self.refused("unknown refresh token", Some(fingerprint))),
         }
     }

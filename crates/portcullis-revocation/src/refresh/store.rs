@@ -34,8 +34,44 @@ pub enum Spend {
     Reused(Family),
     /// The family was revoked or has expired, or the token idled out.
     Ended,
+    /// The live token, but sooner after the last rotation than
+    /// [`SpendRules::min_interval`] allows: nothing changed, the token
+    /// still works later.
+    Throttled,
     /// No such token.
     Unknown,
+}
+
+/// The rules a spend is judged by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SpendRules {
+    /// How long after a rotation the token just spent still gets the same
+    /// successor (an honest retry).
+    pub grace: Duration,
+    /// How long a newly live token stays valid unused.
+    pub idle: Duration,
+    /// The shortest time between two rotations of one family (zero: no
+    /// cap). A faster client gets [`Spend::Throttled`].
+    pub min_interval: Duration,
+}
+
+impl SpendRules {
+    /// `grace` and `idle`, no rate cap.
+    pub fn new(grace: Duration, idle: Duration) -> Self {
+        Self {
+            grace,
+            idle,
+            min_interval: Duration::ZERO,
+        }
+    }
+
+    /// With a rate cap: at most one rotation per `interval`.
+    #[must_use]
+    pub fn min_interval(mut self, interval: Duration) -> Self {
+        self.min_interval = interval;
+        self
+    }
 }
 
 /// Where refresh-token families live: **one record per family**, however
@@ -51,6 +87,8 @@ pub enum Spend {
 ///   absolute deadline) and returns `Rotated`.
 /// - A spend of the number just before the live one, within `grace` of
 ///   that rotation, returns `Retry` (same successor) and changes nothing.
+/// - A spend of the live number sooner than `min_interval` after the last
+///   rotation returns `Throttled` and changes nothing.
 /// - A spend of any other number (an earlier token, or one the store never
 ///   made live) revokes the family and returns `Reused`.
 /// - A revoked, expired or idled-out family's tokens spend as `Ended`; an
@@ -59,8 +97,8 @@ pub trait RefreshStore: Send + Sync + fmt::Debug + 'static {
     /// Starts `family`, its token `0` live for `idle`.
     fn create(&self, family: &Family, idle: Duration) -> StoreFuture<'_, ()>;
 
-    /// Spends token number `seq` of the family `id`, at `now_ms`.
-    fn spend(&self, id: &str, seq: u64, now_ms: u64, grace: Duration, idle: Duration) -> StoreFuture<'_, Spend>;
+    /// Spends token number `seq` of the family `id`, at `now_ms`, by `rules`.
+    fn spend(&self, id: &str, seq: u64, now_ms: u64, rules: SpendRules) -> StoreFuture<'_, Spend>;
 
     /// The family `id` (live, spent or revoked), changing nothing; `None`
     /// when unknown. Lets a request be refused (a scope it may not have)
