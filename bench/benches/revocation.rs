@@ -20,11 +20,10 @@ const ISS: &str = "https://auth.example";
 fn revocations() -> impl Iterator<Item = Revocation> {
     let far = SystemTime::now() + Duration::from_secs(3600);
     let tokens = (0..TOKENS).map(move |i| Revocation::token(ISS, format!("jti-{i:07}"), far));
-    let subjects = (0..SUBJECTS)
-        .map(move |i| {
-            let principal = portcullis::Principal::new(ISS, format!("user-{i}"));
-            Revocation::subject(principal, SystemTime::now(), Duration::from_secs(3600))
-        });
+    let subjects = (0..SUBJECTS).map(move |i| {
+        let principal = portcullis::Principal::new(ISS, format!("user-{i}"));
+        Revocation::subject(principal, SystemTime::now(), Duration::from_secs(3600))
+    });
     tokens.chain(subjects)
 }
 

@@ -45,7 +45,9 @@ fn router() -> axum::Router {
             "/write",
             get(|s: Session| async move {
                 let next = NEXT.fetch_add(1, Ordering::Relaxed).to_string();
-                s.insert("counter", &next).map(|_| "ok").map_err(|_| http::StatusCode::INTERNAL_SERVER_ERROR)
+                s.insert("counter", &next)
+                    .map(|_| "ok")
+                    .map_err(|_| http::StatusCode::INTERNAL_SERVER_ERROR)
             }),
         )
         .route("/notes", post(|| async { "ok" }))

@@ -38,7 +38,10 @@ fn fixture() -> &'static Fixture {
 
 /// A pre-session secret of the shape the layer mints (43 base64url).
 fn valid_shape(value: &[u8]) -> bool {
-    value.len() == 43 && value.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+    value.len() == 43
+        && value
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
 }
 
 fuzz_target!(|data: &[u8]| {
