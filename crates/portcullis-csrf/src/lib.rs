@@ -1,9 +1,12 @@
-//! CSRF protection for cookie-authenticated requests: origin checks first,
-//! then a token bound to the session, masked per response.
+//! CSRF protection for every ambient credential: a session cookie, a JWT
+//! read from a cookie, and no credential at all (a login form). Origin
+//! checks first, then a token bound to the session (or the cookie JWT's
+//! principal, or an anonymous visitor's stateless pre-session cookie),
+//! masked per response.
 //!
-//! Put [`CsrfLayer`] after `SessionLayer`; handlers that render forms take
-//! the [`CsrfToken`] from the request extensions (or the axum extractor,
-//! feature `axum`).
+//! Put [`CsrfLayer`] after the authenticators (`SessionLayer`,
+//! `JwtLayer`); handlers that render forms take the [`CsrfToken`] from the
+//! request extensions (or the axum extractor, feature `axum`).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -19,9 +22,20 @@
 //! ```
 //!
 //! Compared with `tower_http::csrf` (origin checks only), this layer adds
-//! the session-bound token for browsers that send neither `Sec-Fetch-Site`
-//! nor `Origin`, `Referer` as a last resort, trusted subdomain patterns,
-//! report-only mode, and bearer-token requests exempt by construction.
+//! the bound token for browsers that send neither `Sec-Fetch-Site` nor
+//! `Origin`, `Referer` as a last resort, trusted subdomain patterns,
+//! report-only mode, and requests authenticated by an `Authorization`
+//! header alone exempt by construction.
+//!
+//! # Security
+//! - Unsafe requests with no origin signal at all come from no browser and
+//!   pass the origin rules (Go's `CrossOriginProtection` does the same);
+//!   the token rule still applies wherever a cookie credential, or a
+//!   pre-session cookie, is present.
+//! - An anonymous visitor costs no server state: the secret behind their
+//!   form tokens lives in their own `__Host-csrf` cookie and moves into the
+//!   session at login.
+//! - A `CsrfLayer` with no authenticator before it answers 500.
 
 mod body;
 #[cfg(feature = "axum")]

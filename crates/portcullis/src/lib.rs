@@ -18,7 +18,7 @@
 //!
 //! ```text
 //! request ─▶ SessionLayer ─▶ JwtLayer ─▶ RevocationLayer ─▶ CsrfLayer ─▶ RequireAuth ─▶ your service
-//!            (cookie → Identity) (bearer → Identity) (deny revoked) (cookie-authed writes) (policy)
+//!            (cookie → Identity) (bearer → Identity) (deny revoked) (cross-site writes) (policy)
 //! ```
 //!
 //! Authenticators turn a credential into an [`Identity`] in the request's
