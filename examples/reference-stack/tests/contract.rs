@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use common::{SAME_ORIGIN, csrf_token_of, password_grant, start};
 use http::{Method, StatusCode};
-use portcullis_tests::Answer;
 use portcullis_tests::client::{Body, Client};
 use portcullis_tests::grpc::who_am_i_at;
 use portcullis_tests::redis_server::RedisServer;
