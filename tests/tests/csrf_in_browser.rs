@@ -116,9 +116,27 @@ fn attacker(app: std::net::SocketAddr) -> Router {
            .catch(e => document.getElementById('result').textContent = 'sent: ' + e);
            </script>"#
     );
+    let login = format!(
+        r#"<h1>Welcome</h1><form id="l" method="post" action="http://{app}/login">
+           <input type="hidden" name="username" value="mallory"></form>
+           <script>document.getElementById('l').submit();</script>"#
+    );
     Router::new()
         .route("/form", get(move || async move { Html(form) }))
         .route("/fetch", get(move || async move { Html(fetch) }))
+        .route("/login-form", get(move || async move { Html(login) }))
+}
+
+fn app_router(seen: &Seen) -> Router {
+    let stack = ServiceBuilder::new()
+        .layer(SessionLayer::new(Arc::new(MemoryStore::new())).insecure_http())
+        .layer(CsrfLayer::new().insecure_http());
+    Router::new()
+        .route("/", get(home))
+        .route("/login", post(login))
+        .route("/notes", post(add_note))
+        .layer(stack)
+        .layer(middleware::from_fn_with_state(seen.clone(), record))
 }
 
 async fn wait_for_post(seen: &Seen, count: usize) -> Vec<(String, String, u16)> {
@@ -136,16 +154,7 @@ async fn wait_for_post(seen: &Seen, count: usize) -> Vec<(String, String, u16)> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_browser_posts_its_own_forms_and_forged_ones_are_refused() {
     let seen: Seen = Arc::default();
-    let stack = ServiceBuilder::new()
-        .layer(SessionLayer::new(Arc::new(MemoryStore::new())).insecure_http())
-        .layer(CsrfLayer::new().insecure_http());
-    let app_router = Router::new()
-        .route("/", get(home))
-        .route("/login", post(login))
-        .route("/notes", post(add_note))
-        .layer(stack)
-        .layer(middleware::from_fn_with_state(seen.clone(), record));
-    let app = spawn_axum(app_router).await;
+    let app = spawn_axum(app_router(&seen)).await;
     let evil = spawn_axum(attacker(app)).await;
     assert_ne!(app.port(), evil.port());
 
@@ -195,4 +204,35 @@ async fn a_real_browser_posts_its_own_forms_and_forged_ones_are_refused() {
     let page = browser.wait_for_text("Signed in as alice").await;
     assert!(page.contains("my first note"), "{page}");
     assert!(!page.contains("forged"), "no forged note landed: {page}");
+}
+
+/// Login CSRF in a real browser: a visitor with no session at the app
+/// lands on the attacker's page, which auto-submits a login form for the
+/// attacker's account. No cookie rides along, yet the post is refused and
+/// the visitor is not signed in as the attacker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_login_form_does_not_sign_the_visitor_in() {
+    let seen: Seen = Arc::default();
+    let app = spawn_axum(app_router(&seen)).await;
+    let evil = spawn_axum(attacker(app)).await;
+
+    let browser = Browser::start().await;
+    browser.goto(&format!("http://{evil}/login-form")).await;
+    let posts = wait_for_post(&seen, 1).await;
+    assert_eq!(posts[0].0, "/login");
+    assert_eq!(posts[0].1, "same-site", "another port: another origin of the same site");
+    assert_eq!(posts[0].2, 403, "the forged login is refused");
+    let refusal = browser.wait_for_text("cross-site request").await;
+    assert!(refusal.contains("cross-site request"), "{refusal}");
+
+    browser.goto(&format!("http://{app}/")).await;
+    let page = browser.wait_for_text("Sign in").await;
+    assert!(!page.contains("mallory"), "not signed in as the attacker: {page}");
+
+    // The app's own login form still works, with its pre-session token.
+    browser.type_into("#username", "alice").await;
+    browser.click("#signin").await;
+    browser.wait_for_text("Signed in as alice").await;
+    let posts = wait_for_post(&seen, 2).await;
+    assert_eq!(posts[1], ("/login".to_owned(), "same-origin".to_owned(), 303));
 }
