@@ -169,8 +169,13 @@ async fn common_flows(store: Arc<dyn SessionStore>) {
     assert_eq!(created.status, StatusCode::NO_CONTENT);
     let set_cookie = created.header("set-cookie").to_owned();
     assert!(set_cookie.starts_with("__Host-session="), "{set_cookie}");
-    assert!(
-        set_cookie.ends_with("; Path=/; HttpOnly; Secure; SameSite=Lax"),
+    // Exactly these attributes, in whatever order the cookie crate writes
+    // them: nothing else (no Domain, no Max-Age: a browser-session cookie).
+    let mut attributes: Vec<&str> = set_cookie.split("; ").skip(1).collect();
+    attributes.sort_unstable();
+    assert_eq!(
+        attributes,
+        ["HttpOnly", "Path=/", "SameSite=Lax", "Secure"],
         "{set_cookie}"
     );
     let id = set_cookie

@@ -1,13 +1,16 @@
-//! Reading a cookie from request headers: the one place every layer finds
+//! Cookies, through the `cookie` crate: the one place every layer reads
 //! its cookie (the session id, a cookie-borne JWT, the pre-session CSRF
-//! secret).
+//! secret) and writes a `Set-Cookie`.
 
 use http::HeaderMap;
 use http::header::COOKIE;
 
+pub use cookie::SameSite;
+
 /// The value of the first cookie called `name` across every `Cookie`
 /// header, if any. Headers that are not visible ASCII cannot hold a cookie
-/// of ours and are skipped; a value in double quotes is unquoted.
+/// of ours and are skipped, and so are pairs the `cookie` crate cannot
+/// parse; a value in double quotes is unquoted.
 ///
 /// ```
 /// use http::{HeaderMap, HeaderValue};
@@ -22,11 +25,9 @@ use http::header::COOKIE;
 pub fn find<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     for header in headers.get_all(COOKIE) {
         let Ok(text) = header.to_str() else { continue };
-        for pair in text.split(';') {
-            if let Some((key, value)) = pair.trim().split_once('=')
-                && key == name
-            {
-                let value = value.trim();
+        for parsed in cookie::Cookie::split_parse(text).flatten() {
+            if parsed.name_raw() == Some(name) {
+                let value = parsed.value_raw()?;
                 return Some(
                     value
                         .strip_prefix('"')
@@ -37,4 +38,45 @@ pub fn find<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         }
     }
     None
+}
+
+/// A `Set-Cookie` value with the attributes every Portcullis cookie
+/// carries: `HttpOnly`, `Path=/`, no `Domain`, the given `SameSite`, and
+/// `Secure` unless `secure` is off (plain-HTTP development). With a
+/// `__Host-` name and `secure`, the browser refuses it from a subdomain.
+///
+/// ```
+/// use portcullis_core::cookie::{self, SameSite};
+///
+/// let set = cookie::set("__Host-session", "abc", true, SameSite::Lax);
+/// assert_eq!(set, "__Host-session=abc; HttpOnly; SameSite=Lax; Secure; Path=/");
+/// ```
+pub fn set(name: &str, value: &str, secure: bool, same_site: SameSite) -> String {
+    cookie::Cookie::build((name, value))
+        .http_only(true)
+        .secure(secure)
+        .same_site(same_site)
+        .path("/")
+        .build()
+        .to_string()
+}
+
+/// A `Set-Cookie` value that removes the cookie `name` (empty,
+/// `Max-Age=0`), with the same attributes as [`set`].
+///
+/// ```
+/// use portcullis_core::cookie::{self, SameSite};
+///
+/// let removal = cookie::removal("session", false, SameSite::Lax);
+/// assert_eq!(removal, "session=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0");
+/// ```
+pub fn removal(name: &str, secure: bool, same_site: SameSite) -> String {
+    cookie::Cookie::build((name, ""))
+        .http_only(true)
+        .secure(secure)
+        .same_site(same_site)
+        .path("/")
+        .max_age(cookie::time::Duration::ZERO)
+        .build()
+        .to_string()
 }

@@ -29,7 +29,7 @@
 //! let response = app.clone().oneshot(Request::get("/login").body(())?).await?;
 //! let set_cookie = response.headers()["set-cookie"].to_str()?.to_owned();
 //! assert!(set_cookie.starts_with("__Host-session="));
-//! assert!(set_cookie.ends_with("; Path=/; HttpOnly; Secure; SameSite=Lax"));
+//! assert!(set_cookie.ends_with("; HttpOnly; SameSite=Lax; Secure; Path=/"));
 //!
 //! // The cookie authenticates the next request.
 //! let cookie = set_cookie.split(';').next().unwrap().to_owned();

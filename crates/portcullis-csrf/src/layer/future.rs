@@ -14,7 +14,7 @@ use http::{Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Limited};
 use pin_project_lite::pin_project;
-use portcullis_core::{RequestContext, ResponseBody};
+use portcullis_core::{RequestContext, ResponseBody, cookie};
 use tower_service::Service;
 
 use super::Config;
@@ -44,12 +44,7 @@ impl PreCookie {
         if self.pre.stored() {
             return None;
         }
-        let secure = if self.secure { "; Secure" } else { "" };
-        HeaderValue::from_str(&format!(
-            "{}={minted}; Path=/; HttpOnly{secure}; SameSite=Lax",
-            self.name
-        ))
-        .ok()
+        HeaderValue::from_str(&cookie::set(self.name, minted, self.secure, cookie::SameSite::Lax)).ok()
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, HeaderValue, Response};
 use portcullis_core::audit::{Decision, Outcome};
-use portcullis_core::{AuthMethod, Identity, Rejection, RequestContext, ResponseBody};
+use portcullis_core::{AuthMethod, Identity, Rejection, RequestContext, ResponseBody, cookie};
 
 use super::{Config, SameSite};
 use crate::LAYER;
@@ -253,22 +253,20 @@ fn refresh(record: &mut SessionRecord, config: &Config, now: SystemTime) {
     record.last_seen_ms = touch.last_seen_ms;
 }
 
-fn attributes(config: &Config) -> String {
-    let same_site = match config.same_site {
-        SameSite::Strict => "Strict",
-        SameSite::Lax => "Lax",
-        SameSite::None => "None",
-    };
-    let secure = if config.secure { "; Secure" } else { "" };
-    format!("Path=/; HttpOnly{secure}; SameSite={same_site}")
+fn same_site(config: &Config) -> cookie::SameSite {
+    match config.same_site {
+        SameSite::Strict => cookie::SameSite::Strict,
+        SameSite::Lax => cookie::SameSite::Lax,
+        SameSite::None => cookie::SameSite::None,
+    }
 }
 
 fn session_cookie(config: &Config, id: &SessionId) -> String {
-    format!("{}={}; {}", config.cookie_name, id.encode(), attributes(config))
+    cookie::set(&config.cookie_name, &id.encode(), config.secure, same_site(config))
 }
 
 pub(super) fn removal_cookie(config: &Config) -> String {
-    format!("{}=; Max-Age=0; {}", config.cookie_name, attributes(config))
+    cookie::removal(&config.cookie_name, config.secure, same_site(config))
 }
 
 /// `None`: no session cookie. `Some(None)`: a cookie that is not an id we
