@@ -121,7 +121,7 @@ impl<S, B, F> ResponseFuture<S, B, F> {
                     ));
                 }
             };
-            let outcome = match token_in_form(&kind, &bytes) {
+            let outcome = match token_in_form(&kind, &bytes).await {
                 None => Err("missing token"),
                 Some(token) if expected.is_some_and(|expected| verify(&expected, &token)) => Ok(()),
                 Some(_) => Err("token mismatch"),
