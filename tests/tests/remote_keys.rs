@@ -609,8 +609,15 @@ async fn symmetric_keys_from_a_network_jwks_are_refused_unless_opted_in() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "a published secret verifies nothing");
     assert_eq!(rejection.expect("rejection").reason(), "unknown key id");
 
+    // With the opt-in, a set mixing both kinds is ambiguous and refused
+    // whole; a set of symmetric keys alone is accepted.
     let mut options = fast();
     options.insecure_allow_symmetric_keys = true;
+    let mixed = RemoteKeys::jwks_url(format!("{iss}/jwks"), options.clone());
+    let error = mixed.ready(Duration::from_secs(2)).await.expect_err("ambiguous set");
+    assert!(error.to_string().contains("mixing symmetric and asymmetric"), "{error}");
+    let only_symmetric: Vec<Value> = keys.into_iter().filter(|key| key["kty"] == "oct").collect();
+    *provider.jwks.lock().expect("lock") = json!({ "keys": only_symmetric });
     let lenient = RemoteKeys::jwks_url(format!("{iss}/jwks"), options);
     lenient.ready(Duration::from_secs(3)).await.expect("ready");
     let jwt = layer(lenient, &iss);

@@ -132,6 +132,11 @@ impl VerifyingKey {
                     n: field(&jwk.n, "n")?,
                     e: field(&jwk.e, "e")?,
                 };
+                if has_roca_fingerprint(&components.n) {
+                    return Err(KeyError::InvalidKey(
+                        "RSA modulus with the ROCA fingerprint (CVE-2017-15361): its private key can be recovered",
+                    ));
+                }
                 let der = rsa_pkcs1_der(&components.n, &components.e);
                 Self::public(algorithm, &der)?
             }
@@ -263,6 +268,31 @@ fn spki_algorithm(der: &[u8]) -> Result<Algorithm, KeyError> {
 }
 
 /// DER `RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }`.
+/// Whether an RSA modulus (big-endian) has the fingerprint of the keys
+/// Infineon's library generated (ROCA, CVE-2017-15361), whose primes are
+/// `k·M + (65537^a mod M)`: such a modulus is, modulo every small prime
+/// `p` below, a power of 65537. A random modulus fails that for some `p`
+/// with overwhelming probability, so false positives are negligible.
+fn has_roca_fingerprint(n: &[u8]) -> bool {
+    const PRIMES: [u32; 38] = [
+        3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97, 101, 103, 107,
+        109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167,
+    ];
+    PRIMES.iter().all(|&p| {
+        let residue = n.iter().fold(0u32, |r, &byte| (r * 256 + u32::from(byte)) % p);
+        // The subgroup 65537 generates modulo p.
+        let generator = 65537 % p;
+        let mut power = 1;
+        for _ in 0..p {
+            if power == residue {
+                return true;
+            }
+            power = power * generator % p;
+        }
+        false
+    })
+}
+
 fn rsa_pkcs1_der(n: &[u8], e: &[u8]) -> Vec<u8> {
     fn integer(bytes: &[u8]) -> Vec<u8> {
         let trimmed: &[u8] = {
@@ -393,14 +423,30 @@ impl KeySet {
 
     /// Parses a JWKS document (`{"keys": […]}`), keeping every key it can
     /// use and skipping (with a warning) the ones it cannot: an unsupported
-    /// key type does not fail the whole set.
+    /// key type does not fail the whole set. An ambiguous set is refused
+    /// whole: two signing keys under one `kid`, or symmetric and asymmetric
+    /// keys mixed in one set.
     pub fn from_jwks_json(json: &str) -> Result<Self, KeyError> {
         #[derive(Deserialize)]
         struct Document {
             keys: Vec<serde_json::Value>,
         }
         let document: Document = serde_json::from_str(json).map_err(|_| KeyError::InvalidKey("JWKS document"))?;
-        let mut keys = Vec::with_capacity(document.keys.len());
+        // Ambiguous sets are refused whole (Wycheproof's DuplicateKid and
+        // MixedKeySet): which key a token means must never be a guess. Kids
+        // count over every signing key the document declares, usable here
+        // or not: two of them under one kid is ambiguous whatever we read.
+        let mut kids: Vec<&str> = document
+            .keys
+            .iter()
+            .filter(|value| value.get("use").and_then(serde_json::Value::as_str) != Some("enc"))
+            .filter_map(|value| value.get("kid").and_then(serde_json::Value::as_str))
+            .collect();
+        kids.sort_unstable();
+        if kids.windows(2).any(|pair| pair[0] == pair[1]) {
+            return Err(KeyError::InvalidKey("two keys of the JWKS share a kid"));
+        }
+        let mut keys: Vec<VerifyingKey> = Vec::with_capacity(document.keys.len());
         for value in document.keys {
             let parsed = serde_json::from_value::<Jwk>(value)
                 .map_err(|_| KeyError::InvalidKey("JWK"))
@@ -411,6 +457,13 @@ impl KeySet {
                     tracing::warn!(target: "portcullis::jwt", %error, "skipping a JWK this library cannot use")
                 }
             }
+        }
+        let symmetric = keys
+            .iter()
+            .filter(|key| matches!(*key.material, Material::Hmac(_)))
+            .count();
+        if symmetric > 0 && symmetric < keys.len() {
+            return Err(KeyError::InvalidKey("a JWKS mixing symmetric and asymmetric keys"));
         }
         Ok(Self::new(keys))
     }
@@ -423,16 +476,6 @@ impl KeySet {
     /// Whether there are no keys.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
-    }
-
-    /// The set without its symmetric (HMAC) keys.
-    pub fn without_symmetric(&self) -> Self {
-        Self::new(
-            self.keys
-                .iter()
-                .filter(|key| !matches!(*key.material, Material::Hmac(_)))
-                .cloned(),
-        )
     }
 
     /// The keys.

@@ -104,5 +104,24 @@ pub use layer::{JwtLayer, JwtLayerBuilder, JwtService, ResponseFuture};
 pub use validation::Validation;
 pub use verifier::JwtVerifier;
 
+/// Verifies a compact JWS alone, without reading its payload as claims:
+/// the size limit (8 KiB), the header policy (no `none`, no `jku`, `x5u`,
+/// `jwk`, `x5c` or `crit`, present at all, `null` included), the algorithm
+/// pinned by the key (never taken from the token), and the signature.
+/// Returns the payload. For non-JWT payloads and known-answer tests; a
+/// token of claims goes through [`JwtVerifier`].
+///
+/// ```
+/// use portcullis_jwt::{Algorithm, JwtError, KeySet, VerifyingKey, verify_jws};
+///
+/// let key = VerifyingKey::hmac(Algorithm::HS256, &[7; 32])?;
+/// let keys = KeySet::new([key]);
+/// assert!(matches!(verify_jws("e30.e30.", &keys), Err(JwtError::Malformed(_))));
+/// # Ok::<(), portcullis_jwt::KeyError>(())
+/// ```
+pub fn verify_jws(token: &str, keys: &KeySet) -> Result<Vec<u8>, JwtError> {
+    token::verify_jws(token, keys, Validation::new().max_token_bytes, None)
+}
+
 /// The layer name in rejections and audit events.
 pub(crate) const LAYER: &str = "jwt";

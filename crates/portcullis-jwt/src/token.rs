@@ -76,7 +76,28 @@ pub(crate) fn verify(
     now: SystemTime,
     transport: TokenTransport,
 ) -> Result<(Identity, SystemTime), JwtError> {
-    if token.len() > validation.max_token_bytes {
+    let payload = verify_jws(
+        token,
+        keys,
+        validation.max_token_bytes,
+        validation.token_type.as_deref(),
+    )?;
+    let payload = String::from_utf8(payload).map_err(|_| JwtError::Malformed("payload is not UTF-8"))?;
+    let (identity, expires_at) = check_claims(&payload, validation, now, transport)?;
+    Ok((identity, expires_at))
+}
+
+/// The JWS layer of [`verify`]: size, compact shape, header policy (no
+/// `none`, no key references, no `crit`, `null` included), the algorithm
+/// pinned by the key, the signature, and `typ` when one is expected.
+/// Returns the decoded payload, signed by a trusted key.
+pub(crate) fn verify_jws(
+    token: &str,
+    keys: &KeySet,
+    max_token_bytes: usize,
+    token_type: Option<&str>,
+) -> Result<Vec<u8>, JwtError> {
+    if token.len() > max_token_bytes {
         return Err(JwtError::TooLarge);
     }
     let mut parts = token.split('.');
@@ -116,16 +137,13 @@ pub(crate) fn verify(
     keys.verify(header.kid.as_deref(), algorithm, signing_input.as_bytes(), &signature)?;
 
     // Signed by a trusted key from here on.
-    if let Some(expected) = &validation.token_type {
+    if let Some(expected) = token_type {
         let typ = header.typ.as_deref().ok_or(JwtError::TypeMismatch)?;
         if !type_matches(typ, expected) {
             return Err(JwtError::TypeMismatch);
         }
     }
-    let payload = decode_part(payload_b64, "payload is not base64url")?;
-    let payload = String::from_utf8(payload).map_err(|_| JwtError::Malformed("payload is not UTF-8"))?;
-    let (identity, expires_at) = check_claims(&payload, validation, now, transport)?;
-    Ok((identity, expires_at))
+    decode_part(payload_b64, "payload is not base64url")
 }
 
 /// RFC 9068 §4: `typ` compares case-insensitively, and an `application/`

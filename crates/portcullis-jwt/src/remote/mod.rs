@@ -451,20 +451,28 @@ impl RemoteKeys {
     fn parse(&self, document: &[u8], origin: &str) -> Result<KeySet, KeySourceError> {
         let text = std::str::from_utf8(document)
             .map_err(|_| KeySourceError::Fetch(format!("{origin}: the JWKS is not UTF-8")))?;
-        let mut keys = KeySet::from_jwks_json(text)
-            .map_err(|error| KeySourceError::Fetch(format!("{origin}: malformed JWKS: {error}")))?;
         let from_network = !matches!(self.shared.source, Source::File(_));
-        if from_network && !self.shared.options.insecure_allow_symmetric_keys {
-            let asymmetric = keys.without_symmetric();
-            if asymmetric.len() != keys.len() {
-                tracing::warn!(
-                    target: "portcullis::jwt",
-                    origin,
-                    "skipping symmetric (oct) keys from a network JWKS: a published secret forges tokens"
-                );
+        let keys = if from_network && !self.shared.options.insecure_allow_symmetric_keys {
+            // Symmetric keys go before the set is built: a published secret
+            // forges tokens, and what is left is judged on its own.
+            let mut document: serde_json::Value = serde_json::from_str(text)
+                .map_err(|error| KeySourceError::Fetch(format!("{origin}: malformed JWKS: {error}")))?;
+            if let Some(entries) = document.get_mut("keys").and_then(serde_json::Value::as_array_mut) {
+                let before = entries.len();
+                entries.retain(|entry| entry.get("kty").and_then(serde_json::Value::as_str) != Some("oct"));
+                if entries.len() != before {
+                    tracing::warn!(
+                        target: "portcullis::jwt",
+                        origin,
+                        "skipping symmetric (oct) keys from a network JWKS: a published secret forges tokens"
+                    );
+                }
             }
-            keys = asymmetric;
+            KeySet::from_jwks_json(&document.to_string())
+        } else {
+            KeySet::from_jwks_json(text)
         }
+        .map_err(|error| KeySourceError::Fetch(format!("{origin}: malformed JWKS: {error}")))?;
         if keys.is_empty() {
             return Err(KeySourceError::Fetch(format!("{origin}: the JWKS has no usable key")));
         }
