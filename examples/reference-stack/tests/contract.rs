@@ -6,7 +6,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{SAME_ORIGIN, csrf_token_of, password_grant, start};
+use common::{SAME_ORIGIN, csrf_token_of, password_grant, start, start_with_external_issuer, wait_until_healthy};
 use http::{Method, StatusCode};
 use portcullis_tests::client::{Body, Client};
 use portcullis_tests::grpc::who_am_i_at;
@@ -379,32 +379,8 @@ async fn the_contract_on_redis_across_two_instances() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_external_issuer_is_trusted_through_its_jwks() {
-    let dir = std::env::temp_dir().join(format!("portcullis-external-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let jwks_path = dir.join("jwks.json");
-    let external = portcullis::JwtIssuer::new(
-        portcullis::SigningKey::generate_ed25519().expect("key"),
-        "https://idp.test",
-        "reference-stack",
-    );
-    std::fs::write(&jwks_path, external.jwks().to_string()).expect("write jwks");
-    let path = jwks_path.display().to_string();
-    let stack = start(&[
-        ("PORTCULLIS_EXTERNAL_ISSUER", "https://idp.test"),
-        ("PORTCULLIS_EXTERNAL_JWKS", path.as_str()),
-    ])
-    .await;
-    let mut health = Client::default();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while health
-        .call(stack.addr, Method::GET, "/healthz", Body::None, &[])
-        .await
-        .status
-        != StatusCode::OK
-    {
-        assert!(tokio::time::Instant::now() < deadline, "never ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (stack, external, dir) = start_with_external_issuer("external").await;
+    wait_until_healthy(stack.addr).await;
     let mut client = Client {
         bearer: Some(external.mint("carol", ["notes:read"]).expect("mint")),
         ..Client::default()

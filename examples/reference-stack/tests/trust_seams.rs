@@ -7,7 +7,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{SAME_ORIGIN, csrf_token_of, password_grant, start};
+use common::{SAME_ORIGIN, form_login, password_grant, start, start_with_external_issuer, wait_until_healthy};
 use http::{Method, StatusCode};
 use portcullis_tests::Answer;
 use portcullis_tests::client::{Body, Client};
@@ -21,50 +21,17 @@ fn bearer(token: &str) -> Client {
     }
 }
 
-async fn wait_until_healthy(addr: SocketAddr) {
-    let mut health = Client::default();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while health.call(addr, Method::GET, "/healthz", Body::None, &[]).await.status != StatusCode::OK {
-        assert!(tokio::time::Instant::now() < deadline, "never ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Defect: an external issuer's token with `sub: "alice"` was the local
 /// alice — her notes, her devices, her "log out everywhere".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_issuers_alice_is_not_the_local_alice() {
-    let dir = std::env::temp_dir().join(format!("portcullis-seams-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let jwks_path = dir.join("jwks.json");
-    let external = portcullis::JwtIssuer::new(
-        portcullis::SigningKey::generate_ed25519().expect("key"),
-        "https://idp.test",
-        "reference-stack",
-    );
-    std::fs::write(&jwks_path, external.jwks().to_string()).expect("write jwks");
-    let path = jwks_path.display().to_string();
-    let stack = start(&[
-        ("PORTCULLIS_EXTERNAL_ISSUER", "https://idp.test"),
-        ("PORTCULLIS_EXTERNAL_JWKS", path.as_str()),
-    ])
-    .await;
+    let (stack, external, dir) = start_with_external_issuer("seams").await;
     let addr = stack.addr;
     wait_until_healthy(addr).await;
 
     // The local alice: a browser session and an API token, and a note.
     let mut browser = Client::default();
-    let page = browser.call(addr, Method::GET, "/", Body::None, &[]).await;
-    let token = csrf_token_of(&page);
-    let login = browser
-        .call(
-            addr,
-            Method::POST,
-            "/login",
-            Body::Form(&format!("username=alice&password=alice-password&csrf_token={token}")),
-            &[SAME_ORIGIN],
-        )
-        .await;
+    let (login, _) = form_login(&mut browser, addr, "alice", "alice-password").await;
     assert_eq!(login.status, StatusCode::SEE_OTHER, "{}", login.body);
     let local = password_grant(addr, "alice", "alice-password").await.json();
     let local_access = local["access_token"].as_str().expect("access token").to_owned();
@@ -414,18 +381,8 @@ async fn anonymous_visits_store_nothing_in_redis() {
 
     // The form still logs in, with the token it carried.
     let mut browser = Client::default();
-    let page = browser.call(addr, Method::GET, "/", Body::None, &[]).await;
+    let (login, token) = form_login(&mut browser, addr, "alice", "alice-password").await;
     assert!(browser.cookies.contains_key("csrf"), "{:?}", browser.cookies);
-    let token = csrf_token_of(&page);
-    let login = browser
-        .call(
-            addr,
-            Method::POST,
-            "/login",
-            Body::Form(&format!("username=alice&password=alice-password&csrf_token={token}")),
-            &[SAME_ORIGIN],
-        )
-        .await;
     assert_eq!(login.status, StatusCode::SEE_OTHER, "{}", login.body);
     let (keys_logged_in, _) = redis_figures(&url).await;
     assert!(keys_logged_in > keys_after, "a login stores its session");

@@ -3,8 +3,10 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
 
-use http::Method;
+use http::{Method, StatusCode};
 use portcullis_tests::Answer;
 use portcullis_tests::client::{Body, Client};
 use portcullis_tests::example::Example;
@@ -35,4 +37,54 @@ pub fn csrf_token_of(page: &Answer) -> String {
         .and_then(|rest| rest.split('"').next())
         .unwrap_or_else(|| panic!("a CSRF token in the form: {}", page.body))
         .to_owned()
+}
+
+/// The stack trusting a second issuer (`https://idp.test`, same audience)
+/// through a JWKS file in a fresh directory named after `tag`: the stack,
+/// that issuer (to mint its tokens), and the directory (remove it after).
+pub async fn start_with_external_issuer(tag: &str) -> (Example, portcullis::JwtIssuer, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("portcullis-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let jwks_path = dir.join("jwks.json");
+    let external = portcullis::JwtIssuer::new(
+        portcullis::SigningKey::generate_ed25519().expect("key"),
+        "https://idp.test",
+        "reference-stack",
+    );
+    std::fs::write(&jwks_path, external.jwks().to_string()).expect("write jwks");
+    let path = jwks_path.display().to_string();
+    let stack = start(&[
+        ("PORTCULLIS_EXTERNAL_ISSUER", "https://idp.test"),
+        ("PORTCULLIS_EXTERNAL_JWKS", path.as_str()),
+    ])
+    .await;
+    (stack, external, dir)
+}
+
+/// Waits (at most 10 s) until `/healthz` answers 200.
+pub async fn wait_until_healthy(addr: SocketAddr) {
+    let mut health = Client::default();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while health.call(addr, Method::GET, "/healthz", Body::None, &[]).await.status != StatusCode::OK {
+        assert!(tokio::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Signs `browser` in as `user` through the login page's form, as a
+/// browser does (same origin, with the page's token): the login answer and
+/// the token.
+pub async fn form_login(browser: &mut Client, addr: SocketAddr, user: &str, password: &str) -> (Answer, String) {
+    let page = browser.call(addr, Method::GET, "/", Body::None, &[]).await;
+    let token = csrf_token_of(&page);
+    let login = browser
+        .call(
+            addr,
+            Method::POST,
+            "/login",
+            Body::Form(&format!("username={user}&password={password}&csrf_token={token}")),
+            &[SAME_ORIGIN],
+        )
+        .await;
+    (login, token)
 }
