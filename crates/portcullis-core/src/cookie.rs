@@ -25,6 +25,11 @@ pub use cookie::SameSite;
 pub fn find<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     for header in headers.get_all(COOKIE) {
         let Ok(text) = header.to_str() else { continue };
+        // Most lookups miss (a pre-session cookie beside a session one):
+        // parse only a header that can hold the name.
+        if !text.contains(name) {
+            continue;
+        }
         for parsed in cookie::Cookie::split_parse(text).flatten() {
             if parsed.name_raw() == Some(name) {
                 let value = parsed.value_raw()?;

@@ -54,10 +54,11 @@ fn is_under(path: &str, prefix: &str) -> bool {
     }
 }
 
-/// The ambient (browser-sent) credential a request carries.
-pub(super) enum Ambient<'a> {
+/// The ambient (browser-sent) credential a request carries, worked out
+/// once per request.
+pub(super) enum Ambient {
     /// A live session, by its cookie.
-    Session(&'a Session),
+    Session(Session),
     /// A JWT read from a cookie, bound by its principal's canonical key.
     CookieToken(String),
     /// None: an anonymous visitor (a login form), or a request
@@ -67,7 +68,7 @@ pub(super) enum Ambient<'a> {
 
 /// What the request carries, as the authenticators before this layer
 /// left it; `None` when none ran.
-pub(super) fn ambient_of<B>(request: &Request<B>) -> Option<Ambient<'_>> {
+pub(super) fn ambient_of<B>(request: &Request<B>) -> Option<Ambient> {
     let extensions = request.extensions();
     let session = extensions.get::<Session>();
     let identity = extensions.get::<Identity>();
@@ -75,7 +76,7 @@ pub(super) fn ambient_of<B>(request: &Request<B>) -> Option<Ambient<'_>> {
         return None;
     }
     if let Some(session) = session.filter(|session| session.is_live()) {
-        return Some(Ambient::Session(session));
+        return Some(Ambient::Session(session.clone()));
     }
     if let Some(identity) = identity
         && let AuthMethod::Bearer {
@@ -105,7 +106,10 @@ impl Config {
         cookie::find(request.headers(), self.pre_session_cookie()).filter(|value| is_secret(value))
     }
 
-    pub(super) fn check<B>(&self, request: &Request<B>) -> Check {
+    /// The decision from the headers, given what the authenticators left
+    /// (`ambient`, `None` when none ran) and the pre-session secret the
+    /// request's cookie presents.
+    pub(super) fn check<B>(&self, request: &Request<B>, ambient: Option<&Ambient>, presented: Option<&str>) -> Check {
         if is_safe(request.method()) {
             return Check::Pass { checked_origin: false };
         }
@@ -116,7 +120,7 @@ impl Config {
                 .record();
             return Check::Pass { checked_origin: false };
         }
-        let Some(ambient) = ambient_of(request) else {
+        let Some(ambient) = ambient else {
             return Check::Misconfigured;
         };
         // Authenticated by an `Authorization` header alone: a browser
@@ -147,10 +151,19 @@ impl Config {
         // Where a visitor holds a pre-session cookie, a form they post (the
         // login form) carries its token too: the defence against login
         // CSRF from browsers that send no origin signal.
-        let expected = match &ambient {
-            Ambient::Session(session) => secret_of(session).map(|secret| unmasked(&self.key, &secret)),
+        let expected = match ambient {
+            Ambient::Session(session) => match secret_of(session) {
+                Some(secret) => Some(unmasked(&self.key, &secret)),
+                // A session stored without our secret (a write elsewhere
+                // while anonymous) adopts the visitor's pre-session one, so
+                // their open forms stay valid.
+                None => self.presented_pre_session(request).map(|secret| {
+                    let _ = session.insert(SECRET_KEY, secret);
+                    unmasked(&self.key, secret)
+                }),
+            },
             Ambient::CookieToken(principal) => Some(for_principal(&self.key, principal)),
-            Ambient::Nothing => match self.presented_pre_session(request) {
+            Ambient::Nothing => match presented {
                 Some(secret) => Some(unmasked(&self.key, secret)),
                 None => return Check::Pass { checked_origin: true },
             },
@@ -201,25 +214,20 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let presented = self.config.presented_pre_session(&request).map(str::to_owned);
-        let (binding, pre) = match ambient_of(&request) {
-            Some(Ambient::CookieToken(principal)) => (Some(Binding::Principal(principal.into())), None),
-            Some(Ambient::Session(session)) => {
-                // A session created without our secret (a write by an
-                // anonymous visitor elsewhere) adopts the pre-session one,
-                // so the visitor's open forms stay valid.
-                if let Some(secret) = &presented
-                    && secret_of(session).is_none()
-                {
-                    let _ = session.insert(SECRET_KEY, secret);
-                }
-                (Some(Binding::Session(session.clone())), None)
-            }
+        let ambient = ambient_of(&request);
+        // An anonymous visitor's secret is in their pre-session cookie.
+        let presented = match &ambient {
+            Some(Ambient::Nothing) => self.config.presented_pre_session(&request).map(str::to_owned),
+            _ => None,
+        };
+        let (binding, pre) = match &ambient {
+            Some(Ambient::CookieToken(principal)) => (Some(Binding::Principal(principal.as_str().into())), None),
+            Some(Ambient::Session(session)) => (Some(Binding::Session(session.clone())), None),
             // No stored session for an anonymous visitor: the secret lives
             // in their own cookie until something stores one.
             Some(Ambient::Nothing) => {
                 let session = request.extensions().get::<Session>().cloned();
-                let pre = Arc::new(PreSession::new(presented, session));
+                let pre = Arc::new(PreSession::new(presented.clone(), session));
                 (Some(Binding::PreSession(pre.clone())), Some(pre))
             }
             None => (None, None),
@@ -235,7 +243,7 @@ where
             name: self.config.pre_session_cookie(),
             secure: self.config.scheme == "https",
         });
-        match self.config.check(&request) {
+        match self.config.check(&request, ambient.as_ref(), presented.as_deref()) {
             Check::Pass { checked_origin } => {
                 let future = self.inner.call(request.map(CsrfBody::original));
                 ResponseFuture::calling(
