@@ -21,6 +21,10 @@ use portcullis_tests::webdriver::Browser;
 use serde::Deserialize;
 use tower::ServiceBuilder;
 
+/// One browser at a time: two Chromium and ChromeDriver pairs starting
+/// together on a 2-core machine reset each other's connections.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// What the app saw of every POST: path, `Sec-Fetch-Site`, status.
 type Seen = Arc<Mutex<Vec<(String, String, u16)>>>;
 
@@ -153,6 +157,7 @@ async fn wait_for_post(seen: &Seen, count: usize) -> Vec<(String, String, u16)> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_browser_posts_its_own_forms_and_forged_ones_are_refused() {
+    let _one = ONE_BROWSER.lock().await;
     let seen: Seen = Arc::default();
     let app = spawn_axum(app_router(&seen)).await;
     let evil = spawn_axum(attacker(app)).await;
@@ -212,6 +217,7 @@ async fn a_real_browser_posts_its_own_forms_and_forged_ones_are_refused() {
 /// the visitor is not signed in as the attacker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_login_form_does_not_sign_the_visitor_in() {
+    let _one = ONE_BROWSER.lock().await;
     let seen: Seen = Arc::default();
     let app = spawn_axum(app_router(&seen)).await;
     let evil = spawn_axum(attacker(app)).await;
