@@ -4,82 +4,28 @@
 //! header or in a urlencoded form body, and origin checks only), and behind
 //! SessionLayer + `tower_http::csrf::CsrfLayer` (origin checks only).
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::routing::{get, post};
 use criterion::{Criterion, criterion_group, criterion_main};
-use http::header::{CONTENT_TYPE, COOKIE, HOST};
-use http::{HeaderValue, Request};
-use portcullis::csrf::{CsrfLayer, CsrfToken};
-use portcullis::session::{MemoryStore, Session, SessionLayer};
+use portcullis::csrf::CsrfLayer;
+use portcullis_bench::stacks::{csrf_post, csrf_router, memory_sessions, seed};
 use tower::ServiceExt;
-
-fn router() -> axum::Router {
-    axum::Router::new()
-        .route(
-            "/seed",
-            get(|s: Session, t: Option<axum::Extension<CsrfToken>>| async move {
-                s.login("alice", ["notes:write"]);
-                t.and_then(|axum::Extension(t)| t.value().ok()).unwrap_or_default()
-            }),
-        )
-        .route("/notes", post(|| async { "ok" }))
-}
-
-fn sessions() -> SessionLayer {
-    SessionLayer::new(Arc::new(MemoryStore::new())).insecure_http()
-}
-
-/// Logs in once; the session cookie and (when the stack issues them) a
-/// CSRF token.
-async fn seed(app: &axum::Router) -> (HeaderValue, String) {
-    let response = app
-        .clone()
-        .oneshot(Request::get("/seed").body(Body::empty()).expect("request"))
-        .await
-        .expect("seed");
-    let set = response.headers()["set-cookie"].to_str().expect("ascii");
-    let cookie = HeaderValue::from_str(set.split(';').next().expect("pair")).expect("cookie");
-    let body = axum::body::to_bytes(response.into_body(), 1024).await.expect("body");
-    (cookie, String::from_utf8(body.to_vec()).expect("utf-8"))
-}
-
-fn post_request(cookie: &HeaderValue, token: Option<&str>, form: bool) -> Request<Body> {
-    let body = match (form, token) {
-        (true, Some(token)) => Body::from(format!("note=hello&csrf_token={token}")),
-        _ => Body::from("note=hello"),
-    };
-    let mut request = Request::post("/notes").body(body).expect("request");
-    let headers = request.headers_mut();
-    headers.insert(COOKIE, cookie.clone());
-    headers.insert(HOST, HeaderValue::from_static("app.test"));
-    headers.insert("origin", HeaderValue::from_static("http://app.test"));
-    headers.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/x-www-form-urlencoded"),
-    );
-    if let (Some(token), false) = (token, form) {
-        headers.insert("x-csrf-token", HeaderValue::from_str(token).expect("token"));
-    }
-    request
-}
 
 fn bench(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .expect("runtime");
-    let floor = router().layer(sessions());
-    let ours = router().layer(CsrfLayer::new().insecure_http()).layer(sessions());
-    let ours_origin = router()
+    let floor = csrf_router().layer(memory_sessions());
+    let ours = csrf_router()
+        .layer(CsrfLayer::new().insecure_http())
+        .layer(memory_sessions());
+    let ours_origin = csrf_router()
         .layer(CsrfLayer::new().insecure_http().origin_checks_only())
-        .layer(sessions());
+        .layer(memory_sessions());
     let theirs = {
         let tower_http_csrf = tower_http::csrf::CsrfLayer::new();
-        router().layer(tower_http_csrf).layer(sessions())
+        csrf_router().layer(tower_http_csrf).layer(memory_sessions())
     };
 
     let contenders: [(&str, &axum::Router, bool, bool); 5] = [
@@ -93,14 +39,14 @@ fn bench(c: &mut Criterion) {
     for (name, app, with_token, form) in contenders {
         let (cookie, token) = runtime.block_on(seed(app));
         let token = with_token.then_some(token);
-        let check = runtime.block_on(app.clone().oneshot(post_request(&cookie, token.as_deref(), form)));
+        let check = runtime.block_on(app.clone().oneshot(csrf_post(&cookie, token.as_deref(), form)));
         assert!(
             check.expect("response").status().is_success(),
             "{name} accepts the honest post"
         );
         group.bench_function(name, |b| {
             b.to_async(&runtime)
-                .iter(|| app.clone().oneshot(post_request(&cookie, token.as_deref(), form)))
+                .iter(|| app.clone().oneshot(csrf_post(&cookie, token.as_deref(), form)))
         });
     }
     group.finish();

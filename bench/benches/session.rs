@@ -10,29 +10,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 static NEXT: AtomicU64 = AtomicU64::new(1);
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::routing::get;
 use criterion::{Criterion, criterion_group, criterion_main};
-use http::{HeaderValue, Request, header::COOKIE};
 use portcullis::session::{MemoryStore, Session, SessionLayer};
+use portcullis_bench::stacks::{get_request, seed};
 use tower::ServiceExt;
-
-fn request(path: &str, cookie: &HeaderValue) -> Request<Body> {
-    let mut request = Request::get(path).body(Body::empty()).expect("request");
-    request.headers_mut().insert(COOKIE, cookie.clone());
-    request
-}
-
-/// Calls `/seed` once and returns the cookie it set.
-async fn seed(app: &axum::Router) -> HeaderValue {
-    let response = app
-        .clone()
-        .oneshot(Request::get("/seed").body(Body::empty()).expect("request"))
-        .await
-        .expect("seed");
-    let set = response.headers()["set-cookie"].to_str().expect("ascii");
-    HeaderValue::from_str(set.split(';').next().expect("pair")).expect("cookie")
-}
 
 fn bench(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -62,7 +44,7 @@ fn bench(c: &mut Criterion) {
             }),
         )
         .layer(SessionLayer::new(Arc::new(MemoryStore::new())));
-    let our_cookie = runtime.block_on(seed(&ours));
+    let our_cookie = runtime.block_on(seed(&ours)).0;
 
     let theirs = axum::Router::new()
         .route(
@@ -92,7 +74,7 @@ fn bench(c: &mut Criterion) {
         .layer(tower_sessions::SessionManagerLayer::new(
             tower_sessions::MemoryStore::default(),
         ));
-    let their_cookie = runtime.block_on(seed(&theirs));
+    let their_cookie = runtime.block_on(seed(&theirs)).0;
 
     for path in ["/read", "/write"] {
         let mut group = c.benchmark_group(format!("session{}", path.replace('/', "_")));
@@ -100,7 +82,7 @@ fn bench(c: &mut Criterion) {
             b.to_async(&runtime).iter(|| async {
                 let response = ours
                     .clone()
-                    .oneshot(request(path, &our_cookie))
+                    .oneshot(get_request(path, &our_cookie))
                     .await
                     .expect("response");
                 assert!(response.status().is_success());
@@ -110,7 +92,7 @@ fn bench(c: &mut Criterion) {
             b.to_async(&runtime).iter(|| async {
                 let response = theirs
                     .clone()
-                    .oneshot(request(path, &their_cookie))
+                    .oneshot(get_request(path, &their_cookie))
                     .await
                     .expect("response");
                 assert!(response.status().is_success());

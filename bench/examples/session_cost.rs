@@ -7,32 +7,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 static NEXT: AtomicU64 = AtomicU64::new(1);
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
 use axum::routing::get;
-use http::{HeaderValue, Request, header::COOKIE};
+use http::HeaderValue;
 use portcullis::session::{MemoryStore, Session, SessionLayer};
+use portcullis_bench::stacks::{get_request, seed};
 use tower::ServiceExt;
-
-fn request(path: &str, cookie: &HeaderValue) -> Request<Body> {
-    let mut request = Request::get(path).body(Body::empty()).expect("request");
-    request.headers_mut().insert(COOKIE, cookie.clone());
-    request
-}
-
-async fn seed(app: &axum::Router) -> HeaderValue {
-    let response = app
-        .clone()
-        .oneshot(Request::get("/seed").body(Body::empty()).expect("request"))
-        .await
-        .expect("seed");
-    let set = response.headers()["set-cookie"].to_str().expect("ascii");
-    HeaderValue::from_str(set.split(';').next().expect("pair")).expect("cookie")
-}
 
 async fn batch(app: &axum::Router, path: &str, cookie: &HeaderValue, n: u32) -> Duration {
     let start = Instant::now();
     for _ in 0..n {
-        let response = app.clone().oneshot(request(path, cookie)).await.expect("response");
+        let response = app.clone().oneshot(get_request(path, cookie)).await.expect("response");
         assert!(response.status().is_success());
     }
     start.elapsed() / n
@@ -90,7 +74,7 @@ async fn main() {
         .layer(tower_sessions::SessionManagerLayer::new(
             tower_sessions::MemoryStore::default(),
         ));
-    let (oc, tc) = (seed(&ours).await, seed(&theirs).await);
+    let (oc, tc) = (seed(&ours).await.0, seed(&theirs).await.0);
     for path in ["/read", "/write"] {
         let (mut best_ours, mut best_theirs) = (Duration::MAX, Duration::MAX);
         for _ in 0..30 {

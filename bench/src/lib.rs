@@ -1,5 +1,7 @@
 //! Helpers shared by the benches and the load driver.
 
+pub mod stacks;
+
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

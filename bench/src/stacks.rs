@@ -1,0 +1,74 @@
+//! The stacks and requests the session and CSRF benches measure, in one
+//! place, so that the criterion benches, `session_cost` and `instructions`
+//! measure exactly the same thing.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::routing::{get, post};
+use http::header::{CONTENT_TYPE, COOKIE, HOST};
+use http::{HeaderValue, Request};
+use portcullis::csrf::CsrfToken;
+use portcullis::session::{MemoryStore, Session, SessionLayer};
+use tower::ServiceExt;
+
+/// `GET path` carrying `cookie`.
+pub fn get_request(path: &str, cookie: &HeaderValue) -> Request<Body> {
+    let mut request = Request::get(path).body(Body::empty()).expect("request");
+    request.headers_mut().insert(COOKIE, cookie.clone());
+    request
+}
+
+/// Calls `/seed` once: the cookie it set and the body it answered.
+pub async fn seed(app: &axum::Router) -> (HeaderValue, String) {
+    let response = app
+        .clone()
+        .oneshot(Request::get("/seed").body(Body::empty()).expect("request"))
+        .await
+        .expect("seed");
+    let set = response.headers()["set-cookie"].to_str().expect("ascii");
+    let cookie = HeaderValue::from_str(set.split(';').next().expect("pair")).expect("cookie");
+    let body = axum::body::to_bytes(response.into_body(), 1024).await.expect("body");
+    (cookie, String::from_utf8(body.to_vec()).expect("utf-8"))
+}
+
+/// The CSRF benches' router: `/seed` logs in and answers a CSRF token (when
+/// the stack issues them), `/notes` is the protected POST.
+pub fn csrf_router() -> axum::Router {
+    axum::Router::new()
+        .route(
+            "/seed",
+            get(|s: Session, t: Option<axum::Extension<CsrfToken>>| async move {
+                s.login("alice", ["notes:write"]);
+                t.and_then(|axum::Extension(t)| t.value().ok()).unwrap_or_default()
+            }),
+        )
+        .route("/notes", post(|| async { "ok" }))
+}
+
+/// `SessionLayer` on the memory store, over plain HTTP.
+pub fn memory_sessions() -> SessionLayer {
+    SessionLayer::new(Arc::new(MemoryStore::new())).insecure_http()
+}
+
+/// The protected POST from the stack's own origin, with the token in the
+/// `X-CSRF-Token` header or (with `form`) in the urlencoded body.
+pub fn csrf_post(cookie: &HeaderValue, token: Option<&str>, form: bool) -> Request<Body> {
+    let body = match (form, token) {
+        (true, Some(token)) => Body::from(format!("note=hello&csrf_token={token}")),
+        _ => Body::from("note=hello"),
+    };
+    let mut request = Request::post("/notes").body(body).expect("request");
+    let headers = request.headers_mut();
+    headers.insert(COOKIE, cookie.clone());
+    headers.insert(HOST, HeaderValue::from_static("app.test"));
+    headers.insert("origin", HeaderValue::from_static("http://app.test"));
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/x-www-form-urlencoded"),
+    );
+    if let (Some(token), false) = (token, form) {
+        headers.insert("x-csrf-token", HeaderValue::from_str(token).expect("token"));
+    }
+    request
+}
