@@ -180,8 +180,7 @@ impl Identity {
     /// Starts building an identity for `subject`. Its issuer is the one a
     /// bearer `method` names, else the empty one, until
     /// [`IdentityBuilder::issuer`] sets it.
-    pub fn builder(subject: impl Into<String>, method: AuthMethod) -> IdentityBuilder {
-        let subject: String = subject.into();
+    pub fn builder(subject: impl Into<Arc<str>>, method: AuthMethod) -> IdentityBuilder {
         IdentityBuilder {
             issuer: None,
             subject: subject.into(),

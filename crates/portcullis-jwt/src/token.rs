@@ -227,7 +227,7 @@ fn check_claims(
         issuer: iss.map(|i| Arc::from(i.as_ref())),
         transport,
     };
-    let mut builder = Identity::builder(subject.into_owned(), method)
+    let mut builder = Identity::builder(subject, method)
         .scopes(scopes)
         .expires_at(exp)
         .claims_json(payload);
