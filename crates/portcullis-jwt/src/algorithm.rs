@@ -77,16 +77,60 @@ impl Algorithm {
         }
     }
 
-    pub(crate) fn hmac(self) -> Option<aws_lc_rs::hmac::Algorithm> {
-        use aws_lc_rs::hmac;
+    /// Every algorithm, in declaration order (see [`Algorithm::index`]).
+    pub(crate) const ALL: [Self; 12] = [
+        Self::HS256,
+        Self::HS384,
+        Self::HS512,
+        Self::RS256,
+        Self::RS384,
+        Self::RS512,
+        Self::PS256,
+        Self::PS384,
+        Self::PS512,
+        Self::ES256,
+        Self::ES384,
+        Self::EdDSA,
+    ];
+
+    /// This algorithm's position in [`Algorithm::ALL`].
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The same algorithm as jsonwebtoken names it.
+    pub(crate) fn engine(self) -> jsonwebtoken::Algorithm {
+        use jsonwebtoken::Algorithm as Engine;
         match self {
-            Self::HS256 => Some(hmac::HMAC_SHA256),
-            Self::HS384 => Some(hmac::HMAC_SHA384),
-            Self::HS512 => Some(hmac::HMAC_SHA512),
+            Self::HS256 => Engine::HS256,
+            Self::HS384 => Engine::HS384,
+            Self::HS512 => Engine::HS512,
+            Self::RS256 => Engine::RS256,
+            Self::RS384 => Engine::RS384,
+            Self::RS512 => Engine::RS512,
+            Self::PS256 => Engine::PS256,
+            Self::PS384 => Engine::PS384,
+            Self::PS512 => Engine::PS512,
+            Self::ES256 => Engine::ES256,
+            Self::ES384 => Engine::ES384,
+            Self::EdDSA => Engine::EdDSA,
+        }
+    }
+
+    /// The shortest HMAC secret accepted: the hash output's length
+    /// (RFC 7518 §3.2). `None` for the asymmetric algorithms.
+    pub(crate) fn min_secret_len(self) -> Option<usize> {
+        match self {
+            Self::HS256 => Some(32),
+            Self::HS384 => Some(48),
+            Self::HS512 => Some(64),
             _ => None,
         }
     }
 
+    /// The aws-lc-rs algorithm a public key is checked against when it is
+    /// loaded (a key that does not parse is refused then, not at the first
+    /// token).
     pub(crate) fn verification(self) -> Option<&'static dyn aws_lc_rs::signature::VerificationAlgorithm> {
         use aws_lc_rs::signature as sig;
         Some(match self {

@@ -67,6 +67,18 @@ pub enum JwtError {
     /// The header's `typ` is not the configured one.
     #[error("unexpected token type")]
     TypeMismatch,
+    /// jsonwebtoken, the engine, refused a token Portcullis's own checks
+    /// accept (a header member it cannot read, say). Refused all the same;
+    /// the reason is the engine's, without its detail.
+    #[error("refused by the JWT engine: {0}")]
+    EngineRefused(&'static str),
+    /// jsonwebtoken has no process-level crypto provider in this build
+    /// (both of its backends enabled, none installed): a 500, since no
+    /// token can be checked. The fix is
+    /// [`install_crypto_provider`](crate::install_crypto_provider) at the
+    /// start of `main`.
+    #[error("{}", crate::engine::PROVIDER_FIX)]
+    CryptoProvider,
     /// The keys to verify with are unavailable (a remote key set not yet
     /// loaded, or stale past its bound): a 503, since the token may be fine.
     #[error("{reason}: {detail}")]
@@ -88,6 +100,9 @@ impl JwtError {
             // The detail (a URL, a transport error) is for the audit event
             // and the source, never the body.
             Self::KeysUnavailable { reason, .. } => Rejection::unavailable(crate::LAYER, reason).with_source(self),
+            Self::CryptoProvider => {
+                Rejection::misconfigured(crate::LAYER, "no JWT crypto provider installed").with_source(self)
+            }
             _ => Rejection::invalid_credentials(crate::LAYER, self.to_string()).with_source(self),
         }
     }
@@ -132,6 +147,10 @@ pub enum KeyError {
     /// Signing failed.
     #[error("signing failed")]
     SigningFailed,
+    /// jsonwebtoken has no process-level crypto provider in this build;
+    /// see [`install_crypto_provider`](crate::install_crypto_provider).
+    #[error("{}", crate::engine::PROVIDER_FIX)]
+    CryptoProvider,
 }
 
 /// Why a layer configuration is invalid.
@@ -157,4 +176,10 @@ pub enum ConfigError {
     /// each, all different.
     #[error("multi-issuer verifier: {0}")]
     Issuers(String),
+    /// jsonwebtoken has no process-level crypto provider in this build
+    /// (both of its backends enabled in the dependency tree, none
+    /// installed); see
+    /// [`install_crypto_provider`](crate::install_crypto_provider).
+    #[error("{}", crate::engine::PROVIDER_FIX)]
+    CryptoProvider,
 }

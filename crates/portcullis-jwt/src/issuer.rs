@@ -2,62 +2,65 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
+use aws_lc_rs::rsa;
 use aws_lc_rs::signature::{self as sig, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
-use aws_lc_rs::{hmac, rsa};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::EncodingKey;
+use jsonwebtoken::jwk::{PublicKeyUse, ThumbprintHash};
 use portcullis_core::{SharedClock, SystemClock};
 use serde_json::{Map, Value, json};
 
 use crate::algorithm::Family;
+use crate::engine::guarded;
 use crate::{Algorithm, Jwk, KeyError, VerifyingKey};
 
 /// A private key that signs tokens, pinned to one [`Algorithm`].
 ///
 /// Its `kid` defaults to the RFC 7638 thumbprint of its public key, so
-/// every instance that loads the same key names it the same way.
+/// every instance that loads the same key names it the same way. The key
+/// signs through jsonwebtoken (an `EncodingKey`); aws-lc-rs generates keys
+/// and checks loaded ones.
 ///
 /// ```
+/// use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve};
 /// use portcullis_jwt::{Algorithm, SigningKey};
 ///
 /// let key = SigningKey::generate_p256()?;
 /// assert_eq!(key.algorithm(), Algorithm::ES256);
-/// assert_eq!(key.public_jwk().unwrap().crv.as_deref(), Some("P-256"));
+/// let jwk = key.public_jwk().expect("a public key");
+/// assert!(matches!(&jwk.algorithm, AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256));
+/// assert_eq!(jwk.common.key_id.as_deref(), key.kid());
 /// # Ok::<(), portcullis_jwt::KeyError>(())
 /// ```
 pub struct SigningKey {
     kid: Option<Arc<str>>,
     algorithm: Algorithm,
-    material: Material,
-}
-
-enum Material {
-    Hmac { key: Box<hmac::Key>, secret: Box<[u8]> },
-    Ecdsa(EcdsaKeyPair),
-    Ed25519(Ed25519KeyPair),
-    Rsa(rsa::KeyPair),
+    encoding: EncodingKey,
+    /// The key that verifies this one's signatures (without the `kid`).
+    verifying: VerifyingKey,
 }
 
 impl SigningKey {
     /// A fresh Ed25519 key (EdDSA).
     pub fn generate_ed25519() -> Result<Self, KeyError> {
         let pair = Ed25519KeyPair::generate().map_err(|_| KeyError::InvalidKey("Ed25519 generation"))?;
-        Ok(Self::new(Algorithm::EdDSA, Material::Ed25519(pair)))
+        Self::ed25519(&pair)
     }
 
     /// A fresh P-256 key (ES256).
     pub fn generate_p256() -> Result<Self, KeyError> {
         let pair = EcdsaKeyPair::generate(&sig::ECDSA_P256_SHA256_FIXED_SIGNING)
             .map_err(|_| KeyError::InvalidKey("P-256 generation"))?;
-        Ok(Self::new(Algorithm::ES256, Material::Ecdsa(pair)))
+        Self::ecdsa(Algorithm::ES256, &pair)
     }
 
     /// A fresh P-384 key (ES384).
     pub fn generate_p384() -> Result<Self, KeyError> {
         let pair = EcdsaKeyPair::generate(&sig::ECDSA_P384_SHA384_FIXED_SIGNING)
             .map_err(|_| KeyError::InvalidKey("P-384 generation"))?;
-        Ok(Self::new(Algorithm::ES384, Material::Ecdsa(pair)))
+        Self::ecdsa(Algorithm::ES384, &pair)
     }
 
     /// A fresh 2048-bit RSA key, for `algorithm` (RS* or PS*).
@@ -66,22 +69,20 @@ impl SigningKey {
             return Err(KeyError::AlgorithmMismatch(algorithm));
         }
         let pair = rsa::KeyPair::generate(rsa::KeySize::Rsa2048).map_err(|_| KeyError::InvalidKey("RSA generation"))?;
-        Ok(Self::new(algorithm, Material::Rsa(pair)))
+        let pkcs8: Pkcs8V1Der<'static> = pair.as_der().map_err(|_| KeyError::InvalidKey("RSA generation"))?;
+        Self::rsa(algorithm, &pair, pkcs8_inner_key(pkcs8.as_ref())?)
     }
 
     /// An HMAC key (HS256/384/512). The secret must be at least as long as
     /// the hash output. HMAC keys are never published in a JWKS.
     pub fn hmac(algorithm: Algorithm, secret: &[u8]) -> Result<Self, KeyError> {
-        // Reuse the verifying key's checks on algorithm and length.
-        VerifyingKey::hmac(algorithm, secret)?;
-        let hmac_algorithm = algorithm.hmac().ok_or(KeyError::AlgorithmMismatch(algorithm))?;
+        // The verifying key's checks on algorithm and length.
+        let verifying = VerifyingKey::hmac(algorithm, secret)?;
         Ok(Self {
             kid: None,
             algorithm,
-            material: Material::Hmac {
-                key: Box::new(hmac::Key::new(hmac_algorithm, secret)),
-                secret: secret.into(),
-            },
+            encoding: EncodingKey::from_secret(secret),
+            verifying,
         })
     }
 
@@ -95,39 +96,63 @@ impl SigningKey {
         match block.tag() {
             "PRIVATE KEY" => {
                 if let Ok(pair) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
-                    return Ok(Self::new(Algorithm::EdDSA, Material::Ed25519(pair)));
+                    return Self::ed25519(&pair);
                 }
                 Self::from_ec_der(der).or_else(|_| {
-                    rsa::KeyPair::from_pkcs8(der)
-                        .map(|pair| Self::new(Algorithm::RS256, Material::Rsa(pair)))
-                        .map_err(|_| KeyError::InvalidKey("unsupported PKCS#8 private key"))
+                    let pair = rsa::KeyPair::from_pkcs8(der)
+                        .map_err(|_| KeyError::InvalidKey("unsupported PKCS#8 private key"))?;
+                    Self::rsa(Algorithm::RS256, &pair, pkcs8_inner_key(der)?)
                 })
             }
             "EC PRIVATE KEY" => Self::from_ec_der(der),
-            "RSA PRIVATE KEY" => rsa::KeyPair::from_der(der)
-                .map(|pair| Self::new(Algorithm::RS256, Material::Rsa(pair)))
-                .map_err(|_| KeyError::InvalidKey("RSA private key")),
+            "RSA PRIVATE KEY" => {
+                let pair = rsa::KeyPair::from_der(der).map_err(|_| KeyError::InvalidKey("RSA private key"))?;
+                Self::rsa(Algorithm::RS256, &pair, der)
+            }
             other => Err(KeyError::UnexpectedPemLabel(other.to_owned())),
         }
     }
 
     fn from_ec_der(der: &[u8]) -> Result<Self, KeyError> {
         if let Ok(pair) = EcdsaKeyPair::from_private_key_der(&sig::ECDSA_P256_SHA256_FIXED_SIGNING, der) {
-            return Ok(Self::new(Algorithm::ES256, Material::Ecdsa(pair)));
+            return Self::ecdsa(Algorithm::ES256, &pair);
         }
-        EcdsaKeyPair::from_private_key_der(&sig::ECDSA_P384_SHA384_FIXED_SIGNING, der)
-            .map(|pair| Self::new(Algorithm::ES384, Material::Ecdsa(pair)))
-            .map_err(|_| KeyError::InvalidKey("EC private key"))
+        let pair = EcdsaKeyPair::from_private_key_der(&sig::ECDSA_P384_SHA384_FIXED_SIGNING, der)
+            .map_err(|_| KeyError::InvalidKey("EC private key"))?;
+        Self::ecdsa(Algorithm::ES384, &pair)
     }
 
-    fn new(algorithm: Algorithm, material: Material) -> Self {
+    // jsonwebtoken signs EC and Ed25519 keys from PKCS#8 v1 and RSA keys
+    // from PKCS#1: each loaded key is handed over in that form.
+
+    fn ed25519(pair: &Ed25519KeyPair) -> Result<Self, KeyError> {
+        let pkcs8 = pair
+            .to_pkcs8v1()
+            .map_err(|_| KeyError::InvalidKey("Ed25519 private key"))?;
+        let verifying = VerifyingKey::public(Algorithm::EdDSA, pair.public_key().as_ref())?;
+        Self::new(Algorithm::EdDSA, EncodingKey::from_ed_der(pkcs8.as_ref()), verifying)
+    }
+
+    fn ecdsa(algorithm: Algorithm, pair: &EcdsaKeyPair) -> Result<Self, KeyError> {
+        let pkcs8 = pair.to_pkcs8v1().map_err(|_| KeyError::InvalidKey("EC private key"))?;
+        let verifying = VerifyingKey::public(algorithm, pair.public_key().as_ref())?;
+        Self::new(algorithm, EncodingKey::from_ec_der(pkcs8.as_ref()), verifying)
+    }
+
+    fn rsa(algorithm: Algorithm, pair: &rsa::KeyPair, pkcs1: &[u8]) -> Result<Self, KeyError> {
+        let verifying = VerifyingKey::public(algorithm, pair.public_key().as_ref())?;
+        Self::new(algorithm, EncodingKey::from_rsa_der(pkcs1), verifying)
+    }
+
+    fn new(algorithm: Algorithm, encoding: EncodingKey, verifying: VerifyingKey) -> Result<Self, KeyError> {
         let mut key = Self {
             kid: None,
             algorithm,
-            material,
+            encoding,
+            verifying,
         };
-        key.kid = key.thumbprint().map(Arc::from);
-        key
+        key.kid = Some(key.thumbprint()?.into());
+        Ok(key)
     }
 
     /// Names the key (the `kid` of the tokens it signs and of its JWK).
@@ -142,9 +167,10 @@ impl SigningKey {
         if algorithm == self.algorithm {
             return Ok(self);
         }
-        if !(matches!(self.material, Material::Rsa(_)) && algorithm.family() == Family::Rsa) {
+        if !(self.algorithm.family() == Family::Rsa && algorithm.family() == Family::Rsa) {
             return Err(KeyError::AlgorithmMismatch(algorithm));
         }
+        self.verifying = self.verifying.with_algorithm(algorithm)?;
         self.algorithm = algorithm;
         Ok(self)
     }
@@ -159,109 +185,97 @@ impl SigningKey {
         self.kid.as_deref()
     }
 
-    /// Signs `message`.
+    /// Signs `message` (jsonwebtoken's signer for the key's algorithm).
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
-        let rng = SystemRandom::new();
-        match &self.material {
-            Material::Hmac { key, .. } => Ok(hmac::sign(key, message).as_ref().to_vec()),
-            Material::Ecdsa(pair) => pair
-                .sign(&rng, message)
-                .map(|s| s.as_ref().to_vec())
-                .map_err(|_| KeyError::SigningFailed),
-            Material::Ed25519(pair) => Ok(pair.sign(message).as_ref().to_vec()),
-            Material::Rsa(pair) => {
-                let encoding: &'static dyn sig::RsaEncoding = match self.algorithm {
-                    Algorithm::RS256 => &sig::RSA_PKCS1_SHA256,
-                    Algorithm::RS384 => &sig::RSA_PKCS1_SHA384,
-                    Algorithm::RS512 => &sig::RSA_PKCS1_SHA512,
-                    Algorithm::PS256 => &sig::RSA_PSS_SHA256,
-                    Algorithm::PS384 => &sig::RSA_PSS_SHA384,
-                    Algorithm::PS512 => &sig::RSA_PSS_SHA512,
-                    other => return Err(KeyError::AlgorithmMismatch(other)),
-                };
-                let mut signature = vec![0; pair.public_modulus_len()];
-                pair.sign(encoding, &rng, message, &mut signature)
-                    .map_err(|_| KeyError::SigningFailed)?;
-                Ok(signature)
-            }
-        }
+        let signature = self.sign_encoded(message)?;
+        URL_SAFE_NO_PAD.decode(signature).map_err(|_| KeyError::SigningFailed)
+    }
+
+    /// [`SigningKey::sign`], base64url, as it stands in a compact JWS.
+    fn sign_encoded(&self, message: &[u8]) -> Result<String, KeyError> {
+        let algorithm = self.algorithm.engine();
+        guarded(|| jsonwebtoken::crypto::sign(message, &self.encoding, algorithm))
+            .map_err(|_| KeyError::CryptoProvider)?
+            .map_err(|_| KeyError::SigningFailed)
     }
 
     /// The key that verifies this key's signatures.
     pub fn verifying_key(&self) -> VerifyingKey {
-        let key = match &self.material {
-            Material::Hmac { secret, .. } => VerifyingKey::hmac(self.algorithm, secret),
-            Material::Ecdsa(pair) => VerifyingKey::public(self.algorithm, pair.public_key().as_ref()),
-            Material::Ed25519(pair) => VerifyingKey::public(self.algorithm, pair.public_key().as_ref()),
-            Material::Rsa(pair) => VerifyingKey::public(self.algorithm, pair.public_key().as_ref()),
-        };
-        // A key we hold was valid when loaded; its public half parses.
-        let key = key.unwrap_or_else(|error| unreachable!("public half of a loaded key: {error}"));
         match &self.kid {
-            Some(kid) => key.with_kid(kid.clone()),
-            None => key,
+            Some(kid) => self.verifying.clone().with_kid(kid.clone()),
+            None => self.verifying.clone(),
         }
     }
 
     /// The public key as a JWK, with `kid`, `alg` and `use: sig`. `None`
     /// for HMAC keys, which are secret.
     pub fn public_jwk(&self) -> Option<Jwk> {
-        let mut jwk = self.bare_jwk()?;
-        jwk.kid = self.kid.as_deref().map(str::to_owned);
-        jwk.alg = Some(self.algorithm.name().to_owned());
-        jwk.key_use = Some("sig".to_owned());
+        let mut jwk = self.bare_jwk().ok()??;
+        jwk.common.key_id = self.kid.as_deref().map(str::to_owned);
+        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
         Some(jwk)
     }
 
-    fn bare_jwk(&self) -> Option<Jwk> {
-        let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
-        Some(match &self.material {
-            Material::Hmac { .. } => return None,
-            Material::Ecdsa(pair) => {
-                let point = pair.public_key().as_ref();
-                let half = (point.len() - 1) / 2;
-                Jwk {
-                    kty: "EC".into(),
-                    crv: Some(
-                        if self.algorithm == Algorithm::ES256 {
-                            "P-256"
-                        } else {
-                            "P-384"
-                        }
-                        .into(),
-                    ),
-                    x: Some(b64(&point[1..=half])),
-                    y: Some(b64(&point[1 + half..])),
-                    ..Jwk::default()
-                }
-            }
-            Material::Ed25519(pair) => Jwk {
-                kty: "OKP".into(),
-                crv: Some("Ed25519".into()),
-                x: Some(b64(pair.public_key().as_ref())),
-                ..Jwk::default()
-            },
-            Material::Rsa(pair) => Jwk {
-                kty: "RSA".into(),
-                n: Some(b64(pair.public_key().modulus().big_endian_without_leading_zero())),
-                e: Some(b64(pair.public_key().exponent().big_endian_without_leading_zero())),
-                ..Jwk::default()
-            },
-        })
+    /// The public JWK without `kid` or `use` (jsonwebtoken derives it from
+    /// the private key); `None` for an HMAC secret.
+    fn bare_jwk(&self) -> Result<Option<Jwk>, KeyError> {
+        if self.algorithm.family() == Family::Hmac {
+            return Ok(None);
+        }
+        let algorithm = self.algorithm.engine();
+        guarded(|| Jwk::from_encoding_key(&self.encoding, algorithm))
+            .map_err(|_| KeyError::CryptoProvider)?
+            .map(Some)
+            .map_err(|_| KeyError::InvalidKey("public half of the private key"))
     }
 
-    /// RFC 7638: SHA-256 over the required members in lexicographic order.
-    fn thumbprint(&self) -> Option<String> {
-        let jwk = self.bare_jwk()?;
-        let canonical = match jwk.kty.as_str() {
-            "EC" => json!({"crv": jwk.crv, "kty": "EC", "x": jwk.x, "y": jwk.y}),
-            "OKP" => json!({"crv": jwk.crv, "kty": "OKP", "x": jwk.x}),
-            _ => json!({"e": jwk.e, "kty": "RSA", "n": jwk.n}),
+    /// RFC 7638 SHA-256 thumbprint of the public key (of the secret's JWK
+    /// for HMAC keys, whose kid is never published with the key).
+    fn thumbprint(&self) -> Result<String, KeyError> {
+        let Some(jwk) = self.bare_jwk()? else {
+            return Ok(String::new());
         };
-        // serde_json's map is ordered by key, which is what RFC 7638 wants.
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.to_string().as_bytes());
-        Some(URL_SAFE_NO_PAD.encode(digest.as_ref()))
+        guarded(|| jwk.thumbprint(ThumbprintHash::SHA256))
+            .map_err(|_| KeyError::CryptoProvider)?
+            .map_err(|_| KeyError::InvalidKey("JWK thumbprint"))
     }
+}
+
+/// The private key inside a PKCS#8 `PrivateKeyInfo` (RFC 5208):
+/// `SEQUENCE { INTEGER version, SEQUENCE algorithm, OCTET STRING key, … }`.
+/// For RSA the key is the PKCS#1 `RSAPrivateKey` jsonwebtoken signs with.
+/// Only reached for a key aws-lc has already parsed as PKCS#8.
+fn pkcs8_inner_key(der: &[u8]) -> Result<&[u8], KeyError> {
+    const BAD: KeyError = KeyError::InvalidKey("PKCS#8 private key");
+    /// One DER element: (tag, content, rest).
+    fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = input.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        let (len, rest) = if first < 0x80 {
+            (usize::from(first), rest)
+        } else {
+            let count = usize::from(first & 0x7f);
+            if count == 0 || count > 4 || rest.len() < count {
+                return None;
+            }
+            let (bytes, rest) = rest.split_at(count);
+            (bytes.iter().fold(0usize, |n, b| (n << 8) | usize::from(*b)), rest)
+        };
+        (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+    }
+    let (0x30, info, _) = element(der).ok_or(BAD)? else {
+        return Err(BAD);
+    };
+    let (0x02, _version, rest) = element(info).ok_or(BAD)? else {
+        return Err(BAD);
+    };
+    let (0x30, _algorithm, rest) = element(rest).ok_or(BAD)? else {
+        return Err(BAD);
+    };
+    let (0x04, key, _) = element(rest).ok_or(BAD)? else {
+        return Err(BAD);
+    };
+    Ok(key)
 }
 
 impl fmt::Debug for SigningKey {
@@ -405,19 +419,13 @@ impl JwtIssuer {
         if !scope.is_empty() {
             claims.insert("scope".into(), scope.into());
         }
-        let mut header = Map::new();
-        header.insert("alg".into(), inner.key.algorithm.name().into());
-        if let Some(typ) = &inner.token_type {
-            header.insert("typ".into(), typ.as_ref().into());
-        }
-        if let Some(kid) = inner.key.kid() {
-            header.insert("kid".into(), kid.into());
-        }
-        Ok(sign_compact(
-            &inner.key,
-            &Value::Object(header),
-            &Value::Object(claims),
-        )?)
+        let mut header = jsonwebtoken::Header::new(inner.key.algorithm.engine());
+        header.typ = inner.token_type.as_deref().map(str::to_owned);
+        header.kid = inner.key.kid().map(str::to_owned);
+        let engine = &inner.key.encoding;
+        guarded(|| jsonwebtoken::encode(&header, &claims, engine))
+            .map_err(|_| KeyError::CryptoProvider)?
+            .map_err(|_| IssueError::Key(KeyError::SigningFailed))
     }
 
     /// The JWKS document (`{"keys": […]}`) of the public keys that verify
@@ -456,9 +464,9 @@ pub fn sign_compact(key: &SigningKey, header: &Value, claims: &Value) -> Result<
     let mut token = URL_SAFE_NO_PAD.encode(header.to_string());
     token.push('.');
     token.push_str(&URL_SAFE_NO_PAD.encode(claims.to_string()));
-    let signature = key.sign(token.as_bytes())?;
+    let signature = key.sign_encoded(token.as_bytes())?;
     token.push('.');
-    token.push_str(&URL_SAFE_NO_PAD.encode(signature));
+    token.push_str(&signature);
     Ok(token)
 }
 

@@ -1,14 +1,19 @@
 use std::fmt;
 use std::sync::Arc;
 
-use aws_lc_rs::hmac;
 use aws_lc_rs::signature::ParsedPublicKey;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::{Deserialize, Serialize};
+use jsonwebtoken::DecodingKey;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, KeyOperations, PublicKeyUse};
+use serde::Deserialize;
 
 use crate::algorithm::Family;
+use crate::engine::{ProviderMissing, guarded};
 use crate::{Algorithm, KeyError};
+
+/// A JSON Web Key (RFC 7517), as jsonwebtoken reads and writes it.
+pub use jsonwebtoken::jwk::Jwk;
 
 /// A key that verifies tokens, pinned to exactly one [`Algorithm`].
 ///
@@ -19,6 +24,10 @@ use crate::{Algorithm, KeyError};
 /// type: a token whose `alg` differs from its key's is refused. That is the
 /// defence against algorithm confusion (an RS256 public key used as an
 /// HS256 secret).
+///
+/// The key is held as a jsonwebtoken `DecodingKey`, which does the
+/// verification; a public key is also parsed once when it is loaded, so a
+/// bad key is refused at configuration, not at the first token.
 ///
 /// ```
 /// use portcullis_jwt::{Algorithm, VerifyingKey};
@@ -37,21 +46,20 @@ pub struct VerifyingKey {
     material: Arc<Material>,
 }
 
-enum Material {
-    Hmac(Box<hmac::Key>),
-    /// The parsed key, and its DER to re-parse for another RSA algorithm.
-    Public {
-        parsed: ParsedPublicKey,
-        der: Box<[u8]>,
-    },
+struct Material {
+    /// What the engine verifies with.
+    decoding: DecodingKey,
+    /// The SubjectPublicKeyInfo of a public key (`None`: an HMAC secret).
+    spki: Option<Box<[u8]>>,
 }
 
 impl VerifyingKey {
     /// An HMAC key. The secret must be at least as long as the hash output
     /// (32, 48 or 64 bytes).
     pub fn hmac(algorithm: Algorithm, secret: &[u8]) -> Result<Self, KeyError> {
-        let hmac_algorithm = algorithm.hmac().ok_or(KeyError::AlgorithmMismatch(algorithm))?;
-        let needed = hmac_algorithm.digest_algorithm().output_len();
+        let needed = algorithm
+            .min_secret_len()
+            .ok_or(KeyError::AlgorithmMismatch(algorithm))?;
         if secret.len() < needed {
             return Err(KeyError::WeakSecret {
                 got: secret.len(),
@@ -61,7 +69,10 @@ impl VerifyingKey {
         Ok(Self {
             kid: None,
             algorithm,
-            material: Arc::new(Material::Hmac(Box::new(hmac::Key::new(hmac_algorithm, secret)))),
+            material: Arc::new(Material {
+                decoding: DecodingKey::from_secret(secret),
+                spki: None,
+            }),
         })
     }
 
@@ -81,17 +92,32 @@ impl VerifyingKey {
         Self::public(spki_algorithm(der)?, der)
     }
 
-    /// A public key from its raw SEC1 / Ed25519 / PKCS#1 encoding for
-    /// `algorithm`.
+    /// A public key from its SubjectPublicKeyInfo, or its raw SEC1 /
+    /// Ed25519 / PKCS#1 encoding, for `algorithm`.
     pub(crate) fn public(algorithm: Algorithm, der: &[u8]) -> Result<Self, KeyError> {
+        let decoding = match algorithm.family() {
+            Family::Rsa => DecodingKey::from_rsa_der(der),
+            // aws-lc reads a SubjectPublicKeyInfo or the raw key alike.
+            Family::Ec => DecodingKey::from_ec_der(der),
+            Family::Ed => DecodingKey::from_ed_der(der),
+            Family::Hmac => return Err(KeyError::AlgorithmMismatch(algorithm)),
+        };
+        Self::with_decoding(algorithm, der, decoding)
+    }
+
+    /// Checks a public key once (it must parse for `algorithm`) and keeps
+    /// its SubjectPublicKeyInfo for [`VerifyingKey::public_key_pem`].
+    fn with_decoding(algorithm: Algorithm, der: &[u8], decoding: DecodingKey) -> Result<Self, KeyError> {
+        use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
         let verification = algorithm.verification().ok_or(KeyError::AlgorithmMismatch(algorithm))?;
         let parsed = ParsedPublicKey::new(verification, der).map_err(|_| KeyError::InvalidKey("public key"))?;
+        let spki: PublicKeyX509Der<'static> = parsed.as_der().map_err(|_| KeyError::InvalidKey("public key"))?;
         Ok(Self {
             kid: None,
             algorithm,
-            material: Arc::new(Material::Public {
-                parsed,
-                der: der.into(),
+            material: Arc::new(Material {
+                decoding,
+                spki: Some(spki.as_ref().into()),
             }),
         })
     }
@@ -100,72 +126,74 @@ impl VerifyingKey {
     ///
     /// `kid` and `alg` are taken from the JWK. A key marked for encryption
     /// (`use: enc`, or `key_ops` without `verify`) is refused. An RSA key
-    /// without `alg` is pinned to RS256; an `oct` key needs `alg`.
+    /// without `alg` is pinned to RS256; an `oct` key needs `alg`. An RSA
+    /// modulus with the ROCA fingerprint is refused.
     pub fn from_jwk(jwk: &Jwk) -> Result<Self, KeyError> {
-        if jwk.key_use.as_deref().is_some_and(|u| u != "sig") {
-            return Err(KeyError::WrongKeyUse);
-        }
-        if let Some(ops) = &jwk.key_ops
-            && !ops.iter().any(|op| op == "verify")
+        let common = &jwk.common;
+        if common
+            .public_key_use
+            .as_ref()
+            .is_some_and(|u| *u != PublicKeyUse::Signature)
         {
             return Err(KeyError::WrongKeyUse);
         }
-        let declared = match jwk.alg.as_deref() {
-            Some(name) => Some(Algorithm::from_name(name).ok_or(KeyError::UnsupportedAlgorithm)?),
+        if let Some(ops) = &common.key_operations
+            && !ops.contains(&KeyOperations::Verify)
+        {
+            return Err(KeyError::WrongKeyUse);
+        }
+        let declared = match common.key_algorithm {
+            Some(alg) => Some(Algorithm::from_name(&alg.to_string()).ok_or(KeyError::UnsupportedAlgorithm)?),
             None => None,
         };
-        let field = |value: &Option<String>, name: &'static str| -> Result<Vec<u8>, KeyError> {
-            let text = value.as_deref().ok_or(KeyError::InvalidKey(name))?;
+        let field = |text: &str, name: &'static str| -> Result<Vec<u8>, KeyError> {
             URL_SAFE_NO_PAD.decode(text).map_err(|_| KeyError::InvalidKey(name))
         };
-        let key = match jwk.kty.as_str() {
-            "oct" => {
+        let engine_key = || DecodingKey::from_jwk(jwk).map_err(|_| KeyError::InvalidKey("JWK"));
+        let key = match &jwk.algorithm {
+            AlgorithmParameters::OctetKey(params) => {
                 let algorithm = declared.ok_or(KeyError::InvalidKey("oct key without alg"))?;
-                Self::hmac(algorithm, &field(&jwk.k, "k")?)?
+                Self::hmac(algorithm, &field(&params.value, "k")?)?
             }
-            "RSA" => {
+            AlgorithmParameters::RSA(params) => {
                 let algorithm = declared.unwrap_or(Algorithm::RS256);
                 if algorithm.family() != Family::Rsa {
                     return Err(KeyError::AlgorithmMismatch(algorithm));
                 }
-                let components = aws_lc_rs::rsa::PublicKeyComponents {
-                    n: field(&jwk.n, "n")?,
-                    e: field(&jwk.e, "e")?,
-                };
-                if has_roca_fingerprint(&components.n) {
+                let (n, e) = (field(&params.n, "n")?, field(&params.e, "e")?);
+                if has_roca_fingerprint(&n) {
                     return Err(KeyError::InvalidKey(
                         "RSA modulus with the ROCA fingerprint (CVE-2017-15361): its private key can be recovered",
                     ));
                 }
-                let der = rsa_pkcs1_der(&components.n, &components.e);
-                Self::public(algorithm, &der)?
+                Self::with_decoding(algorithm, &rsa_pkcs1_der(&n, &e), engine_key()?)?
             }
-            "EC" => {
-                let algorithm = match jwk.crv.as_deref() {
-                    Some("P-256") => Algorithm::ES256,
-                    Some("P-384") => Algorithm::ES384,
+            AlgorithmParameters::EllipticCurve(params) => {
+                let algorithm = match params.curve {
+                    EllipticCurve::P256 => Algorithm::ES256,
+                    EllipticCurve::P384 => Algorithm::ES384,
                     _ => return Err(KeyError::InvalidKey("unsupported EC curve")),
                 };
                 if declared.is_some_and(|d| d != algorithm) {
                     return Err(KeyError::AlgorithmMismatch(algorithm));
                 }
                 let mut point = vec![0x04];
-                point.extend(field(&jwk.x, "x")?);
-                point.extend(field(&jwk.y, "y")?);
-                Self::public(algorithm, &point)?
+                point.extend(field(&params.x, "x")?);
+                point.extend(field(&params.y, "y")?);
+                Self::with_decoding(algorithm, &point, engine_key()?)?
             }
-            "OKP" => {
-                if jwk.crv.as_deref() != Some("Ed25519") {
+            AlgorithmParameters::OctetKeyPair(params) => {
+                if params.curve != EllipticCurve::Ed25519 {
                     return Err(KeyError::InvalidKey("unsupported OKP curve"));
                 }
                 if declared.is_some_and(|d| d != Algorithm::EdDSA) {
                     return Err(KeyError::AlgorithmMismatch(Algorithm::EdDSA));
                 }
-                Self::public(Algorithm::EdDSA, &field(&jwk.x, "x")?)?
+                Self::with_decoding(Algorithm::EdDSA, &field(&params.x, "x")?, engine_key()?)?
             }
             _ => return Err(KeyError::InvalidKey("unsupported key type")),
         };
-        Ok(match &jwk.kid {
+        Ok(match &common.key_id {
             Some(kid) => key.with_kid(kid.as_str()),
             None => key,
         })
@@ -179,17 +207,15 @@ impl VerifyingKey {
     }
 
     /// Pins an RSA key to another RSA algorithm (RS384, PS256, …).
-    pub fn with_algorithm(self, algorithm: Algorithm) -> Result<Self, KeyError> {
+    pub fn with_algorithm(mut self, algorithm: Algorithm) -> Result<Self, KeyError> {
         if algorithm == self.algorithm {
             return Ok(self);
         }
-        match (&*self.material, algorithm.family()) {
-            (Material::Public { der, .. }, Family::Rsa) if self.algorithm.family() == Family::Rsa => {
-                let key = Self::public(algorithm, der)?;
-                Ok(Self { kid: self.kid, ..key })
-            }
-            _ => Err(KeyError::AlgorithmMismatch(algorithm)),
+        if self.algorithm.family() != Family::Rsa || algorithm.family() != Family::Rsa {
+            return Err(KeyError::AlgorithmMismatch(algorithm));
         }
+        self.algorithm = algorithm;
+        Ok(self)
     }
 
     /// The key's name, if it has one.
@@ -202,26 +228,39 @@ impl VerifyingKey {
         self.algorithm
     }
 
+    /// Whether this is an HMAC secret.
+    pub(crate) fn is_symmetric(&self) -> bool {
+        self.material.spki.is_none()
+    }
+
+    /// The key as the engine holds it.
+    pub(crate) fn decoding(&self) -> &DecodingKey {
+        &self.material.decoding
+    }
+
     /// The public key as a `PUBLIC KEY` (SubjectPublicKeyInfo) PEM block, to
     /// hand to a peer. `None` for an HMAC key, which is secret.
     pub fn public_key_pem(&self) -> Option<String> {
-        use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
-        match &*self.material {
-            Material::Hmac(_) => None,
-            Material::Public { parsed, .. } => {
-                let der: PublicKeyX509Der<'static> = parsed.as_der().ok()?;
-                Some(pem::encode(&pem::Pem::new("PUBLIC KEY", der.as_ref())))
-            }
-        }
+        let spki = self.material.spki.as_deref()?;
+        Some(pem::encode(&pem::Pem::new("PUBLIC KEY", spki)))
     }
 
-    /// Whether `signature` is a valid signature of `message` under this key.
-    /// HMAC tags are compared in constant time.
+    /// Whether `signature` is a valid signature of `message` under this key
+    /// (jsonwebtoken's verifier for the key's algorithm; HMAC tags are
+    /// compared in constant time). `false` too when jsonwebtoken has no
+    /// crypto provider to call (see
+    /// [`install_crypto_provider`](crate::install_crypto_provider)).
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
-        match &*self.material {
-            Material::Hmac(key) => hmac::verify(key, message, signature).is_ok(),
-            Material::Public { parsed, .. } => parsed.verify_sig(message, signature).is_ok(),
-        }
+        self.verify_encoded(message, &URL_SAFE_NO_PAD.encode(signature))
+            .unwrap_or(false)
+    }
+
+    /// [`VerifyingKey::verify`] of a base64url signature, as it stands in a
+    /// compact JWS.
+    pub(crate) fn verify_encoded(&self, message: &[u8], signature_b64: &str) -> Result<bool, ProviderMissing> {
+        let engine = self.algorithm.engine();
+        guarded(|| jsonwebtoken::crypto::verify(signature_b64, message, &self.material.decoding, engine))
+            .map(|verdict| verdict.unwrap_or(false))
     }
 }
 
@@ -329,69 +368,6 @@ fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A JSON Web Key (RFC 7517), with the members this library reads.
-///
-/// ```
-/// use portcullis_jwt::{Jwk, VerifyingKey, Algorithm};
-///
-/// let jwk: Jwk = serde_json::from_str(r#"{
-///     "kty": "OKP", "crv": "Ed25519", "kid": "ed-1", "use": "sig",
-///     "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
-/// }"#)?;
-/// let key = VerifyingKey::from_jwk(&jwk)?;
-/// assert_eq!(key.algorithm(), Algorithm::EdDSA);
-/// assert_eq!(key.kid(), Some("ed-1"));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct Jwk {
-    /// Key type: `RSA`, `EC`, `OKP` or `oct`.
-    pub kty: String,
-    /// Key id.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kid: Option<String>,
-    /// Intended algorithm.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub alg: Option<String>,
-    /// Intended use: `sig` or `enc`.
-    #[serde(rename = "use", skip_serializing_if = "Option::is_none")]
-    pub key_use: Option<String>,
-    /// Permitted operations.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub key_ops: Option<Vec<String>>,
-    /// Curve (EC, OKP).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub crv: Option<String>,
-    /// X coordinate (EC) or public key (OKP).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub x: Option<String>,
-    /// Y coordinate (EC).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub y: Option<String>,
-    /// Modulus (RSA).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub n: Option<String>,
-    /// Exponent (RSA).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub e: Option<String>,
-    /// Symmetric key (oct). Never published.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub k: Option<String>,
-}
-
-impl fmt::Debug for Jwk {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Jwk")
-            .field("kty", &self.kty)
-            .field("kid", &self.kid)
-            .field("alg", &self.alg)
-            .field("use", &self.key_use)
-            .field("crv", &self.crv)
-            .finish_non_exhaustive()
-    }
-}
-
 /// The keys a layer verifies with. Cheap to clone.
 ///
 /// With several keys, a token's `kid` selects one (an unknown `kid` is
@@ -448,6 +424,8 @@ impl KeySet {
         }
         let mut keys: Vec<VerifyingKey> = Vec::with_capacity(document.keys.len());
         for value in document.keys {
+            // Each key through jsonwebtoken's JWK type on its own, so one key
+            // it cannot read does not fail the whole set.
             let parsed = serde_json::from_value::<Jwk>(value)
                 .map_err(|_| KeyError::InvalidKey("JWK"))
                 .and_then(|jwk| VerifyingKey::from_jwk(&jwk));
@@ -458,10 +436,7 @@ impl KeySet {
                 }
             }
         }
-        let symmetric = keys
-            .iter()
-            .filter(|key| matches!(*key.material, Material::Hmac(_)))
-            .count();
+        let symmetric = keys.iter().filter(|key| key.is_symmetric()).count();
         if symmetric > 0 && symmetric < keys.len() {
             return Err(KeyError::InvalidKey("a JWKS mixing symmetric and asymmetric keys"));
         }
@@ -483,40 +458,26 @@ impl KeySet {
         &self.keys
     }
 
-    /// Verifies `signature` over `message` with the key the token names.
-    ///
-    /// With a `kid`, only that key is tried, and only if it is pinned to
-    /// `algorithm`; without one, each key pinned to `algorithm`.
-    pub(crate) fn verify(
+    /// The keys a token naming `kid` (or none) with `algorithm` may have
+    /// been signed by: with a `kid`, only that key, and only if it is pinned
+    /// to `algorithm`; without one, each key pinned to `algorithm`.
+    pub(crate) fn candidates(
         &self,
         kid: Option<&str>,
         algorithm: Algorithm,
-        message: &[u8],
-        signature: &[u8],
-    ) -> Result<(), crate::JwtError> {
-        let (mut kid_known, mut algorithm_allowed) = (false, false);
-        for key in self.keys.iter() {
-            if let Some(kid) = kid {
-                if key.kid() != Some(kid) {
-                    continue;
-                }
-                kid_known = true;
-            }
-            if key.algorithm() != algorithm {
-                continue;
-            }
-            algorithm_allowed = true;
-            if key.verify(message, signature) {
-                return Ok(());
-            }
+    ) -> Result<impl Iterator<Item = &VerifyingKey>, crate::JwtError> {
+        let named = move |key: &&VerifyingKey| kid.is_none_or(|kid| key.kid() == Some(kid));
+        if kid.is_some() && !self.keys.iter().any(|key| named(&key)) {
+            return Err(crate::JwtError::UnknownKeyId);
         }
-        Err(if kid.is_some() && !kid_known {
-            crate::JwtError::UnknownKeyId
-        } else if !algorithm_allowed {
-            crate::JwtError::AlgorithmMismatch
-        } else {
-            crate::JwtError::InvalidSignature
-        })
+        if !self.keys.iter().filter(named).any(|key| key.algorithm() == algorithm) {
+            return Err(crate::JwtError::AlgorithmMismatch);
+        }
+        Ok(self
+            .keys
+            .iter()
+            .filter(named)
+            .filter(move |key| key.algorithm() == algorithm))
     }
 }
 

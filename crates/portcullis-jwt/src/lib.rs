@@ -77,14 +77,27 @@
 //!   holds only tokens whose signature and claims verified, and an entry
 //!   never outlives its token's `exp`. Guards after the layer (revocation,
 //!   scopes) still run on every request.
-//! - **One crypto backend:** aws-lc-rs, called directly with keys parsed
-//!   once. `jsonwebtoken`'s process-wide `CryptoProvider` is not used at all,
-//!   so nothing here can panic for a missing or clashing provider.
+//! - **The engine is jsonwebtoken**, on its aws-lc-rs backend only: it
+//!   decodes and verifies every token and signs every minted one, and reads
+//!   JWKs; the rules above are Portcullis's policy around it, where
+//!   jsonwebtoken is silent or lenient (a `null` `jku` it reads as absent,
+//!   a missing `iss` it lets pass, time on a configurable clock).
+//! - **Its crypto provider never panics a request.** jsonwebtoken picks its
+//!   process-level `CryptoProvider` from its enabled backends; when an
+//!   application's tree enables both (`aws_lc_rs` and `rust_crypto`), it
+//!   cannot pick, and building a verifier fails with
+//!   [`ConfigError::CryptoProvider`] instead. The one-line fix, first in
+//!   `main`:
+//!
+//!   ```
+//!   portcullis_jwt::install_crypto_provider().expect("no other provider installed first");
+//!   ```
 //! - Audit events (`portcullis::audit`) carry a fingerprint of the token,
 //!   never the token.
 
 mod algorithm;
 mod cache;
+mod engine;
 mod error;
 mod issuer;
 mod key;
@@ -97,6 +110,7 @@ mod verifier;
 
 pub use algorithm::Algorithm;
 pub use cache::CacheLimits;
+pub use engine::{CryptoProviderError, install_crypto_provider};
 pub use error::{ConfigError, JwtError, KeyError};
 pub use issuer::{IssueError, JwtIssuer, SigningKey, sign_compact};
 pub use key::{Jwk, KeySet, Keys, VerifyingKey};

@@ -11,6 +11,9 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
+use jsonwebtoken::errors::ErrorKind;
+
+use crate::engine::ProviderMissing;
 use crate::{Algorithm, JwtError, KeySet, Validation};
 
 #[derive(Deserialize)]
@@ -67,36 +70,28 @@ fn decode_part(part: &str, what: &'static str) -> Result<Vec<u8>, JwtError> {
     URL_SAFE_NO_PAD.decode(part).map_err(|_| JwtError::Malformed(what))
 }
 
-/// Verifies `token` against `keys` and `validation` at `now`, and builds the
-/// caller's identity from its claims.
-pub(crate) fn verify(
-    token: &str,
-    keys: &KeySet,
-    validation: &Validation,
-    now: SystemTime,
-    transport: TokenTransport,
-) -> Result<(Identity, SystemTime), JwtError> {
-    let payload = verify_jws(
-        token,
-        keys,
-        validation.max_token_bytes,
-        validation.token_type.as_deref(),
-    )?;
-    let payload = String::from_utf8(payload).map_err(|_| JwtError::Malformed("payload is not UTF-8"))?;
-    let (identity, expires_at) = check_claims(&payload, validation, now, transport)?;
-    Ok((identity, expires_at))
+/// A compact JWS split into its parts, its header through the policy.
+struct Parts<'t> {
+    header_b64: &'t str,
+    payload_b64: &'t str,
+    signature_b64: &'t str,
+    algorithm: Algorithm,
+    kid: Option<String>,
+    typ: Option<String>,
 }
 
-/// The JWS layer of [`verify`]: size, compact shape, header policy (no
-/// `none`, no key references, no `crit`, `null` included), the algorithm
-/// pinned by the key, the signature, and `typ` when one is expected.
-/// Returns the decoded payload, signed by a trusted key.
-pub(crate) fn verify_jws(
-    token: &str,
-    keys: &KeySet,
-    max_token_bytes: usize,
-    token_type: Option<&str>,
-) -> Result<Vec<u8>, JwtError> {
+impl<'t> Parts<'t> {
+    /// The signing input: `header.payload`.
+    fn signing_input(&self, token: &'t str) -> &'t str {
+        &token[..self.header_b64.len() + 1 + self.payload_b64.len()]
+    }
+}
+
+/// Size, compact shape and the header policy, before any key is touched:
+/// no `none`, no key references (`jku`, `x5u`, `jwk`, `x5c`) and no `crit`,
+/// present at all, `null` included — jsonwebtoken reads a `null` member as
+/// absent and would let it through.
+fn split(token: &str, max_token_bytes: usize) -> Result<Parts<'_>, JwtError> {
     if token.len() > max_token_bytes {
         return Err(JwtError::TooLarge);
     }
@@ -109,7 +104,6 @@ pub(crate) fn verify_jws(
             "expected three dot-separated parts (encrypted tokens are not supported)",
         ));
     }
-
     let header_json = decode_part(header_b64, "header is not base64url")?;
     let header: Header<'_> =
         serde_json::from_slice(&header_json).map_err(|_| JwtError::Malformed("header is not a JSON object"))?;
@@ -131,19 +125,174 @@ pub(crate) fn verify_jws(
     if header.crit {
         return Err(JwtError::CriticalHeader);
     }
+    Ok(Parts {
+        header_b64,
+        payload_b64,
+        signature_b64,
+        algorithm,
+        kid: header.kid.map(Cow::into_owned),
+        typ: header.typ.map(Cow::into_owned),
+    })
+}
 
-    let signature = decode_part(signature_b64, "signature is not base64url")?;
-    let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
-    keys.verify(header.kid.as_deref(), algorithm, signing_input.as_bytes(), &signature)?;
-
-    // Signed by a trusted key from here on.
+/// `typ`, when one is expected; checked once the signature holds.
+fn check_type(parts: &Parts<'_>, token_type: Option<&str>) -> Result<(), JwtError> {
     if let Some(expected) = token_type {
-        let typ = header.typ.as_deref().ok_or(JwtError::TypeMismatch)?;
+        let typ = parts.typ.as_deref().ok_or(JwtError::TypeMismatch)?;
         if !type_matches(typ, expected) {
             return Err(JwtError::TypeMismatch);
         }
     }
-    decode_part(payload_b64, "payload is not base64url")
+    Ok(())
+}
+
+fn provider_missing(_: ProviderMissing) -> JwtError {
+    JwtError::CryptoProvider
+}
+
+/// The engine's half of a claims check: jsonwebtoken's `Validation` for
+/// each algorithm (its own checks of `exp` presence, `iss` and `aud`), built
+/// once per verifier. Time is not the engine's to judge: it reads the
+/// system clock, and a verifier's clock is configurable, so `exp`, `nbf`
+/// and `iat` are Portcullis's checks alone.
+#[derive(Clone, Debug)]
+pub(crate) struct EngineRules {
+    by_algorithm: Arc<[jsonwebtoken::Validation]>,
+}
+
+impl EngineRules {
+    pub(crate) fn new(validation: &Validation) -> Self {
+        let by_algorithm = Algorithm::ALL
+            .iter()
+            .map(|algorithm| {
+                let mut rules = jsonwebtoken::Validation::new(algorithm.engine());
+                rules.validate_exp = false;
+                rules.validate_nbf = false;
+                let mut required = vec!["exp"];
+                if !validation.issuers.is_empty() {
+                    rules.set_issuer(&validation.issuers);
+                    required.push("iss");
+                }
+                if validation.audiences.is_empty() {
+                    rules.validate_aud = false;
+                } else {
+                    rules.set_audience(&validation.audiences);
+                    required.push("aud");
+                }
+                rules.set_required_spec_claims(&required);
+                rules
+            })
+            .collect();
+        Self { by_algorithm }
+    }
+
+    fn get(&self, algorithm: Algorithm) -> &jsonwebtoken::Validation {
+        &self.by_algorithm[algorithm.index()]
+    }
+}
+
+/// Verifies `token` against `keys` and `validation` at `now`, and builds the
+/// caller's identity from its claims.
+///
+/// jsonwebtoken decodes and verifies the token (signature, algorithm, its
+/// claim checks); Portcullis's policy stands before it (size, header, key
+/// selection) and after it (time on the verifier's clock, `typ`, strict
+/// claim types, required claims). When the engine refuses a token whose
+/// signature holds, the policy names the reason.
+pub(crate) fn verify(
+    token: &str,
+    keys: &KeySet,
+    validation: &Validation,
+    rules: &EngineRules,
+    now: SystemTime,
+    transport: TokenTransport,
+) -> Result<(Identity, SystemTime), JwtError> {
+    let parts = split(token, validation.max_token_bytes)?;
+    let engine_rules = rules.get(parts.algorithm);
+    let mut engine_refusal = None;
+    let mut verified = None;
+    for key in keys.candidates(parts.kid.as_deref(), parts.algorithm)? {
+        let decoded =
+            crate::engine::guarded(|| jsonwebtoken::decode::<Box<RawValue>>(token, key.decoding(), engine_rules))
+                .map_err(provider_missing)?;
+        match decoded {
+            Ok(data) => {
+                verified = Some(data.claims);
+                break;
+            }
+            Err(error) if *error.kind() == ErrorKind::InvalidSignature => continue,
+            // Refused for something else: the policy below names it, once
+            // the signature is known to hold.
+            Err(error) => {
+                if key
+                    .verify_encoded(parts.signing_input(token).as_bytes(), parts.signature_b64)
+                    .map_err(provider_missing)?
+                {
+                    engine_refusal = Some(error);
+                    break;
+                }
+            }
+        }
+    }
+    if verified.is_none() && engine_refusal.is_none() {
+        return Err(JwtError::InvalidSignature);
+    }
+    // Signed by a trusted key from here on.
+    check_type(&parts, validation.token_type.as_deref())?;
+    let payload = match &verified {
+        Some(claims) => Cow::Borrowed(claims.get()),
+        None => {
+            let bytes = decode_part(parts.payload_b64, "payload is not base64url")?;
+            Cow::Owned(String::from_utf8(bytes).map_err(|_| JwtError::Malformed("payload is not UTF-8"))?)
+        }
+    };
+    let checked = check_claims(&payload, validation, now, transport)?;
+    match engine_refusal {
+        None => Ok(checked),
+        // The engine refused what the policy accepts: refused all the same.
+        Some(error) => Err(JwtError::EngineRefused(engine_reason(error.kind()))),
+    }
+}
+
+/// The engine's refusal, named for a rejection without its detail.
+fn engine_reason(kind: &ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidIssuer => "issuer not accepted",
+        ErrorKind::InvalidAudience => "audience not accepted",
+        ErrorKind::MissingRequiredClaim(_) => "a required claim is missing",
+        ErrorKind::InvalidClaimFormat(_) => "a claim is malformed",
+        ErrorKind::Json(_) | ErrorKind::Utf8(_) | ErrorKind::Base64(_) => "the token does not decode",
+        _ => "the token is not valid",
+    }
+}
+
+/// The JWS layer alone: size, compact shape, header policy, the algorithm
+/// pinned by the key, the signature (jsonwebtoken's verifier), and `typ`
+/// when one is expected. Returns the decoded payload, signed by a trusted
+/// key.
+pub(crate) fn verify_jws(
+    token: &str,
+    keys: &KeySet,
+    max_token_bytes: usize,
+    token_type: Option<&str>,
+) -> Result<Vec<u8>, JwtError> {
+    let parts = split(token, max_token_bytes)?;
+    let signing_input = parts.signing_input(token).as_bytes();
+    let mut signed = false;
+    for key in keys.candidates(parts.kid.as_deref(), parts.algorithm)? {
+        if key
+            .verify_encoded(signing_input, parts.signature_b64)
+            .map_err(provider_missing)?
+        {
+            signed = true;
+            break;
+        }
+    }
+    if !signed {
+        return Err(JwtError::InvalidSignature);
+    }
+    check_type(&parts, token_type)?;
+    decode_part(parts.payload_b64, "payload is not base64url")
 }
 
 /// RFC 9068 §4: `typ` compares case-insensitively, and an `application/`

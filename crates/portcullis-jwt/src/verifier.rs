@@ -4,6 +4,7 @@ use std::sync::Arc;
 use portcullis_core::{Identity, SharedClock, SystemClock, TokenTransport};
 
 use crate::cache::{CacheLimits, TokenCache};
+use crate::token::EngineRules;
 use crate::{ConfigError, JwtError, KeySet, Keys, Validation};
 
 /// Verifies bearer tokens: the engine inside [`JwtLayer`](crate::JwtLayer),
@@ -30,6 +31,8 @@ pub struct JwtVerifier(Arc<Inner>);
 struct Inner {
     keys: Keys,
     validation: Validation,
+    /// The same rules as jsonwebtoken's `Validation`s, built once.
+    rules: EngineRules,
     clock: SharedClock,
     cache: Option<TokenCache>,
     /// Several issuers, each with its own keys and audience: a token goes
@@ -68,7 +71,9 @@ impl JwtVerifier {
             return Err(ConfigError::NoKeys);
         }
         validation.check()?;
+        crate::engine::check_provider()?;
         Ok(Self(Arc::new(Inner {
+            rules: EngineRules::new(&validation),
             keys,
             validation,
             clock,
@@ -117,6 +122,7 @@ impl JwtVerifier {
         Ok(Self(Arc::new(Inner {
             keys: first.keys.clone(),
             validation: first.validation.clone(),
+            rules: first.rules.clone(),
             clock: first.clock.clone(),
             cache: None,
             tenants: Some(tenants.into_boxed_slice()),
@@ -183,7 +189,8 @@ impl JwtVerifier {
             }
         };
         let Some(cache) = &inner.cache else {
-            return crate::token::verify(token, &keys, &inner.validation, now, transport).map(|(id, _)| id);
+            return crate::token::verify(token, &keys, &inner.validation, &inner.rules, now, transport)
+                .map(|(id, _)| id);
         };
         let tag = match transport {
             TokenTransport::Cookie => 1,
@@ -193,7 +200,8 @@ impl JwtVerifier {
         if let Some(identity) = cache.get(&key, now) {
             return Ok(identity);
         }
-        let (identity, valid_until) = crate::token::verify(token, &keys, &inner.validation, now, transport)?;
+        let (identity, valid_until) =
+            crate::token::verify(token, &keys, &inner.validation, &inner.rules, now, transport)?;
         cache.insert(key, identity.clone(), valid_until, now);
         Ok(identity)
     }
