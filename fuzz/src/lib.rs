@@ -1,0 +1,3 @@
+//! Support for the fuzz targets.
+
+pub mod oracle;
