@@ -88,9 +88,8 @@ fn request(value: &HeaderValue) -> Request<Body> {
 
 fn bench(c: &mut Criterion) {
     // This crate enables both of jsonwebtoken's backends (for the backend
-    // bench), so its `decode` needs a provider picked explicitly — the clash
-    // a user's build can hit. JwtLayer never touches that global.
-    let _ = jsonwebtoken::crypto::CryptoProvider::install_default(&jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER);
+    // bench): the clash a user's build can hit, fixed by the one line.
+    portcullis::jwt::install_crypto_provider().expect("first install");
     let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
     for case in cases() {
         let token = case.issuer.mint("alice", ["notes:read"]).expect("mint");

@@ -105,6 +105,8 @@ async fn session_stack(store: Arc<dyn SessionStore>) -> (SocketAddr, HeaderValue
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // Both jsonwebtoken backends are on in this crate: pick one, once.
+    portcullis::jwt::install_crypto_provider().expect("first install");
     let seconds: u64 = std::env::var("LOAD_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
