@@ -151,7 +151,11 @@ impl SigningKey {
             encoding,
             verifying,
         };
-        key.kid = Some(key.thumbprint()?.into());
+        // Only asymmetric keys come through here: they always have a JWK.
+        let jwk = key
+            .bare_jwk()?
+            .ok_or(KeyError::InvalidKey("public half of the private key"))?;
+        key.kid = Some(thumbprint(&jwk)?.into());
         Ok(key)
     }
 
@@ -228,17 +232,13 @@ impl SigningKey {
             .map(Some)
             .map_err(|_| KeyError::InvalidKey("public half of the private key"))
     }
+}
 
-    /// RFC 7638 SHA-256 thumbprint of the public key (of the secret's JWK
-    /// for HMAC keys, whose kid is never published with the key).
-    fn thumbprint(&self) -> Result<String, KeyError> {
-        let Some(jwk) = self.bare_jwk()? else {
-            return Ok(String::new());
-        };
-        guarded(|| jwk.thumbprint(ThumbprintHash::SHA256))
-            .map_err(|_| KeyError::CryptoProvider)?
-            .map_err(|_| KeyError::InvalidKey("JWK thumbprint"))
-    }
+/// RFC 7638 SHA-256 thumbprint of a public JWK.
+fn thumbprint(jwk: &Jwk) -> Result<String, KeyError> {
+    guarded(|| jwk.thumbprint(ThumbprintHash::SHA256))
+        .map_err(|_| KeyError::CryptoProvider)?
+        .map_err(|_| KeyError::InvalidKey("JWK thumbprint"))
 }
 
 /// The private key inside a PKCS#8 `PrivateKeyInfo` (RFC 5208):

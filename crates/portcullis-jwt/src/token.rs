@@ -71,16 +71,17 @@ fn decode_part(part: &str, what: &'static str) -> Result<Vec<u8>, JwtError> {
 }
 
 /// A compact JWS split into its parts, its header through the policy.
-struct Parts<'t> {
+struct Parts<'t, 'h> {
     header_b64: &'t str,
     payload_b64: &'t str,
     signature_b64: &'t str,
     algorithm: Algorithm,
-    kid: Option<String>,
-    typ: Option<String>,
+    // Borrowed from the caller's decoded-header buffer: no copy per request.
+    kid: Option<Cow<'h, str>>,
+    typ: Option<Cow<'h, str>>,
 }
 
-impl<'t> Parts<'t> {
+impl<'t> Parts<'t, '_> {
     /// The signing input: `header.payload`.
     fn signing_input(&self, token: &'t str) -> &'t str {
         &token[..self.header_b64.len() + 1 + self.payload_b64.len()]
@@ -90,8 +91,13 @@ impl<'t> Parts<'t> {
 /// Size, compact shape and the header policy, before any key is touched:
 /// no `none`, no key references (`jku`, `x5u`, `jwk`, `x5c`) and no `crit`,
 /// present at all, `null` included — jsonwebtoken reads a `null` member as
-/// absent and would let it through.
-fn split(token: &str, max_token_bytes: usize) -> Result<Parts<'_>, JwtError> {
+/// absent and would let it through. The header is decoded into
+/// `header_json`, which the returned parts borrow from.
+fn split<'t, 'h>(
+    token: &'t str,
+    max_token_bytes: usize,
+    header_json: &'h mut Vec<u8>,
+) -> Result<Parts<'t, 'h>, JwtError> {
     if token.len() > max_token_bytes {
         return Err(JwtError::TooLarge);
     }
@@ -104,9 +110,12 @@ fn split(token: &str, max_token_bytes: usize) -> Result<Parts<'_>, JwtError> {
             "expected three dot-separated parts (encrypted tokens are not supported)",
         ));
     }
-    let header_json = decode_part(header_b64, "header is not base64url")?;
-    let header: Header<'_> =
-        serde_json::from_slice(&header_json).map_err(|_| JwtError::Malformed("header is not a JSON object"))?;
+    URL_SAFE_NO_PAD
+        .decode_vec(header_b64, header_json)
+        .map_err(|_| JwtError::Malformed("header is not base64url"))?;
+    let header_json: &'h [u8] = header_json;
+    let header: Header<'h> =
+        serde_json::from_slice(header_json).map_err(|_| JwtError::Malformed("header is not a JSON object"))?;
     let alg = header.alg.ok_or(JwtError::Malformed("header has no alg"))?;
     if alg.eq_ignore_ascii_case("none") {
         return Err(JwtError::AlgNone);
@@ -130,13 +139,13 @@ fn split(token: &str, max_token_bytes: usize) -> Result<Parts<'_>, JwtError> {
         payload_b64,
         signature_b64,
         algorithm,
-        kid: header.kid.map(Cow::into_owned),
-        typ: header.typ.map(Cow::into_owned),
+        kid: header.kid,
+        typ: header.typ,
     })
 }
 
 /// `typ`, when one is expected; checked once the signature holds.
-fn check_type(parts: &Parts<'_>, token_type: Option<&str>) -> Result<(), JwtError> {
+fn check_type(parts: &Parts<'_, '_>, token_type: Option<&str>) -> Result<(), JwtError> {
     if let Some(expected) = token_type {
         let typ = parts.typ.as_deref().ok_or(JwtError::TypeMismatch)?;
         if !type_matches(typ, expected) {
@@ -207,7 +216,8 @@ pub(crate) fn verify(
     now: SystemTime,
     transport: TokenTransport,
 ) -> Result<(Identity, SystemTime), JwtError> {
-    let parts = split(token, validation.max_token_bytes)?;
+    let mut header_json = Vec::new();
+    let parts = split(token, validation.max_token_bytes, &mut header_json)?;
     let engine_rules = rules.get(parts.algorithm);
     let mut engine_refusal = None;
     let mut verified = None;
@@ -276,7 +286,8 @@ pub(crate) fn verify_jws(
     max_token_bytes: usize,
     token_type: Option<&str>,
 ) -> Result<Vec<u8>, JwtError> {
-    let parts = split(token, max_token_bytes)?;
+    let mut header_json = Vec::new();
+    let parts = split(token, max_token_bytes, &mut header_json)?;
     let signing_input = parts.signing_input(token).as_bytes();
     let mut signed = false;
     for key in keys.candidates(parts.kid.as_deref(), parts.algorithm)? {
