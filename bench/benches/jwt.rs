@@ -192,9 +192,136 @@ fn request07(value: &HeaderValue) -> Request<axum07::body::Body> {
     request
 }
 
+/// The claims `JwtIssuer::mint` writes, as a bare `jsonwebtoken::encode`
+/// caller would declare them.
+#[derive(serde::Serialize)]
+struct MintedClaims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    iat: u64,
+    exp: u64,
+    jti: &'a str,
+    scope: &'a str,
+}
+
+/// A PKCS#8 private key as PEM, read by both sides of the mint rows.
+fn pkcs8_pem(der: &[u8]) -> String {
+    use base64::Engine;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).expect("ascii"))
+        .collect();
+    format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        lines.join("\n")
+    )
+}
+
+/// Minting: `JwtIssuer::mint` against a bare `jsonwebtoken::encode` of the
+/// same claims (a fixed `jti` of the same length; ours draws a random one)
+/// with the same private key, per algorithm.
+fn bench_mint(c: &mut Criterion) {
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair};
+    // Idempotent: `bench` may have installed it already.
+    portcullis::jwt::install_crypto_provider().expect("install");
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let es = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("p256");
+    let ed = Ed25519KeyPair::generate_pkcs8(&rng).expect("ed25519");
+    let rs = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("rsa");
+    let rs_der = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&rs).expect("rsa der");
+    let es_pem = pkcs8_pem(es.as_ref());
+    let ed_pem = pkcs8_pem(ed.as_ref());
+    let rs_pem = pkcs8_pem(rs_der.as_ref());
+    let cases = [
+        (
+            "HS256",
+            SigningKey::hmac(Algorithm::HS256, HS_SECRET.as_bytes()).expect("hs"),
+            jsonwebtoken::EncodingKey::from_secret(HS_SECRET.as_bytes()),
+            jsonwebtoken::Algorithm::HS256,
+        ),
+        (
+            "ES256",
+            SigningKey::from_pem(&es_pem).expect("es"),
+            jsonwebtoken::EncodingKey::from_ec_pem(es_pem.as_bytes()).expect("es pem"),
+            jsonwebtoken::Algorithm::ES256,
+        ),
+        (
+            "EdDSA",
+            SigningKey::from_pem(&ed_pem).expect("ed"),
+            jsonwebtoken::EncodingKey::from_ed_pem(ed_pem.as_bytes()).expect("ed pem"),
+            jsonwebtoken::Algorithm::EdDSA,
+        ),
+        (
+            "RS256",
+            SigningKey::from_pem(&rs_pem).expect("rs"),
+            jsonwebtoken::EncodingKey::from_rsa_pem(rs_pem.as_bytes()).expect("rs pem"),
+            jsonwebtoken::Algorithm::RS256,
+        ),
+    ];
+    for (name, key, encoding, algorithm) in cases {
+        let kid = key.kid().map(str::to_owned);
+        let issuer = JwtIssuer::new(key, ISS, AUD);
+        // The same shape of token on both rows: header (alg, typ, kid) and
+        // claims, so the rows differ only by the issuer's own work.
+        let minted = issuer.mint("alice", ["notes:read"]).expect("mint");
+        let mut header = jsonwebtoken::Header::new(algorithm);
+        header.kid = kid;
+        header.typ = Some("at+jwt".to_owned());
+        let jti = "x".repeat(22);
+        let mut group = c.benchmark_group(format!("jwt_mint/{name}"));
+        group.bench_function("bare_encode", |b| {
+            b.iter(|| {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .expect("clock")
+                    .as_secs();
+                let claims = MintedClaims {
+                    iss: ISS,
+                    sub: "alice",
+                    aud: AUD,
+                    iat: now,
+                    exp: now + 600,
+                    jti: &jti,
+                    scope: "notes:read",
+                };
+                jsonwebtoken::encode(&header, &claims, &encoding).expect("encode")
+            })
+        });
+        group.bench_function("portcullis_mint", |b| {
+            b.iter(|| {
+                issuer
+                    .mint(std::hint::black_box("alice"), ["notes:read"])
+                    .expect("mint")
+            })
+        });
+        group.finish();
+        // Same length within the jti's and signature's slack: the rows
+        // compare like with like.
+        let bare = jsonwebtoken::encode(
+            &header,
+            &MintedClaims {
+                iss: ISS,
+                sub: "alice",
+                aud: AUD,
+                iat: 0,
+                exp: 600,
+                jti: &jti,
+                scope: "notes:read",
+            },
+            &encoding,
+        )
+        .expect("encode");
+        assert!(minted.len().abs_diff(bare.len()) < 40, "{name}: {minted} vs {bare}");
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
-    targets = bench
+    targets = bench, bench_mint
 }
 criterion_main!(benches);
