@@ -404,21 +404,24 @@ impl JwtIssuer {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
-        let scope = scopes
-            .into_iter()
-            .map(|s| s.as_ref().to_owned())
-            .collect::<Vec<_>>()
-            .join(" ");
-        let mut claims = extra;
-        claims.insert("iss".into(), inner.issuer.as_ref().into());
-        claims.insert("sub".into(), subject.into());
-        claims.insert("aud".into(), inner.audience.as_ref().into());
-        claims.insert("iat".into(), now.into());
-        claims.insert("exp".into(), (now + inner.ttl.as_secs()).into());
-        claims.insert("jti".into(), random_id().into());
-        if !scope.is_empty() {
-            claims.insert("scope".into(), scope.into());
+        let mut scope = String::new();
+        for item in scopes {
+            if !scope.is_empty() {
+                scope.push(' ');
+            }
+            scope.push_str(item.as_ref());
         }
+        let mut jti = [0u8; 22];
+        let claims = MintedClaims {
+            iss: &inner.issuer,
+            sub: subject,
+            aud: &inner.audience,
+            iat: now,
+            exp: now + inner.ttl.as_secs(),
+            jti: random_id(&mut jti),
+            scope: &scope,
+            extra: &extra,
+        };
         let mut header = jsonwebtoken::Header::new(inner.key.algorithm.engine());
         header.typ = inner.token_type.as_deref().map(str::to_owned);
         header.kid = inner.key.kid().map(str::to_owned);
@@ -470,9 +473,30 @@ pub fn sign_compact(key: &SigningKey, header: &Value, claims: &Value) -> Result<
     Ok(token)
 }
 
-fn random_id() -> String {
+/// 16 random bytes, base64url, written into `buffer` (no allocation).
+fn random_id(buffer: &mut [u8; 22]) -> &str {
     let mut bytes = [0u8; 16];
     // The system RNG failing is unrecoverable for a token issuer.
     aws_lc_rs::rand::fill(&mut bytes).unwrap_or_else(|_| unreachable!("system RNG failure"));
-    URL_SAFE_NO_PAD.encode(bytes)
+    let written = URL_SAFE_NO_PAD
+        .encode_slice(bytes, buffer)
+        .unwrap_or_else(|_| unreachable!("16 bytes are 22 base64url characters"));
+    std::str::from_utf8(&buffer[..written]).unwrap_or_else(|_| unreachable!("base64url is ASCII"))
+}
+
+/// The claims a minted token carries: the issuer's own, then `extra`
+/// (which may not name them). Serialized straight from borrows, with no
+/// intermediate map.
+#[derive(serde::Serialize)]
+struct MintedClaims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    iat: u64,
+    exp: u64,
+    jti: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    scope: &'a str,
+    #[serde(flatten)]
+    extra: &'a Map<String, Value>,
 }
