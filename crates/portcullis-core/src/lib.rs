@@ -31,7 +31,7 @@ mod clock;
 pub mod cookie;
 #[cfg(feature = "axum")]
 mod extract;
-mod future;
+pub mod guard;
 mod identity;
 mod rejection;
 pub mod require_auth;
@@ -40,7 +40,6 @@ pub use body::ResponseBody;
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 #[cfg(feature = "axum")]
 pub use extract::Claims;
-pub use future::ResponseFuture;
 pub use identity::{AuthMethod, AuthenticatorRan, Identity, IdentityBuilder, Principal, TokenTransport};
 pub use rejection::{DefaultResponder, Protocol, Rejection, RejectionKind, RequestContext, Responder, SharedResponder};
 pub use require_auth::{RequireAuth, RequireAuthLayer};

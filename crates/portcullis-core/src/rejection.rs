@@ -63,6 +63,9 @@ pub enum RejectionKind {
     /// The stack is misconfigured (a guard with no authenticator before it):
     /// 500, gRPC `INTERNAL`.
     Misconfigured,
+    /// The request is larger than the layer can read for its check (a CSRF
+    /// form body over the buffer limit): 413, gRPC `RESOURCE_EXHAUSTED`.
+    TooLarge,
 }
 
 impl Rejection {
@@ -105,6 +108,11 @@ impl Rejection {
     /// A dependency of the decision is unavailable.
     pub fn unavailable(layer: &'static str, reason: impl Into<Cow<'static, str>>) -> Self {
         Self::new(RejectionKind::Unavailable, layer, reason)
+    }
+
+    /// The request is too large for the layer's check.
+    pub fn too_large(layer: &'static str, reason: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(RejectionKind::TooLarge, layer, reason)
     }
 
     /// The stack is misconfigured.
@@ -152,6 +160,7 @@ impl Rejection {
             RejectionKind::InsufficientScope | RejectionKind::Forbidden => StatusCode::FORBIDDEN,
             RejectionKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             RejectionKind::Misconfigured => StatusCode::INTERNAL_SERVER_ERROR,
+            RejectionKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 
@@ -162,6 +171,7 @@ impl Rejection {
             RejectionKind::InsufficientScope | RejectionKind::Forbidden => 7,
             RejectionKind::Unavailable => 14,
             RejectionKind::Misconfigured => 13,
+            RejectionKind::TooLarge => 8,
         }
     }
 

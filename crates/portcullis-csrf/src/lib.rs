@@ -45,7 +45,7 @@ mod origin;
 mod token;
 
 pub use body::CsrfBody;
-pub use layer::{ConfigError, CsrfLayer, CsrfService, ResponseFuture};
+pub use layer::{ConfigError, CsrfLayer, CsrfService, FormRead, Verdict};
 pub use token::{CsrfError, CsrfToken};
 
 pub(crate) const LAYER: &str = "csrf";

@@ -607,3 +607,67 @@ mod pre_session {
         );
     }
 }
+
+/// A form body over the buffer limit is refused 413 — through the layer's
+/// responder like every other refusal, with its reason and `Vary`.
+#[tokio::test]
+async fn a_form_over_the_buffer_limit_is_413_through_the_responder() {
+    use portcullis_core::{DefaultResponder, Rejection, RequestContext, Responder};
+    use tower::ServiceExt;
+
+    /// Renders like the default, marking that it ran.
+    #[derive(Debug)]
+    struct Marked;
+    impl Responder for Marked {
+        fn respond(&self, rejection: &Rejection, request: &RequestContext<'_>) -> Response<Bytes> {
+            let mut response = DefaultResponder.respond(rejection, request);
+            response
+                .headers_mut()
+                .insert("x-rendered-by", http::HeaderValue::from_static("marked"));
+            response
+        }
+    }
+
+    let app = stack(CsrfLayer::new().body_limit(64).responder(Marked));
+    let (cookie, token) = logged_in(&app).await;
+    let headers = [
+        ("sec-fetch-site", "same-origin"),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ];
+    let big = format!("note={}&csrf_token={token}", "x".repeat(200));
+    let response = {
+        let request = request(Method::POST, "/notes", Some(&cookie), &headers, &big);
+        app.clone().oneshot(request).await.expect("infallible")
+    };
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        response.headers()["x-rendered-by"],
+        "marked",
+        "rendered by the layer's responder"
+    );
+    assert_eq!(response.headers()["vary"], "Origin, Sec-Fetch-Site");
+    let rejection = response
+        .extensions()
+        .get::<Rejection>()
+        .cloned()
+        .expect("typed rejection");
+    assert_eq!(rejection.kind(), RejectionKind::TooLarge);
+    assert!(
+        rejection.reason().contains("over the CSRF buffer limit"),
+        "{}",
+        rejection.reason()
+    );
+    // The same token in the header needs no body read: it passes.
+    let header_token = [
+        ("sec-fetch-site", "same-origin"),
+        ("content-type", "application/x-www-form-urlencoded"),
+        (CsrfToken::HEADER, token.as_str()),
+    ];
+    let answer = send(
+        &app,
+        request(Method::POST, "/notes", Some(&cookie), &header_token, &big),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert!(answer.body.starts_with("handled: note=xxx"), "{}", answer.body);
+}

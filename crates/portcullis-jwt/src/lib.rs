@@ -114,7 +114,7 @@ pub use engine::{CryptoProviderError, install_crypto_provider};
 pub use error::{ConfigError, JwtError, KeyError};
 pub use issuer::{IssueError, JwtIssuer, SigningKey, sign_compact};
 pub use key::{Jwk, KeySet, Keys, VerifyingKey};
-pub use layer::{JwtLayer, JwtLayerBuilder, JwtService, ResponseFuture};
+pub use layer::{JwtLayer, JwtLayerBuilder, JwtService, Refetch, RefetchWait};
 pub use validation::Validation;
 pub use verifier::JwtVerifier;
 

@@ -47,7 +47,7 @@ mod store;
 
 pub use denylist::{Denylist, EXPIRY_MARGIN, Revocation, Revoked, Target, TokenFacts, millis as denylist_millis};
 pub use endpoint::{RefreshEndpoint, RevocationEndpoint};
-pub use layer::{ResponseFuture, RevocationLayer, RevocationService};
+pub use layer::{CheckWait, RevocationCheck, RevocationLayer, RevocationService};
 pub use memory::MemoryRevocationStore;
 pub use refresh::{
     Family, MemoryRefreshStore, RefreshConfigError, RefreshError, RefreshStore, RefreshTokens, RefreshTokensBuilder,

@@ -564,3 +564,53 @@ async fn a_family_rotates_at_most_once_per_interval_when_capped() {
     let (status, answer) = post_form(endpoint, body).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
 }
+
+/// A RevocationLayer no authenticator stands before cannot tell a revoked
+/// token from no token: a loud 500 (`misconfigured`, with the reason),
+/// never a silent pass. Behind an authenticator, an anonymous request
+/// passes (RequireAuth decides about it).
+#[tokio::test]
+async fn a_revocation_layer_with_no_authenticator_before_it_is_a_loud_misconfiguration() {
+    let fixture = Fixture::new();
+    let token = fixture.issuer.mint("alice", ["notes:read"]).expect("mint");
+    let handler =
+        |_: Request<Full<Bytes>>| async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("reached")))) };
+    let alone = ServiceBuilder::new()
+        .layer(RevocationLayer::new(&fixture.revocations))
+        .service_fn(handler);
+    let request = Request::get("/notes")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let response = alone.oneshot(request).await.expect("infallible");
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let rejection = response
+        .extensions()
+        .get::<Rejection>()
+        .cloned()
+        .expect("typed rejection");
+    assert_eq!(rejection.kind(), RejectionKind::Misconfigured);
+    assert_eq!(rejection.layer(), "revocation");
+    assert!(
+        rejection.reason().contains("needs an authenticator"),
+        "{}",
+        rejection.reason()
+    );
+    let body = response.into_body().collect().await.expect("body").to_bytes();
+    assert!(!String::from_utf8_lossy(&body).contains("reached"));
+
+    let jwt = JwtLayer::builder(fixture.key.clone())
+        .issuer(ISS)
+        .audience(AUD)
+        .clock(Arc::new(fixture.clock.clone()))
+        .optional()
+        .build()
+        .expect("jwt layer");
+    let behind = ServiceBuilder::new()
+        .layer(jwt)
+        .layer(RevocationLayer::new(&fixture.revocations))
+        .service_fn(handler);
+    let anonymous = Request::get("/notes").body(Full::new(Bytes::new())).expect("request");
+    let response = behind.oneshot(anonymous).await.expect("infallible");
+    assert_eq!(response.status(), StatusCode::OK);
+}

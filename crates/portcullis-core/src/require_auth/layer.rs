@@ -48,9 +48,6 @@ impl<S> Layer<S> for RequireAuthLayer {
     type Service = RequireAuth<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequireAuth {
-            inner,
-            config: self.clone(),
-        }
+        RequireAuth::new(self.clone(), inner)
     }
 }

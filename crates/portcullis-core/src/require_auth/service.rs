@@ -1,23 +1,17 @@
-use std::task::{Context, Poll};
-
-use http::{Request, Response};
-use tower_service::Service;
+use http::Request;
 
 use super::RequireAuthLayer;
 use crate::audit::{Decision, Outcome};
-use crate::{AuthenticatorRan, Identity, Rejection, RequestContext, ResponseBody, ResponseFuture};
+use crate::guard::{Check, Guard, GuardService, Resolved};
+use crate::{AuthenticatorRan, Identity, Rejection, RejectionKind, SharedResponder};
 
 const LAYER: &str = "require_auth";
 
 /// The service of [`RequireAuthLayer`].
-#[derive(Clone, Debug)]
-pub struct RequireAuth<S> {
-    pub(super) inner: S,
-    pub(super) config: RequireAuthLayer,
-}
+pub type RequireAuth<S> = GuardService<RequireAuthLayer, S>;
 
-impl<S> RequireAuth<S> {
-    fn check<B>(&self, request: &Request<B>) -> Result<(), Rejection> {
+impl RequireAuthLayer {
+    fn decide<B>(&self, request: &Request<B>) -> Result<(), Rejection> {
         let Some(identity) = request.extensions().get::<Identity>() else {
             if request.extensions().get::<AuthenticatorRan>().is_none() {
                 return Err(Rejection::misconfigured(
@@ -27,7 +21,7 @@ impl<S> RequireAuth<S> {
             }
             return Err(Rejection::missing_credentials(LAYER, "authentication required"));
         };
-        for scope in self.config.scopes.iter() {
+        for scope in self.scopes.iter() {
             if !identity.has_scope(scope) {
                 Decision::new(LAYER, Outcome::Rejected)
                     .reason("insufficient scope")
@@ -40,29 +34,26 @@ impl<S> RequireAuth<S> {
     }
 }
 
-impl<S, B, ResBody> Service<Request<B>> for RequireAuth<S>
-where
-    S: Service<Request<B>, Response = Response<ResBody>>,
-{
-    type Response = Response<ResponseBody<ResBody>>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+impl<B> Guard<B> for RequireAuthLayer {
+    type Body = B;
+    type Finish = ();
+    type Pending = std::future::Pending<Resolved<B, ()>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        match self.check(&request) {
-            Ok(()) => ResponseFuture::called(self.inner.call(request)),
+    fn check(&self, request: Request<B>) -> Check<B, B, (), Self::Pending> {
+        match self.decide(&request) {
+            Ok(()) => Check::Pass(request, ()),
             Err(rejection) => {
-                if rejection.kind() != crate::RejectionKind::InsufficientScope {
+                if rejection.kind() != RejectionKind::InsufficientScope {
                     Decision::new(LAYER, Outcome::Rejected)
                         .reason(rejection.reason())
                         .record();
                 }
-                ResponseFuture::rejected(self.config.responder.respond(&rejection, &RequestContext::of(&request)))
+                Check::Reject(rejection, request)
             }
         }
+    }
+
+    fn responder(&self) -> &SharedResponder {
+        &self.responder
     }
 }

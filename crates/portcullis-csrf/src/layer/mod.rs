@@ -9,7 +9,7 @@ use aws_lc_rs::hmac;
 use portcullis_core::{DefaultResponder, Responder, SharedResponder};
 use tower_layer::Layer;
 
-pub use future::ResponseFuture;
+pub use future::{FormRead, Verdict};
 pub use service::CsrfService;
 
 use crate::origin::Origin;
@@ -212,9 +212,6 @@ impl<S> Layer<S> for CsrfLayer {
     type Service = CsrfService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CsrfService {
-            inner,
-            config: self.config.clone(),
-        }
+        CsrfService::new(self.clone(), inner)
     }
 }

@@ -1,34 +1,27 @@
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
-use http::{Method, Request, Response};
+use http::{Method, Request};
 use http_body::Body;
 use portcullis_core::audit::{Decision, Outcome};
 use portcullis_core::cookie;
-use portcullis_core::{
-    AuthMethod, AuthenticatorRan, Identity, Rejection, RequestContext, ResponseBody, TokenTransport,
-};
+use portcullis_core::guard::{Check, Guard, GuardService};
+use portcullis_core::{AuthMethod, AuthenticatorRan, Identity, Rejection, SharedResponder, TokenTransport};
 use portcullis_session::Session;
-use tower_service::Service;
 
-use super::Config;
-use super::future::{PreCookie, ResponseFuture, Verdict};
+use super::future::{FormRead, PreCookie, Verdict, read_form};
+use super::{Config, CsrfLayer};
 use crate::body::{CsrfBody, FormKind, form_kind};
 use crate::origin::{OriginFailure, OriginPolicy, OriginRef};
 use crate::token::{Binding, PreSession, SECRET_KEY, for_principal, is_secret, secret_of, unmasked, verify};
 use crate::{CsrfToken, LAYER, PRE_SESSION_COOKIE};
 
-/// The service of [`CsrfLayer`](super::CsrfLayer).
-#[derive(Clone, Debug)]
-pub struct CsrfService<S> {
-    pub(super) inner: S,
-    pub(super) config: Arc<Config>,
-}
+/// The service of [`CsrfLayer`].
+pub type CsrfService<S> = GuardService<CsrfLayer, S>;
 
 /// What the headers alone decide.
-pub(super) enum Check {
+pub(super) enum HeaderCheck {
     /// Not subject to the check, or passed it.
     Pass { checked_origin: bool },
     /// Refused, for this reason.
@@ -109,24 +102,29 @@ impl Config {
     /// The decision from the headers, given what the authenticators left
     /// (`ambient`, `None` when none ran) and the pre-session secret the
     /// request's cookie presents.
-    pub(super) fn check<B>(&self, request: &Request<B>, ambient: Option<&Ambient>, presented: Option<&str>) -> Check {
+    pub(super) fn check<B>(
+        &self,
+        request: &Request<B>,
+        ambient: Option<&Ambient>,
+        presented: Option<&str>,
+    ) -> HeaderCheck {
         if is_safe(request.method()) {
-            return Check::Pass { checked_origin: false };
+            return HeaderCheck::Pass { checked_origin: false };
         }
         let path = request.uri().path();
         if self.exempt.iter().any(|prefix| is_under(path, prefix)) {
             Decision::new(LAYER, Outcome::Passed)
                 .reason("insecure_exempt route")
                 .record();
-            return Check::Pass { checked_origin: false };
+            return HeaderCheck::Pass { checked_origin: false };
         }
         let Some(ambient) = ambient else {
-            return Check::Misconfigured;
+            return HeaderCheck::Misconfigured;
         };
         // Authenticated by an `Authorization` header alone: a browser
         // cannot attach one cross-site without the target's CORS consent.
         if matches!(ambient, Ambient::Nothing) && request.headers().contains_key(AUTHORIZATION) {
-            return Check::Pass { checked_origin: false };
+            return HeaderCheck::Pass { checked_origin: false };
         }
         // The origin rules cover every other unsafe request, with or
         // without a credential: a cross-site login form is login CSRF.
@@ -140,12 +138,12 @@ impl Config {
             allow_same_site: self.allow_same_site,
         };
         match policy.check(request.headers()) {
-            Err(OriginFailure::CrossSite) => return Check::Fail("cross-site request"),
-            Err(OriginFailure::Untrusted) => return Check::Fail("untrusted origin"),
+            Err(OriginFailure::CrossSite) => return HeaderCheck::Fail("cross-site request"),
+            Err(OriginFailure::Untrusted) => return HeaderCheck::Fail("untrusted origin"),
             Ok(()) => {}
         }
         if !self.tokens {
-            return Check::Pass { checked_origin: true };
+            return HeaderCheck::Pass { checked_origin: true };
         }
         // The token rule applies wherever a cookie credential is present.
         // Where a visitor holds a pre-session cookie, a form they post (the
@@ -165,7 +163,7 @@ impl Config {
             Ambient::CookieToken(principal) => Some(for_principal(&self.key, principal)),
             Ambient::Nothing => match presented {
                 Some(secret) => Some(unmasked(&self.key, secret)),
-                None => return Check::Pass { checked_origin: true },
+                None => return HeaderCheck::Pass { checked_origin: true },
             },
         };
         if let Some(header) = request.headers().get(CsrfToken::HEADER) {
@@ -174,50 +172,45 @@ impl Config {
                 _ => false,
             };
             return if valid {
-                Check::Pass { checked_origin: true }
+                HeaderCheck::Pass { checked_origin: true }
             } else {
-                Check::Fail("token mismatch")
+                HeaderCheck::Fail("token mismatch")
             };
         }
         let content_type = request.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
         match form_kind(content_type) {
-            Some(kind) => Check::ReadForm { kind, expected },
-            None => Check::Fail("missing token"),
+            Some(kind) => HeaderCheck::ReadForm { kind, expected },
+            None => HeaderCheck::Fail("missing token"),
         }
     }
 
-    /// A refusal: the response to send, or, in report-only mode, `None`
-    /// (pass) after the audit event.
-    pub(super) fn refuse(&self, reason: &'static str, context: &RequestContext<'_>) -> Option<Response<Bytes>> {
+    /// A refusal: the rejection, or, in report-only mode, `None` (pass)
+    /// after the audit event.
+    pub(super) fn refusal(&self, reason: &'static str) -> Option<Rejection> {
         if self.report_only {
             Decision::new(LAYER, Outcome::WouldReject).reason(reason).record();
             return None;
         }
         Decision::new(LAYER, Outcome::Rejected).reason(reason).record();
-        Some(self.responder.respond(&Rejection::forbidden(LAYER, reason), context))
+        Some(Rejection::forbidden(LAYER, reason))
     }
 }
 
-impl<S, B, ResBody> Service<Request<B>> for CsrfService<S>
+impl<B> Guard<B> for CsrfLayer
 where
-    S: Service<Request<CsrfBody<B>>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send,
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    type Response = Response<ResponseBody<ResBody>>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S, B, S::Future>;
+    type Body = CsrfBody<B>;
+    type Finish = Verdict;
+    type Pending = FormRead<B>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+    fn check(&self, mut request: Request<B>) -> Check<B, CsrfBody<B>, Verdict, FormRead<B>> {
+        let config = &self.config;
         let ambient = ambient_of(&request);
         // An anonymous visitor's secret is in their pre-session cookie.
         let presented = match &ambient {
-            Some(Ambient::Nothing) => self.config.presented_pre_session(&request).map(str::to_owned),
+            Some(Ambient::Nothing) => config.presented_pre_session(&request).map(str::to_owned),
             _ => None,
         };
         let (binding, pre) = match &ambient {
@@ -233,61 +226,42 @@ where
             None => (None, None),
         };
         let issued = binding.map(|binding| {
-            let token = CsrfToken::new(binding, self.config.key.clone());
+            let token = CsrfToken::new(binding, config.key.clone());
             let issued = token.issued_flag();
             request.extensions_mut().insert(token);
             issued
         });
         let pre = pre.map(|pre| PreCookie {
             pre,
-            name: self.config.pre_session_cookie(),
-            secure: self.config.scheme == "https",
+            name: config.pre_session_cookie(),
+            secure: config.scheme == "https",
         });
-        match self.config.check(&request, ambient.as_ref(), presented.as_deref()) {
-            Check::Pass { checked_origin } => {
-                let future = self.inner.call(request.map(CsrfBody::original));
-                ResponseFuture::calling(
-                    future,
-                    Verdict {
-                        checked_origin,
-                        issued,
-                        pre,
-                    },
-                )
+        let verdict = |checked_origin| Verdict {
+            checked_origin,
+            issued,
+            pre,
+        };
+        match config.check(&request, ambient.as_ref(), presented.as_deref()) {
+            HeaderCheck::Pass { checked_origin } => {
+                Check::Pass(request.map(CsrfBody::original), verdict(checked_origin))
             }
-            Check::Misconfigured => {
+            HeaderCheck::Misconfigured => {
                 let reason = "CsrfLayer needs an authenticator (SessionLayer or JwtLayer) before it";
                 Decision::new(LAYER, Outcome::Rejected).reason(reason).record();
-                let rejection = Rejection::misconfigured(LAYER, reason);
-                ResponseFuture::rejected(self.config.responder.respond(&rejection, &RequestContext::of(&request)))
+                Check::Reject(Rejection::misconfigured(LAYER, reason), request)
             }
-            Check::Fail(reason) => match self.config.refuse(reason, &RequestContext::of(&request)) {
-                Some(response) => ResponseFuture::rejected(response),
-                None => {
-                    let future = self.inner.call(request.map(CsrfBody::original));
-                    ResponseFuture::calling(
-                        future,
-                        Verdict {
-                            checked_origin: true,
-                            issued,
-                            pre,
-                        },
-                    )
-                }
+            HeaderCheck::Fail(reason) => match config.refusal(reason) {
+                Some(rejection) => Check::Reject(rejection, request),
+                None => Check::Pass(request.map(CsrfBody::original), verdict(true)),
             },
-            Check::ReadForm { kind, expected } => {
-                // The clone polled ready goes into the future; a fresh one
-                // stays (tower-service's rule).
-                let clone = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, clone);
-                let verdict = Verdict {
-                    checked_origin: true,
-                    issued,
-                    pre,
-                };
-                ResponseFuture::reading(inner, request, kind, expected, self.config.clone(), verdict)
+            HeaderCheck::ReadForm { kind, expected } => {
+                Check::Pending(read_form(request, kind, expected, self.config.clone(), verdict(true)))
             }
         }
+    }
+
+    fn responder(&self) -> &SharedResponder {
+        &self.config.responder
     }
 }
 

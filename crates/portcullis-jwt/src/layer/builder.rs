@@ -57,10 +57,7 @@ impl<S> Layer<S> for JwtLayer {
     type Service = JwtService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        JwtService {
-            inner,
-            layer: self.clone(),
-        }
+        JwtService::new(self.clone(), inner)
     }
 }
 

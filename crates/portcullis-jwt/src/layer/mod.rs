@@ -1,9 +1,7 @@
 //! [`JwtLayer`]: bearer-token authentication.
 
 mod builder;
-mod future;
 mod service;
 
 pub use builder::{JwtLayer, JwtLayerBuilder};
-pub use future::ResponseFuture;
-pub use service::JwtService;
+pub use service::{JwtService, Refetch, RefetchWait};

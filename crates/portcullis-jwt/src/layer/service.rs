@@ -1,39 +1,33 @@
-use std::task::{Context, Poll};
+use std::future::Future;
+use std::pin::Pin;
 
 use http::header::AUTHORIZATION;
-use http::{HeaderMap, Request, Response};
+use http::{HeaderMap, Request};
 use portcullis_core::audit::{self, Decision, Fingerprint, Outcome};
-use portcullis_core::{AuthMethod, AuthenticatorRan, Rejection, RequestContext, ResponseBody, TokenTransport};
-use tower_service::Service;
+use portcullis_core::guard::{Check, Deferred, Guard, GuardService, Resolved, Resume};
+use portcullis_core::{AuthMethod, AuthenticatorRan, Rejection, SharedResponder, TokenTransport};
 
 use super::JwtLayer;
-#[cfg(feature = "remote")]
-use super::future::RefetchFuture;
-use super::future::ResponseFuture;
 use crate::{JwtError, LAYER};
 
 /// The service of [`JwtLayer`].
-#[derive(Clone, Debug)]
-pub struct JwtService<S> {
-    pub(super) inner: S,
-    pub(super) layer: JwtLayer,
-}
+pub type JwtService<S> = GuardService<JwtLayer, S>;
 
-impl<S, B, ResBody> Service<Request<B>> for JwtService<S>
-where
-    S: Service<Request<B>, Response = Response<ResBody>> + Clone,
-{
-    type Response = Response<ResponseBody<ResBody>>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S, B, S::Future>;
+/// Resolves to whether fresh keys may be there.
+pub type RefetchWait = Pin<Box<dyn Future<Output = bool> + Send>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
+/// The pending check of a [`JwtLayer`]: with remote keys and an unknown
+/// `kid`, a bounded wait for fresh keys, then a second verification.
+pub type Refetch<B> = Deferred<RefetchWait, B, JwtLayer>;
 
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let outcome = match find_token(request.headers(), self.layer.cookie.as_deref()) {
-            Ok(Some((token, transport))) => Some(self.layer.authenticate(token, transport)),
+impl<B> Guard<B> for JwtLayer {
+    type Body = B;
+    type Finish = ();
+    type Pending = Refetch<B>;
+
+    fn check(&self, mut request: Request<B>) -> Check<B, B, (), Refetch<B>> {
+        let outcome = match find_token(request.headers(), self.cookie.as_deref()) {
+            Ok(Some((token, transport))) => Some(self.authenticate(token, transport)),
             Ok(None) => None,
             Err(error) => Some(Err(error)),
         };
@@ -42,7 +36,7 @@ where
             // needed where there is none (one map insert fewer per request).
             Some(Ok(identity)) => {
                 request.extensions_mut().insert(identity);
-                ResponseFuture::called(self.inner.call(request))
+                Check::Pass(request, ())
             }
             #[cfg(feature = "remote")]
             Some(Err(JwtError::UnknownKeyId)) => {
@@ -50,33 +44,56 @@ where
                 // (once per cooldown, one at a time) and verify again,
                 // waiting a bounded time.
                 let Some(remote) = self.remote_keys_of(&request) else {
-                    return self.reject(&request, &JwtError::UnknownKeyId.into_rejection());
+                    return Check::Reject(JwtError::UnknownKeyId.into_rejection(), request);
                 };
                 let wait_for = remote.options().request_wait;
-                let wait: RefetchFuture = Box::pin(async move {
+                let wait: RefetchWait = Box::pin(async move {
                     tokio::time::timeout(wait_for, remote.refresh_for_unknown_kid())
                         .await
                         .unwrap_or(false)
                 });
-                let clone = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::refetching(wait, inner, request, self.layer.clone())
+                Check::Pending(Deferred::new(wait, request, self.clone()))
             }
-            Some(Err(error)) => self.reject(&request, &error.into_rejection()),
-            None if self.layer.required => {
+            Some(Err(error)) => Check::Reject(error.into_rejection(), request),
+            None if self.required => {
                 Decision::new(LAYER, Outcome::Rejected)
                     .reason("bearer token required")
                     .record();
-                let rejection = Rejection::missing_credentials(LAYER, "bearer token required");
-                self.reject(&request, &rejection)
+                Check::Reject(Rejection::missing_credentials(LAYER, "bearer token required"), request)
             }
             None => {
                 Decision::new(LAYER, Outcome::Passed).record();
                 if request.extensions().get::<portcullis_core::Identity>().is_none() {
                     request.extensions_mut().insert(AuthenticatorRan);
                 }
-                ResponseFuture::called(self.inner.call(request))
+                Check::Pass(request, ())
             }
+        }
+    }
+
+    fn responder(&self) -> &SharedResponder {
+        &self.responder
+    }
+}
+
+/// Authenticates the request again, once new keys may have arrived.
+impl<B> Resume<B, bool> for JwtLayer {
+    type Body = B;
+    type Finish = ();
+
+    fn resume(self, _fresh: bool, mut request: Request<B>) -> Resolved<B, ()> {
+        // Whatever the fetch did, verify again: the keys decide.
+        let result = match find_token(request.headers(), self.cookie.as_deref()) {
+            Ok(Some((token, transport))) => self.authenticate(token, transport),
+            Ok(None) => Err(JwtError::MalformedAuthorizationHeader),
+            Err(error) => Err(error),
+        };
+        match result {
+            Ok(identity) => {
+                request.extensions_mut().insert(identity);
+                Resolved::Pass(request, ())
+            }
+            Err(error) => Resolved::Reject(error.into_rejection(), request.into_parts().0),
         }
     }
 }
@@ -119,37 +136,13 @@ impl JwtLayer {
         }
         result
     }
-
-    /// Authenticates `request` again (after new keys arrived): `None` to
-    /// call the service, or the refusal to send.
-    pub(super) fn reauthenticate<B>(&self, request: &mut Request<B>) -> Option<Response<bytes::Bytes>> {
-        let result = match find_token(request.headers(), self.cookie.as_deref()) {
-            Ok(Some((token, transport))) => self.authenticate(token, transport),
-            Ok(None) => Err(JwtError::MalformedAuthorizationHeader),
-            Err(error) => Err(error),
-        };
-        match result {
-            Ok(identity) => {
-                request.extensions_mut().insert(identity);
-                None
-            }
-            Err(error) => Some(
-                self.responder
-                    .respond(&error.into_rejection(), &RequestContext::of(request)),
-            ),
-        }
-    }
 }
 
-impl<S> JwtService<S> {
+impl JwtLayer {
     #[cfg(feature = "remote")]
     fn remote_keys_of<B>(&self, request: &Request<B>) -> Option<crate::remote::RemoteKeys> {
-        let (token, _) = find_token(request.headers(), self.layer.cookie.as_deref()).ok()??;
-        self.layer.verifier.remote_keys_for(token).cloned()
-    }
-
-    fn reject<B, F>(&self, request: &Request<B>, rejection: &Rejection) -> ResponseFuture<S, B, F> {
-        ResponseFuture::rejected(self.layer.responder.respond(rejection, &RequestContext::of(request)))
+        let (token, _) = find_token(request.headers(), self.cookie.as_deref()).ok()??;
+        self.verifier.remote_keys_for(token).cloned()
     }
 }
 

@@ -1,6 +1,5 @@
 //! `RevocationLayer`: a guard that rejects revoked bearer tokens.
 
-mod future;
 mod service;
 
 use std::sync::Arc;
@@ -9,8 +8,7 @@ use std::time::Duration;
 use portcullis_core::{DefaultResponder, SharedResponder};
 use tower_layer::Layer;
 
-pub use future::ResponseFuture;
-pub use service::RevocationService;
+pub use service::{CheckWait, RevocationCheck, RevocationService};
 
 use crate::store::{RevocationStore, Revocations};
 
@@ -21,7 +19,9 @@ use crate::store::{RevocationStore, Revocations};
 /// Put it after the authenticator (`JwtLayer`): it reads the `Identity`
 /// that layer inserted. Requests with no identity, or one from a session
 /// cookie (revoked in the session store itself), pass untouched; a guard
-/// such as `RequireAuthLayer` decides about unauthenticated ones.
+/// such as `RequireAuthLayer` decides about unauthenticated ones. A request
+/// that no authenticator saw is a misconfigured stack: 500
+/// (`misconfigured`), never a silent pass.
 ///
 /// With [`MemoryRevocationStore`](crate::MemoryRevocationStore) or a
 /// replicated store from `portcullis-redis`, the check is a local lookup:
@@ -77,9 +77,6 @@ impl<S> Layer<S> for RevocationLayer {
     type Service = RevocationService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RevocationService {
-            inner,
-            layer: self.clone(),
-        }
+        RevocationService::new(self.clone(), inner)
     }
 }

@@ -1,25 +1,21 @@
-use std::task::{Context, Poll};
+use std::future::Future;
+use std::pin::Pin;
 
-use http::{Request, Response};
+use http::Request;
 use portcullis_core::audit::{Decision, Outcome};
-use portcullis_core::{Identity, Rejection, RequestContext, ResponseBody};
-use tower_service::Service;
+use portcullis_core::guard::{Check, Deferred, Guard, GuardService, PassUnlessRejected};
+use portcullis_core::{AuthenticatorRan, Identity, Rejection, SharedResponder};
 
 use super::RevocationLayer;
-use super::future::{CheckFuture, ResponseFuture};
 use crate::LAYER;
 use crate::denylist::{Revoked, TokenFacts};
 use crate::store::StoreError;
 
 /// The service of [`RevocationLayer`].
-#[derive(Clone, Debug)]
-pub struct RevocationService<S> {
-    pub(super) inner: S,
-    pub(super) layer: RevocationLayer,
-}
+pub type RevocationService<S> = GuardService<RevocationLayer, S>;
 
 /// The rejection for a verdict, with its audit event recorded.
-pub(super) fn rejection(identity: &Identity, verdict: Result<Option<Revoked>, StoreError>) -> Option<Rejection> {
+fn rejection(identity: &Identity, verdict: Result<Option<Revoked>, StoreError>) -> Option<Rejection> {
     match verdict {
         Ok(None) => None,
         Ok(Some(revoked)) => {
@@ -43,62 +39,64 @@ pub(super) fn rejection(identity: &Identity, verdict: Result<Option<Revoked>, St
     }
 }
 
-impl<S, B, ResBody> Service<Request<B>> for RevocationService<S>
-where
-    S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
-    B: Send + 'static,
-{
-    type Response = Response<ResponseBody<ResBody>>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S, B, S::Future>;
+/// Resolves to the rejection of a store's verdict, if any.
+pub type CheckWait = Pin<Box<dyn Future<Output = Option<Rejection>> + Send>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
+/// The pending check of a [`RevocationLayer`]: a remote store's lookup.
+pub type RevocationCheck<B> = Deferred<CheckWait, B, PassUnlessRejected>;
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+impl<B> Guard<B> for RevocationLayer {
+    type Body = B;
+    type Finish = ();
+    type Pending = RevocationCheck<B>;
+
+    fn check(&self, request: Request<B>) -> Check<B, B, (), RevocationCheck<B>> {
         let Some(identity) = request.extensions().get::<Identity>() else {
-            return ResponseFuture::called(self.inner.call(request));
+            // An anonymous request passes when an authenticator saw it; a
+            // request no authenticator saw is a misconfigured stack.
+            if request.extensions().get::<AuthenticatorRan>().is_some() {
+                return Check::Pass(request, ());
+            }
+            let reason = "RevocationLayer needs an authenticator (JwtLayer or SessionLayer) before it";
+            Decision::new(LAYER, Outcome::Rejected).reason(reason).record();
+            return Check::Reject(Rejection::misconfigured(LAYER, reason), request);
         };
         // Session identities are revoked in the session store itself.
         if TokenFacts::of(identity).is_none() {
-            return ResponseFuture::called(self.inner.call(request));
+            return Check::Pass(request, ());
         }
         // A token that outlives the cutoffs' retention could be accepted
         // after a cutoff that revoked it is forgotten.
         if let (Some(issued), Some(expires)) = (identity.issued_at(), identity.expires_at())
             && expires
                 .duration_since(issued)
-                .is_ok_and(|lifetime| lifetime > self.layer.horizon)
+                .is_ok_and(|lifetime| lifetime > self.horizon)
         {
             let reason = "token outlives the revocation horizon";
             Decision::new(LAYER, Outcome::Rejected)
                 .reason(reason)
                 .subject(identity.subject())
                 .record();
-            let rejection = Rejection::invalid_credentials(LAYER, reason);
-            return ResponseFuture::rejected(self.layer.responder.respond(&rejection, &RequestContext::of(&request)));
+            return Check::Reject(Rejection::invalid_credentials(LAYER, reason), request);
         }
-        match self.layer.store.check_now(identity) {
+        match self.store.check_now(identity) {
             Some(verdict) => match rejection(identity, verdict) {
-                None => ResponseFuture::called(self.inner.call(request)),
-                Some(rejection) => {
-                    ResponseFuture::rejected(self.layer.responder.respond(&rejection, &RequestContext::of(&request)))
-                }
+                None => Check::Pass(request, ()),
+                Some(rejection) => Check::Reject(rejection, request),
             },
             None => {
                 let identity = identity.clone();
-                let store = self.layer.store.clone();
-                let check: CheckFuture = Box::pin(async move {
+                let store = self.store.clone();
+                let wait: CheckWait = Box::pin(async move {
                     let verdict = store.check(identity.clone()).await;
-                    (identity, verdict)
+                    rejection(&identity, verdict)
                 });
-                // The clone polled ready goes into the future; a fresh clone
-                // stays (tower-service's rule).
-                let clone = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::checking(check, inner, request, self.layer.responder.clone())
+                Check::Pending(Deferred::new(wait, request, PassUnlessRejected))
             }
         }
+    }
+
+    fn responder(&self) -> &SharedResponder {
+        &self.responder
     }
 }
