@@ -46,6 +46,150 @@ fn router() -> axum::Router {
         .route("/notes", post(|| async { "ok" }))
 }
 
+/// The JWT scenarios: `jwt_{bare,nocache,cached,revocation}_{ALG}` verify
+/// one token per request through an axum router (a bare
+/// `jsonwebtoken::decode` in the handler, or `JwtLayer` with its cache off
+/// or on, or `JwtLayer` + `RevocationLayer` on a memory store), and
+/// `jwt_{encode,mint}_{ALG}` mint one token per iteration (a bare
+/// `jsonwebtoken::encode` of the same claims, or `JwtIssuer::mint`).
+fn jwt(scenario: &str, n: u32, runtime: &tokio::runtime::Runtime) {
+    use http::{HeaderMap, HeaderValue, Request, header::AUTHORIZATION};
+    use portcullis::jwt::{Algorithm, JwtIssuer, JwtLayer, SigningKey};
+    const ISS: &str = "https://auth.bench";
+    const AUD: &str = "bench-api";
+    const SECRET: &[u8] = b"bench-secret-bench-secret-bench-secret!";
+    portcullis::jwt::install_crypto_provider().expect("provider");
+    let (kind, alg) = scenario
+        .strip_prefix("jwt_")
+        .and_then(|rest| rest.split_once('_'))
+        .expect("jwt_KIND_ALG");
+    let (key, decoding, encoding, algorithm) = match alg {
+        "HS256" => (
+            SigningKey::hmac(Algorithm::HS256, SECRET).expect("hs"),
+            jsonwebtoken::DecodingKey::from_secret(SECRET),
+            jsonwebtoken::EncodingKey::from_secret(SECRET),
+            jsonwebtoken::Algorithm::HS256,
+        ),
+        "ES256" => {
+            let pkcs8 = aws_lc_rs::signature::EcdsaKeyPair::generate_pkcs8(
+                &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                &aws_lc_rs::rand::SystemRandom::new(),
+            )
+            .expect("p256");
+            let pem = pem(pkcs8.as_ref());
+            let key = SigningKey::from_pem(&pem).expect("es");
+            let public = key.verifying_key().public_key_pem().expect("public");
+            (
+                key,
+                jsonwebtoken::DecodingKey::from_ec_pem(public.as_bytes()).expect("ec"),
+                jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).expect("ec"),
+                jsonwebtoken::Algorithm::ES256,
+            )
+        }
+        other => panic!("unknown algorithm {other}"),
+    };
+    let kid = key.kid().map(str::to_owned);
+    let verifying = key.verifying_key();
+    let issuer = JwtIssuer::new(key, ISS, AUD);
+    match kind {
+        "mint" => {
+            for _ in 0..n {
+                std::hint::black_box(issuer.mint("alice", ["notes:read"]).expect("mint"));
+            }
+            return;
+        }
+        "encode" => {
+            let mut header = jsonwebtoken::Header::new(algorithm);
+            header.kid = kid;
+            header.typ = Some("at+jwt".to_owned());
+            let jti = "x".repeat(22);
+            for _ in 0..n {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .expect("clock")
+                    .as_secs();
+                let claims = serde_json::json!({
+                    "iss": ISS, "sub": "alice", "aud": AUD, "iat": now, "exp": now + 900,
+                    "jti": jti, "scope": "notes:read",
+                });
+                std::hint::black_box(jsonwebtoken::encode(&header, &claims, &encoding).expect("encode"));
+            }
+            return;
+        }
+        _ => {}
+    }
+    let token = issuer.mint("alice", ["notes:read"]).expect("mint");
+    let value = HeaderValue::from_str(&format!("Bearer {token}")).expect("header");
+    let app = match kind {
+        "bare" => {
+            let mut validation = jsonwebtoken::Validation::new(algorithm);
+            validation.set_issuer(&[ISS]);
+            validation.set_audience(&[AUD]);
+            axum::Router::new().route(
+                "/",
+                get(move |headers: HeaderMap| {
+                    let (key, validation) = (decoding.clone(), validation.clone());
+                    async move {
+                        let value = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+                        let token = value.strip_prefix("Bearer ").unwrap_or("");
+                        #[derive(serde::Deserialize)]
+                        struct Claims {
+                            sub: String,
+                        }
+                        match jsonwebtoken::decode::<Claims>(token, &key, &validation) {
+                            Ok(data) => Ok(data.claims.sub),
+                            Err(_) => Err(http::StatusCode::UNAUTHORIZED),
+                        }
+                    }
+                }),
+            )
+        }
+        _ => {
+            let mut builder = JwtLayer::builder(verifying).issuer(ISS).audience(AUD);
+            if kind == "nocache" {
+                builder = builder.without_cache();
+            }
+            let router = axum::Router::new().route(
+                "/",
+                get(|identity: portcullis::Identity| async move { identity.subject().to_owned() }),
+            );
+            if kind == "revocation" {
+                let revocations = portcullis::revocation::Revocations::new(std::sync::Arc::new(
+                    portcullis::revocation::MemoryRevocationStore::new(),
+                ));
+                router
+                    .layer(portcullis::revocation::RevocationLayer::new(&revocations))
+                    .layer(builder.build().expect("layer"))
+            } else {
+                router.layer(builder.build().expect("layer"))
+            }
+        }
+    };
+    runtime.block_on(async {
+        for _ in 0..n {
+            let mut request = Request::new(axum::body::Body::empty());
+            request.headers_mut().insert(AUTHORIZATION, value.clone());
+            let response = app.clone().oneshot(request).await.expect("response");
+            assert!(response.status().is_success(), "{scenario}: {}", response.status());
+        }
+    });
+}
+
+/// A PKCS#8 private key as PEM.
+fn pem(der: &[u8]) -> String {
+    use base64::Engine;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).expect("ascii"))
+        .collect();
+    format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        lines.join("\n")
+    )
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let scenario = args.next().unwrap_or_else(|| "session_read".into());
@@ -54,6 +198,10 @@ fn main() {
         .enable_time()
         .build()
         .expect("runtime");
+    if scenario.starts_with("jwt_") {
+        jwt(&scenario, n, &runtime);
+        return;
+    }
     let app = match scenario.as_str() {
         "session_read" | "session_write" | "csrf_floor" => router().layer(memory_sessions()),
         "csrf_token_header" | "csrf_token_form" => router()

@@ -5,7 +5,9 @@ use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use crate::{AuthenticatorRan, DefaultResponder, Identity, Protocol, Rejection, RequestContext, Responder};
+use crate::{
+    AuthenticatorRan, DefaultResponder, Identity, Protocol, Rejection, RenderedRejection, RequestContext, Responder,
+};
 
 const LAYER: &str = "extractor";
 
@@ -18,6 +20,13 @@ impl IntoResponse for Rejection {
         DefaultResponder
             .respond(&self, &context)
             .map(axum_core::body::Body::from)
+    }
+}
+
+/// Sends the rendered rejection.
+impl IntoResponse for RenderedRejection {
+    fn into_response(self) -> Response {
+        RenderedRejection::into_response(self).map(axum_core::body::Body::from)
     }
 }
 
@@ -45,10 +54,10 @@ fn identity_from_parts(parts: &Parts) -> Result<Identity, Rejection> {
 /// }
 /// ```
 impl<S: Send + Sync> FromRequestParts<S> for Identity {
-    type Rejection = Rejection;
+    type Rejection = RenderedRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        identity_from_parts(parts)
+        identity_from_parts(parts).map_err(|rejection| RenderedRejection::for_parts(rejection, parts))
     }
 }
 
@@ -84,17 +93,21 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Identity {
 pub struct Claims<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Claims<T> {
-    type Rejection = Rejection;
+    type Rejection = RenderedRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let identity = identity_from_parts(parts)?;
-        match identity.claims::<T>() {
-            Some(Ok(claims)) => Ok(Claims(claims)),
-            Some(Err(_)) => Err(Rejection::invalid_credentials(
-                LAYER,
-                "token claims do not have the expected shape",
-            )),
-            None => Err(Rejection::missing_credentials(LAYER, "a bearer token is required")),
-        }
+        claims_from_parts(parts).map_err(|rejection| RenderedRejection::for_parts(rejection, parts))
+    }
+}
+
+fn claims_from_parts<T: DeserializeOwned>(parts: &Parts) -> Result<Claims<T>, Rejection> {
+    let identity = identity_from_parts(parts)?;
+    match identity.claims::<T>() {
+        Some(Ok(claims)) => Ok(Claims(claims)),
+        Some(Err(_)) => Err(Rejection::invalid_credentials(
+            LAYER,
+            "token claims do not have the expected shape",
+        )),
+        None => Err(Rejection::missing_credentials(LAYER, "a bearer token is required")),
     }
 }

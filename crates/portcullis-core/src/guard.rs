@@ -12,7 +12,8 @@
 //! - the clone-and-replace rule: the inner service polled ready goes into
 //!   the future of a pending check, a fresh clone stays behind (a request
 //!   decided at once calls the inner service directly, with no clone);
-//! - rendering every rejection through the guard's [`Responder`];
+//! - rendering every rejection through the [`Responder`](crate::Responder) the
+//!   guard was given, the stack's ([`ResponderLayer`](crate::ResponderLayer)) or the default;
 //! - what polling after completion does (it panics, as `async fn`s do: it
 //!   is a caller's bug, not a request's).
 //!
@@ -25,12 +26,12 @@
 //! use bytes::Bytes;
 //! use http::{HeaderMap, Request, Response, StatusCode};
 //! use portcullis_core::guard::{Check, Guard, GuardService, Resolved};
-//! use portcullis_core::{DefaultResponder, Rejection, SharedResponder};
+//! use portcullis_core::{Rejection, SharedResponder};
 //! use tower::{ServiceExt, service_fn};
 //!
 //! /// Refuses requests without an `x-api-version` header.
 //! #[derive(Clone)]
-//! struct NeedsVersion(SharedResponder);
+//! struct NeedsVersion;
 //!
 //! impl<B> Guard<B> for NeedsVersion {
 //!     type Body = B;
@@ -45,14 +46,14 @@
 //!         }
 //!     }
 //!
-//!     fn responder(&self) -> &SharedResponder {
-//!         &self.0
+//!     fn responder(&self) -> Option<&SharedResponder> {
+//!         None // the stack's, or the default
 //!     }
 //! }
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let inner = service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(Bytes::from("ok"))) });
-//! let service = GuardService::new(NeedsVersion(DefaultResponder::shared()), inner);
+//! let service = GuardService::new(NeedsVersion, inner);
 //! let response = service.clone().oneshot(Request::new(())).await.unwrap();
 //! assert_eq!(response.status(), StatusCode::FORBIDDEN);
 //! let request = Request::builder().header("x-api-version", "2").body(()).unwrap();
@@ -70,7 +71,7 @@ use http::{HeaderMap, Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::{Rejection, RequestContext, ResponseBody, SharedResponder};
+use crate::{Rejection, RequestContext, ResponseBody, SharedResponder, responder_for};
 
 /// What a guard decided from the request as it arrived.
 ///
@@ -124,8 +125,10 @@ pub trait Guard<B> {
     /// Decides `request`, or returns the pending check that will.
     fn check(&self, request: Request<B>) -> Check<B, Self::Body, Self::Finish, Self::Pending>;
 
-    /// Renders this guard's rejections.
-    fn responder(&self) -> &SharedResponder;
+    /// The responder this guard was given, if any: it renders the guard's
+    /// rejections instead of the stack's ([`ResponderLayer`](crate::ResponderLayer))
+    /// or the default.
+    fn responder(&self) -> Option<&SharedResponder>;
 }
 
 /// The service of every guard layer: `guard` decides, `inner` answers
@@ -154,11 +157,12 @@ impl<G, S> GuardService<G, S> {
 }
 
 fn render<A: Finish>(
-    responder: &SharedResponder,
+    own: Option<&SharedResponder>,
+    extensions: &http::Extensions,
     rejection: &Rejection,
     context: &RequestContext<'_>,
 ) -> Response<Bytes> {
-    let mut response = responder.respond(rejection, context);
+    let mut response = responder_for(own, extensions).respond(rejection, context);
     A::rejection(response.headers_mut());
     response
 }
@@ -181,6 +185,7 @@ where
             Check::Pass(request, finish) => GuardFuture::called(self.inner.call(request), finish),
             Check::Reject(rejection, request) => GuardFuture::rejected(render::<G::Finish>(
                 self.guard.responder(),
+                request.extensions(),
                 &rejection,
                 &RequestContext::of(&request),
             )),
@@ -189,7 +194,7 @@ where
                 // stays (tower-service's rule).
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
-                GuardFuture::pending(check, inner, self.guard.responder().clone())
+                GuardFuture::pending(check, inner, self.guard.responder().cloned())
             }
         }
     }
@@ -203,7 +208,7 @@ pin_project! {
         state: State<P, F, A>,
         // Kept outside the state: only a pending check holds one, and it
         // is taken exactly once, when the check resolves.
-        waiting: Option<(S, SharedResponder)>,
+        waiting: Option<(S, Option<SharedResponder>)>,
     }
 }
 
@@ -236,7 +241,7 @@ impl<P, F, S, A> GuardFuture<P, F, S, A> {
         }
     }
 
-    fn pending(check: P, inner: S, responder: SharedResponder) -> Self {
+    fn pending(check: P, inner: S, responder: Option<SharedResponder>) -> Self {
         Self {
             state: State::Pending { check },
             waiting: Some((inner, responder)),
@@ -270,7 +275,12 @@ where
                         Resolved::Reject(rejection, parts) => {
                             let context = RequestContext::new(&parts.method, &parts.uri, &parts.headers);
                             State::Rejected {
-                                response: Some(render::<A>(&responder, &rejection, &context)),
+                                response: Some(render::<A>(
+                                    responder.as_ref(),
+                                    &parts.extensions,
+                                    &rejection,
+                                    &context,
+                                )),
                             }
                         }
                     };
@@ -377,14 +387,14 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::{DefaultResponder, RejectionKind};
+    use crate::RejectionKind;
 
     type Wait = Pin<Box<dyn Future<Output = Option<Rejection>> + Send>>;
 
     /// Defers every decision to a wait whose verdict is the `x-verdict`
     /// header: `refuse` rejects, anything else passes.
     #[derive(Clone)]
-    struct Later(SharedResponder);
+    struct Later;
 
     impl<B> Guard<B> for Later {
         type Body = B;
@@ -400,8 +410,8 @@ mod tests {
             Check::Pending(Deferred::new(wait, request, PassUnlessRejected))
         }
 
-        fn responder(&self) -> &SharedResponder {
-            &self.0
+        fn responder(&self) -> Option<&SharedResponder> {
+            None
         }
     }
 
@@ -444,7 +454,7 @@ mod tests {
             ready: false,
             calls: calls.clone(),
         };
-        GuardService::new(Later(DefaultResponder::shared()), inner)
+        GuardService::new(Later, inner)
     }
 
     #[tokio::test(flavor = "current_thread")]

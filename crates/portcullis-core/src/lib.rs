@@ -25,6 +25,8 @@
 //! assert!(!identity.has_scope("admin"));
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub mod audit;
 mod body;
 mod clock;
@@ -35,6 +37,7 @@ pub mod guard;
 mod identity;
 mod rejection;
 pub mod require_auth;
+mod responder;
 
 pub use body::ResponseBody;
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
@@ -43,3 +46,4 @@ pub use extract::Claims;
 pub use identity::{AuthMethod, AuthenticatorRan, Identity, IdentityBuilder, Principal, TokenTransport};
 pub use rejection::{DefaultResponder, Protocol, Rejection, RejectionKind, RequestContext, Responder, SharedResponder};
 pub use require_auth::{RequireAuth, RequireAuthLayer};
+pub use responder::{RenderedRejection, ResponderLayer, ResponderService, StackResponder, responder_for};

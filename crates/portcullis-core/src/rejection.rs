@@ -328,8 +328,7 @@ pub struct DefaultResponder;
 impl DefaultResponder {
     /// The process-wide default, shared.
     pub fn shared() -> SharedResponder {
-        static DEFAULT: std::sync::OnceLock<SharedResponder> = std::sync::OnceLock::new();
-        DEFAULT.get_or_init(|| Arc::new(DefaultResponder)).clone()
+        crate::responder::default_responder().clone()
     }
 }
 

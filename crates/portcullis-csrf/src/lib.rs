@@ -37,6 +37,8 @@
 //!   session at login.
 //! - A `CsrfLayer` with no authenticator before it answers 500.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod body;
 #[cfg(feature = "axum")]
 mod extract;

@@ -95,6 +95,8 @@
 //! - Audit events (`portcullis::audit`) carry a fingerprint of the token,
 //!   never the token.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod algorithm;
 mod cache;
 mod engine;

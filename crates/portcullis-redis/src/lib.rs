@@ -34,6 +34,8 @@
 //! by name, which Redis Cluster does not allow across slots; this store is
 //! for a single Redis (or a primary with replicas) for now.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod refresh;
 mod revocation;
 mod session;

@@ -36,6 +36,8 @@
 //! # }).unwrap();
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod denylist;

@@ -58,6 +58,8 @@
 //! - A store outage is a 503 (gRPC `UNAVAILABLE`), never a silent logout
 //!   or a fresh empty session. Nothing is saved after a 5xx.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 #[cfg(feature = "conformance")]
 pub mod conformance;
 #[cfg(feature = "axum")]

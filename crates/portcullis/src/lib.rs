@@ -21,6 +21,28 @@
 //!            (cookie → Identity) (bearer → Identity) (deny revoked) (cross-site writes) (policy)
 //! ```
 //!
+//! # The contract between layers
+//!
+//! What each layer reads and writes, where it must stand, and what happens
+//! when it stands elsewhere:
+//!
+//! | layer | reads (request) | writes (request) | writes (response) | stands | elsewhere |
+//! |---|---|---|---|---|---|
+//! | `SessionLayer` | its session cookie | `Session`; `Identity` when logged in, else `AuthenticatorRan` | `Set-Cookie` (a new, rotated or cleared id) | first, before every guard | a guard before it sees no authenticator: 500 `misconfigured` |
+//! | `JwtLayer` | `Authorization: Bearer`, or its configured cookie | `Identity` (replacing a session's: the bearer token wins); `AuthenticatorRan` when no token and optional | — | after `SessionLayer`, before every guard | as above; before `SessionLayer`, a session's identity replaces the token's |
+//! | `RevocationLayer` | `Identity` (bearer tokens only; a session's is revoked in its store), `AuthenticatorRan` | — | — | after the authenticators | no authenticator before it: 500 `misconfigured` |
+//! | `CsrfLayer` | `Session`, `Identity`, `AuthenticatorRan`, `Origin`/`Sec-Fetch-Site`/`Referer`, `X-CSRF-Token` or the form field, its pre-session cookie | `CsrfToken`; the body becomes `CsrfBody` (a read form is handed on intact) | `Vary: Origin, Sec-Fetch-Site` (and `Cookie` when a token was issued); the pre-session `Set-Cookie` | after the authenticators, before handlers that change state | no authenticator before it: 500 `misconfigured` on unsafe methods |
+//! | `RequireAuthLayer` | `Identity` and its scopes, `AuthenticatorRan` | — | — | last, after the other guards | no authenticator before it: 500 `misconfigured` |
+//!
+//! Put `ResponderLayer` outermost to render every refusal of the stack, the
+//! axum extractors' included, with one `Responder`; a layer given its own
+//! keeps it.
+//!
+//! Every refusal is a response rendered by the layer's `Responder` (RFC 6750
+//! challenge and `application/problem+json` for HTTP, a trailers-only status
+//! for gRPC) carrying the typed `Rejection` in its extensions, never a
+//! service error.
+//!
 //! Authenticators turn a credential into an [`Identity`] in the request's
 //! extensions; guards read it and refuse or pass. Every refusal is a
 //! response (RFC 6750 challenge and problem+json for HTTP, a trailers-only
@@ -54,6 +76,8 @@
 //! # Ok(()) }
 //! # }
 //! ```
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use portcullis_core::*;
 

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use super::RequireAuth;
-use crate::{DefaultResponder, Responder, SharedResponder};
+use crate::{Responder, SharedResponder};
 
 /// Refuses requests without an [`Identity`](crate::Identity), or without the
 /// configured scopes. See the [module docs](crate::require_auth).
@@ -11,7 +11,7 @@ use crate::{DefaultResponder, Responder, SharedResponder};
 #[must_use]
 pub struct RequireAuthLayer {
     pub(crate) scopes: Arc<[String]>,
-    pub(crate) responder: SharedResponder,
+    pub(crate) responder: Option<SharedResponder>,
 }
 
 impl Default for RequireAuthLayer {
@@ -25,7 +25,7 @@ impl RequireAuthLayer {
     pub fn new() -> Self {
         Self {
             scopes: Arc::from(Vec::new()),
-            responder: DefaultResponder::shared(),
+            responder: None,
         }
     }
 
@@ -39,7 +39,7 @@ impl RequireAuthLayer {
 
     /// Replaces how rejections are rendered.
     pub fn responder(mut self, responder: impl Responder) -> Self {
-        self.responder = Arc::new(responder);
+        self.responder = Some(Arc::new(responder));
         self
     }
 }

@@ -53,7 +53,7 @@ impl<B> Guard<B> for RequireAuthLayer {
         }
     }
 
-    fn responder(&self) -> &SharedResponder {
-        &self.responder
+    fn responder(&self) -> Option<&SharedResponder> {
+        self.responder.as_ref()
     }
 }

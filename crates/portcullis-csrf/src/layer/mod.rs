@@ -6,7 +6,7 @@ mod service;
 use std::sync::Arc;
 
 use aws_lc_rs::hmac;
-use portcullis_core::{DefaultResponder, Responder, SharedResponder};
+use portcullis_core::{Responder, SharedResponder};
 use tower_layer::Layer;
 
 pub use future::{FormRead, Verdict};
@@ -82,7 +82,7 @@ pub(crate) struct Config {
     pub(crate) exempt: Vec<String>,
     pub(crate) body_limit: usize,
     pub(crate) scheme: &'static str,
-    pub(crate) responder: SharedResponder,
+    pub(crate) responder: Option<SharedResponder>,
 }
 
 /// Invalid configuration of [`CsrfLayer`].
@@ -124,7 +124,7 @@ impl CsrfLayer {
                 exempt: Vec::new(),
                 body_limit: 64 * 1024,
                 scheme: "https",
-                responder: DefaultResponder::shared(),
+                responder: None,
             }),
         }
     }
@@ -204,7 +204,7 @@ impl CsrfLayer {
     /// Renders refusals with `responder` instead of the default.
     pub fn responder(self, responder: impl Responder) -> Self {
         let responder: SharedResponder = Arc::new(responder);
-        self.with(|config| config.responder = responder)
+        self.with(|config| config.responder = Some(responder))
     }
 }
 

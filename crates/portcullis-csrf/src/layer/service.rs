@@ -260,8 +260,8 @@ where
         }
     }
 
-    fn responder(&self) -> &SharedResponder {
-        &self.config.responder
+    fn responder(&self) -> Option<&SharedResponder> {
+        self.config.responder.as_ref()
     }
 }
 

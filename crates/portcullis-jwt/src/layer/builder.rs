@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis_core::{DefaultResponder, Responder, SharedClock, SharedResponder, SystemClock};
+use portcullis_core::{Responder, SharedClock, SharedResponder, SystemClock};
 use tower_layer::Layer;
 
 use super::JwtService;
@@ -19,7 +19,7 @@ pub struct JwtLayer {
     pub(crate) verifier: JwtVerifier,
     pub(crate) required: bool,
     pub(crate) cookie: Option<Arc<str>>,
-    pub(crate) responder: SharedResponder,
+    pub(crate) responder: Option<SharedResponder>,
 }
 
 impl JwtLayer {
@@ -43,7 +43,7 @@ impl JwtLayer {
             cookie: None,
             cache: Some(CacheLimits::default()),
             clock: Arc::new(SystemClock),
-            responder: DefaultResponder::shared(),
+            responder: None,
         }
     }
 
@@ -73,7 +73,7 @@ pub struct JwtLayerBuilder {
     cookie: Option<Arc<str>>,
     cache: Option<CacheLimits>,
     clock: SharedClock,
-    responder: SharedResponder,
+    responder: Option<SharedResponder>,
 }
 
 impl JwtLayerBuilder {
@@ -181,7 +181,7 @@ impl JwtLayerBuilder {
 
     /// Replaces how rejections are rendered.
     pub fn responder(mut self, responder: impl Responder) -> Self {
-        self.responder = Arc::new(responder);
+        self.responder = Some(Arc::new(responder));
         self
     }
 

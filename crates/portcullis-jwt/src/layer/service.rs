@@ -71,8 +71,8 @@ impl<B> Guard<B> for JwtLayer {
         }
     }
 
-    fn responder(&self) -> &SharedResponder {
-        &self.responder
+    fn responder(&self) -> Option<&SharedResponder> {
+        self.responder.as_ref()
     }
 }
 

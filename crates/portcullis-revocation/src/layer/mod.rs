@@ -5,7 +5,7 @@ mod service;
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis_core::{DefaultResponder, SharedResponder};
+use portcullis_core::{Responder, SharedResponder};
 use tower_layer::Layer;
 
 pub use service::{CheckWait, RevocationCheck, RevocationService};
@@ -42,7 +42,7 @@ use crate::store::{RevocationStore, Revocations};
 #[must_use]
 pub struct RevocationLayer {
     pub(crate) store: Arc<dyn RevocationStore>,
-    pub(crate) responder: SharedResponder,
+    pub(crate) responder: Option<SharedResponder>,
     pub(crate) horizon: Duration,
 }
 
@@ -61,14 +61,15 @@ impl RevocationLayer {
     pub fn with_store(store: Arc<dyn RevocationStore>) -> Self {
         Self {
             store,
-            responder: DefaultResponder::shared(),
+            responder: None,
             horizon: crate::DEFAULT_KEEP_CUTOFFS_FOR,
         }
     }
 
-    /// Renders rejections with `responder` instead of the default.
-    pub fn responder(mut self, responder: SharedResponder) -> Self {
-        self.responder = responder;
+    /// Renders rejections with `responder` instead of the stack's or the
+    /// default.
+    pub fn responder(mut self, responder: impl Responder) -> Self {
+        self.responder = Some(Arc::new(responder));
         self
     }
 }

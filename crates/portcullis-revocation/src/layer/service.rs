@@ -96,7 +96,7 @@ impl<B> Guard<B> for RevocationLayer {
         }
     }
 
-    fn responder(&self) -> &SharedResponder {
-        &self.responder
+    fn responder(&self) -> Option<&SharedResponder> {
+        self.responder.as_ref()
     }
 }

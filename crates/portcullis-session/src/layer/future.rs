@@ -12,7 +12,9 @@ use http::header::SET_COOKIE;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use pin_project_lite::pin_project;
 use portcullis_core::audit::{self, Decision, Outcome};
-use portcullis_core::{AuthenticatorRan, RequestContext, ResponseBody};
+use portcullis_core::{
+    AuthenticatorRan, DefaultResponder, RequestContext, ResponseBody, SharedResponder, StackResponder,
+};
 use tower_service::Service;
 
 use super::Config;
@@ -62,12 +64,19 @@ struct RequestInfo {
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    /// The stack's responder ([`portcullis_core::ResponderLayer`]), kept
+    /// only when the layer has none of its own.
+    stack_responder: Option<SharedResponder>,
 }
 
 impl RequestInfo {
     fn unavailable<R>(&self, error: &StoreError) -> Response<ResponseBody<R>> {
         let context = RequestContext::new(&self.method, &self.uri, &self.headers);
-        render_unavailable(&self.config, &context, error)
+        let responder = match self.config.responder.as_ref().or(self.stack_responder.as_ref()) {
+            Some(responder) => responder.clone(),
+            None => DefaultResponder::shared(),
+        };
+        render_unavailable(&responder, &context, error)
     }
 }
 
@@ -86,6 +95,7 @@ where
         user_agent: Option<HeaderValue>,
         headers: HeaderMap,
     ) -> Self {
+        let has_own_responder = config.responder.is_some();
         let mut context = Box::new(RequestInfo {
             sessions,
             config,
@@ -96,6 +106,14 @@ where
             expired: None,
             method: request.method().clone(),
             uri: request.uri().clone(),
+            stack_responder: if has_own_responder {
+                None
+            } else {
+                request
+                    .extensions()
+                    .get::<StackResponder>()
+                    .map(|stack| stack.0.clone())
+            },
             headers,
         });
         let state = match cookie {

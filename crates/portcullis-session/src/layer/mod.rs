@@ -8,7 +8,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis_core::{DefaultResponder, Responder, SharedClock, SharedResponder, SystemClock};
+use portcullis_core::{Responder, SharedClock, SharedResponder, SystemClock};
 use tower_layer::Layer;
 
 pub use future::ResponseFuture;
@@ -55,7 +55,7 @@ pub(crate) struct Config {
     pub(crate) keep_on_login: Vec<String>,
     pub(crate) secret: crate::id::IdHasher,
     pub(crate) clock: SharedClock,
-    pub(crate) responder: SharedResponder,
+    pub(crate) responder: Option<SharedResponder>,
 }
 
 impl fmt::Debug for Config {
@@ -111,7 +111,7 @@ impl SessionLayer {
                 keep_on_login: Vec::new(),
                 secret: random_secret(),
                 clock: Arc::new(SystemClock),
-                responder: DefaultResponder::shared(),
+                responder: None,
             }),
         }
     }
@@ -240,7 +240,7 @@ impl SessionLayer {
     /// Replaces how rejections (503 on a store outage) are rendered.
     pub fn responder(self, responder: impl Responder) -> Self {
         let responder: SharedResponder = Arc::new(responder);
-        self.edit(|c| c.responder = responder)
+        self.edit(|c| c.responder = Some(responder))
     }
 
     /// The subject-level operations over this layer's store.

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, HeaderValue, Response};
 use portcullis_core::audit::{Decision, Outcome};
-use portcullis_core::{AuthMethod, Identity, Rejection, RequestContext, ResponseBody, cookie};
+use portcullis_core::{AuthMethod, Identity, Rejection, RequestContext, ResponseBody, SharedResponder, cookie};
 
 use super::{Config, SameSite};
 use crate::LAYER;
@@ -30,7 +30,7 @@ pub(super) fn identity_of(record: &SessionRecord, key: Option<&SessionKey>) -> O
 }
 
 pub(super) fn render_unavailable<R>(
-    config: &Config,
+    responder: &SharedResponder,
     context: &RequestContext<'_>,
     error: &StoreError,
 ) -> Response<ResponseBody<R>> {
@@ -38,7 +38,7 @@ pub(super) fn render_unavailable<R>(
         .reason(&error.to_string())
         .record();
     let rejection = Rejection::unavailable(LAYER, "session store unavailable");
-    config.responder.respond(&rejection, context).map(ResponseBody::full)
+    responder.respond(&rejection, context).map(ResponseBody::full)
 }
 
 /// What saving a request takes, decided without a store call.
