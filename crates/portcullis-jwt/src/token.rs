@@ -399,6 +399,15 @@ fn check_claims(
 
 fn string_claim<'a>(raw: Option<&'a RawValue>, name: &'static str) -> Result<Option<Cow<'a, str>>, JwtError> {
     raw.map(|raw| {
+        // The common case without a parser: a raw value is valid JSON with
+        // no surrounding space, so a quoted text without escapes is the
+        // string itself.
+        let text = raw.get();
+        if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"'))
+            && !inner.contains('\\')
+        {
+            return Ok(Cow::Borrowed(inner));
+        }
         // `Cow<str>` borrows unless the JSON string has escapes.
         let value: Cow<'a, str> = serde_json::from_str(raw.get()).map_err(|_| JwtError::InvalidClaim(name))?;
         Ok(value)
@@ -423,11 +432,66 @@ fn string_or_list<'a>(raw: &'a RawValue, name: &'static str) -> Result<Vec<Cow<'
 /// RFC 7519 NumericDate: seconds since the epoch, integer or not.
 fn numeric_date(raw: Option<&RawValue>, name: &'static str) -> Result<Option<SystemTime>, JwtError> {
     let Some(raw) = raw else { return Ok(None) };
-    let seconds: f64 = serde_json::from_str(raw.get()).map_err(|_| JwtError::InvalidClaim(name))?;
+    // The common case without a parser: a plain integer (valid JSON, so no
+    // sign or leading zero) of at most 15 digits, exact and below 2^53.
+    let text = raw.get();
+    if (1..=15).contains(&text.len())
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(seconds) = text.parse::<u64>()
+    {
+        return Ok(Some(UNIX_EPOCH + Duration::from_secs(seconds)));
+    }
+    let seconds: f64 = serde_json::from_str(text).map_err(|_| JwtError::InvalidClaim(name))?;
     // Beyond 2^53 s a float is no longer an exact second, and far past any
     // real token lifetime.
     if !seconds.is_finite() || !(0.0..=9_007_199_254_740_992.0).contains(&seconds) {
         return Err(JwtError::InvalidClaim(name));
     }
     Ok(Some(UNIX_EPOCH + Duration::from_secs(seconds.floor() as u64)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(json: &str) -> Box<RawValue> {
+        RawValue::from_string(json.to_owned()).expect("valid JSON")
+    }
+
+    /// The parser-free paths agree with the parser on what they take, and
+    /// leave everything else to it.
+    #[test]
+    fn fast_paths_agree_with_the_parser() {
+        for json in [
+            "0",
+            "7",
+            "1700000000",
+            "999999999999999",
+            "1700000000.9",
+            "1e3",
+            "-1",
+            "9999999999999999",
+        ] {
+            let value = raw(json);
+            let parsed: Option<f64> = serde_json::from_str(json).ok();
+            let expected = parsed
+                .filter(|s| s.is_finite() && (0.0..=9_007_199_254_740_992.0).contains(s))
+                .map(|s| UNIX_EPOCH + Duration::from_secs(s.floor() as u64));
+            assert_eq!(numeric_date(Some(&value), "exp").ok().flatten(), expected, "{json}");
+        }
+        for json in ["\"\"", "\"alice\"", "\"a\\\"b\"", "\"caf\\u00e9\"", "\"a b\""] {
+            let value = raw(json);
+            let expected: String = serde_json::from_str(json).expect("string");
+            let got = string_claim(Some(&value), "sub").expect("string").expect("present");
+            assert_eq!(got, expected, "{json}");
+        }
+        for json in ["5", "null", "[\"a\"]", "{}"] {
+            let value = raw(json);
+            assert_eq!(
+                string_claim(Some(&value), "sub"),
+                Err(JwtError::InvalidClaim("sub")),
+                "{json}"
+            );
+        }
+    }
 }
