@@ -151,6 +151,13 @@ pub enum KeyError {
     /// see [`install_crypto_provider`](crate::install_crypto_provider).
     #[error("{}", crate::engine::PROVIDER_FIX)]
     CryptoProvider,
+    /// A setting that belongs to the verifier was made on a
+    /// [`JwtLayer::with_verifier`](crate::JwtLayer::with_verifier) builder,
+    /// where it would have no effect: make it on the `JwtVerifier`.
+    #[error(
+        "`{0}` was set on a JwtLayer built with_verifier, where the verifier's own setting applies: set it on the JwtVerifier"
+    )]
+    SetOnVerifier(&'static str),
 }
 
 /// Why a layer configuration is invalid.
@@ -182,4 +189,11 @@ pub enum ConfigError {
     /// [`install_crypto_provider`](crate::install_crypto_provider).
     #[error("{}", crate::engine::PROVIDER_FIX)]
     CryptoProvider,
+    /// A setting that belongs to the verifier was made on a
+    /// [`JwtLayer::with_verifier`](crate::JwtLayer::with_verifier) builder,
+    /// where it would have no effect: make it on the `JwtVerifier`.
+    #[error(
+        "`{0}` was set on a JwtLayer built with_verifier, where the verifier's own setting applies: set it on the JwtVerifier"
+    )]
+    SetOnVerifier(&'static str),
 }
