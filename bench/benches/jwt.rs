@@ -15,7 +15,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::routing::get;
 use criterion::{Criterion, criterion_group, criterion_main};
-use http::{HeaderMap, HeaderValue, Request, header::AUTHORIZATION};
+use http::{HeaderValue, Request, header::AUTHORIZATION};
 use portcullis::Identity;
 use portcullis::jwt::{Algorithm, JwtIssuer, JwtLayer, SigningKey};
 use serde::Deserialize;
@@ -121,21 +121,7 @@ fn bench(c: &mut Criterion) {
         let mut validation = jsonwebtoken::Validation::new(case.algorithm);
         validation.set_issuer(&[ISS]);
         validation.set_audience(&[AUD]);
-        let (key, validation) = (case.decoding.clone(), validation);
-        let bare = axum::Router::new().route(
-            "/",
-            get(move |headers: HeaderMap| {
-                let (key, validation) = (key.clone(), validation.clone());
-                async move {
-                    let value = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
-                    let token = value.strip_prefix("Bearer ").unwrap_or("");
-                    match jsonwebtoken::decode::<Claims>(token, &key, &validation) {
-                        Ok(data) => Ok(data.claims.sub),
-                        Err(_) => Err(http::StatusCode::UNAUTHORIZED),
-                    }
-                }
-            }),
-        );
+        let bare = portcullis_bench::bare_decode_router(case.decoding.clone(), validation);
         group.bench_function("bare_decode", |b| {
             b.to_async(&runtime).iter(|| async {
                 let response = bare.clone().oneshot(request(&header)).await.expect("response");
@@ -205,21 +191,6 @@ struct MintedClaims<'a> {
     scope: &'a str,
 }
 
-/// A PKCS#8 private key as PEM, read by both sides of the mint rows.
-fn pkcs8_pem(der: &[u8]) -> String {
-    use base64::Engine;
-    let body = base64::engine::general_purpose::STANDARD.encode(der);
-    let lines: Vec<&str> = body
-        .as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).expect("ascii"))
-        .collect();
-    format!(
-        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-        lines.join("\n")
-    )
-}
-
 /// Minting: `JwtIssuer::mint` against a bare `jsonwebtoken::encode` of the
 /// same claims (a fixed `jti` of the same length; ours draws a random one)
 /// with the same private key, per algorithm.
@@ -233,9 +204,9 @@ fn bench_mint(c: &mut Criterion) {
     let ed = Ed25519KeyPair::generate_pkcs8(&rng).expect("ed25519");
     let rs = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("rsa");
     let rs_der = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&rs).expect("rsa der");
-    let es_pem = pkcs8_pem(es.as_ref());
-    let ed_pem = pkcs8_pem(ed.as_ref());
-    let rs_pem = pkcs8_pem(rs_der.as_ref());
+    let es_pem = portcullis_bench::pkcs8_pem(es.as_ref());
+    let ed_pem = portcullis_bench::pkcs8_pem(ed.as_ref());
+    let rs_pem = portcullis_bench::pkcs8_pem(rs_der.as_ref());
     let cases = [
         (
             "HS256",

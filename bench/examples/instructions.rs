@@ -53,7 +53,7 @@ fn router() -> axum::Router {
 /// `jwt_{encode,mint}_{ALG}` mint one token per iteration (a bare
 /// `jsonwebtoken::encode` of the same claims, or `JwtIssuer::mint`).
 fn jwt(scenario: &str, n: u32, runtime: &tokio::runtime::Runtime) {
-    use http::{HeaderMap, HeaderValue, Request, header::AUTHORIZATION};
+    use http::{HeaderValue, Request, header::AUTHORIZATION};
     use portcullis::jwt::{Algorithm, JwtIssuer, JwtLayer, SigningKey};
     const ISS: &str = "https://auth.bench";
     const AUD: &str = "bench-api";
@@ -76,7 +76,7 @@ fn jwt(scenario: &str, n: u32, runtime: &tokio::runtime::Runtime) {
                 &aws_lc_rs::rand::SystemRandom::new(),
             )
             .expect("p256");
-            let pem = pem(pkcs8.as_ref());
+            let pem = portcullis_bench::pkcs8_pem(pkcs8.as_ref());
             let key = SigningKey::from_pem(&pem).expect("es");
             let public = key.verifying_key().public_key_pem().expect("public");
             (
@@ -125,24 +125,7 @@ fn jwt(scenario: &str, n: u32, runtime: &tokio::runtime::Runtime) {
             let mut validation = jsonwebtoken::Validation::new(algorithm);
             validation.set_issuer(&[ISS]);
             validation.set_audience(&[AUD]);
-            axum::Router::new().route(
-                "/",
-                get(move |headers: HeaderMap| {
-                    let (key, validation) = (decoding.clone(), validation.clone());
-                    async move {
-                        let value = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
-                        let token = value.strip_prefix("Bearer ").unwrap_or("");
-                        #[derive(serde::Deserialize)]
-                        struct Claims {
-                            sub: String,
-                        }
-                        match jsonwebtoken::decode::<Claims>(token, &key, &validation) {
-                            Ok(data) => Ok(data.claims.sub),
-                            Err(_) => Err(http::StatusCode::UNAUTHORIZED),
-                        }
-                    }
-                }),
-            )
+            portcullis_bench::bare_decode_router(decoding, validation)
         }
         _ => {
             let mut builder = JwtLayer::builder(verifying).issuer(ISS).audience(AUD);
@@ -173,21 +156,6 @@ fn jwt(scenario: &str, n: u32, runtime: &tokio::runtime::Runtime) {
             assert!(response.status().is_success(), "{scenario}: {}", response.status());
         }
     });
-}
-
-/// A PKCS#8 private key as PEM.
-fn pem(der: &[u8]) -> String {
-    use base64::Engine;
-    let body = base64::engine::general_purpose::STANDARD.encode(der);
-    let lines: Vec<&str> = body
-        .as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).expect("ascii"))
-        .collect();
-    format!(
-        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-        lines.join("\n")
-    )
 }
 
 fn main() {

@@ -45,3 +45,45 @@ pub fn start_redis() -> (RedisProcess, String) {
     }
     (RedisProcess(child), format!("redis://127.0.0.1:{port}"))
 }
+
+/// A PKCS#8 private key (DER) as PEM, for the rows that hand the same key
+/// to Portcullis and to a bare jsonwebtoken.
+pub fn pkcs8_pem(der: &[u8]) -> String {
+    use base64::Engine;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).expect("ascii"))
+        .collect();
+    format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        lines.join("\n")
+    )
+}
+
+/// The floor of the JWT rows: an axum router whose handler decodes the
+/// bearer token itself with `jsonwebtoken::decode` (issuer and audience
+/// checked) and answers its `sub`.
+pub fn bare_decode_router(key: jsonwebtoken::DecodingKey, validation: jsonwebtoken::Validation) -> axum::Router {
+    use http::HeaderMap;
+    use http::header::AUTHORIZATION;
+    #[derive(serde::Deserialize)]
+    struct Claims {
+        sub: String,
+    }
+    axum::Router::new().route(
+        "/",
+        axum::routing::get(move |headers: HeaderMap| {
+            let (key, validation) = (key.clone(), validation.clone());
+            async move {
+                let value = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+                let token = value.strip_prefix("Bearer ").unwrap_or("");
+                match jsonwebtoken::decode::<Claims>(token, &key, &validation) {
+                    Ok(data) => Ok(data.claims.sub),
+                    Err(_) => Err(http::StatusCode::UNAUTHORIZED),
+                }
+            }
+        }),
+    )
+}
