@@ -6,12 +6,13 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 pin_project! {
-    /// The response body of a Portcullis layer: the inner service's body, or
-    /// the short body of a rejection.
+    /// A body that went through a Portcullis layer: the original one, or
+    /// bytes the layer holds — a rejection's short body on the way out, a
+    /// form body the CSRF check read (handed on intact) on the way in.
     ///
     /// It implements [`http_body::Body`] with `Data = Bytes` for any inner
     /// body that does, so it works behind axum, tonic and hyper alike.
-    pub struct ResponseBody<B> {
+    pub struct LayerBody<B> {
         #[pin]
         state: State<B>,
     }
@@ -25,15 +26,15 @@ pin_project! {
     }
 }
 
-impl<B> ResponseBody<B> {
-    /// Wraps the inner service's body.
+impl<B> LayerBody<B> {
+    /// Wraps the original body.
     pub fn inner(body: B) -> Self {
         Self {
             state: State::Inner { body },
         }
     }
 
-    /// A body of fixed bytes (a rejection's).
+    /// A body of fixed bytes (a rejection's, or a buffered form's).
     pub fn full(bytes: Bytes) -> Self {
         let bytes = if bytes.is_empty() { None } else { Some(bytes) };
         Self {
@@ -42,7 +43,7 @@ impl<B> ResponseBody<B> {
     }
 }
 
-impl<B> Body for ResponseBody<B>
+impl<B> Body for LayerBody<B>
 where
     B: Body<Data = Bytes>,
 {
@@ -71,11 +72,15 @@ where
     }
 }
 
-impl<B> std::fmt::Debug for ResponseBody<B> {
+impl<B> std::fmt::Debug for LayerBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.state {
-            State::Inner { .. } => f.write_str("ResponseBody::Inner"),
-            State::Full { .. } => f.write_str("ResponseBody::Full"),
+            State::Inner { .. } => f.write_str("LayerBody::Inner"),
+            State::Full { .. } => f.write_str("LayerBody::Full"),
         }
     }
 }
+
+/// The response body of every Portcullis layer: the inner service's body,
+/// or a rejection's.
+pub type ResponseBody<B> = LayerBody<B>;

@@ -39,8 +39,8 @@ mod rejection;
 pub mod require_auth;
 mod responder;
 
-pub use body::ResponseBody;
-pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use body::{LayerBody, ResponseBody};
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock, duration_millis, epoch_millis, random_bytes};
 #[cfg(feature = "axum")]
 pub use extract::Claims;
 pub use identity::{AuthMethod, AuthenticatorRan, Identity, IdentityBuilder, Principal, TokenTransport};

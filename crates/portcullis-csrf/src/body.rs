@@ -1,80 +1,14 @@
 //! Reading the token from a form body without taking the body from the
 //! handler: the body is buffered (up to a limit) and handed on intact.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
-use pin_project_lite::pin_project;
 
 use crate::CsrfToken;
 
-pin_project! {
-    /// The request body the inner service sees: the original, untouched,
-    /// or the buffered bytes of a form the layer read its token from.
-    pub struct CsrfBody<B> {
-        #[pin]
-        inner: Inner<B>,
-    }
-}
-
-pin_project! {
-    #[project = InnerProj]
-    enum Inner<B> {
-        Original { #[pin] body: B },
-        Buffered { bytes: Option<Bytes> },
-    }
-}
-
-impl<B> CsrfBody<B> {
-    pub(crate) fn original(body: B) -> Self {
-        Self {
-            inner: Inner::Original { body },
-        }
-    }
-
-    pub(crate) fn buffered(bytes: Bytes) -> Self {
-        Self {
-            inner: Inner::Buffered { bytes: Some(bytes) },
-        }
-    }
-}
-
-impl<B> Body for CsrfBody<B>
-where
-    B: Body<Data = Bytes>,
-{
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        match self.project().inner.project() {
-            InnerProj::Original { body } => body.poll_frame(cx),
-            InnerProj::Buffered { bytes } => Poll::Ready(bytes.take().map(|bytes| Ok(Frame::data(bytes)))),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.inner {
-            Inner::Original { body } => body.is_end_stream(),
-            Inner::Buffered { bytes } => bytes.is_none(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.inner {
-            Inner::Original { body } => body.size_hint(),
-            Inner::Buffered { bytes } => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
-        }
-    }
-}
-
-impl<B> std::fmt::Debug for CsrfBody<B> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("CsrfBody")
-    }
-}
+/// The request body the inner service sees behind `CsrfLayer`: the
+/// original, untouched, or the buffered bytes of a form the layer read its
+/// token from.
+pub type CsrfBody<B> = portcullis_core::LayerBody<B>;
 
 /// What kind of form a `Content-Type` announces.
 #[derive(Debug, PartialEq, Eq)]

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use aws_lc_rs::{constant_time, hmac};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use portcullis_core::random_bytes as random;
 use portcullis_session::Session;
 
 /// The session data key holding the CSRF secret.
@@ -23,13 +24,6 @@ pub(crate) const SECRET_KEY: &str = "_portcullis_csrf";
 const TOKEN_BYTES: usize = 32;
 /// Base64url length of a masked token (64 bytes).
 const MASKED_LEN: usize = 86;
-
-fn random<const N: usize>() -> [u8; N] {
-    let mut bytes = [0u8; N];
-    // No safe token without randomness; aws-lc aborts rather than fail.
-    aws_lc_rs::rand::fill(&mut bytes).unwrap_or_else(|_| unreachable!("system RNG failure"));
-    bytes
-}
 
 pub(crate) fn unmasked(key: &hmac::Key, secret: &str) -> [u8; TOKEN_BYTES] {
     let tag = hmac::sign(key, secret.as_bytes());

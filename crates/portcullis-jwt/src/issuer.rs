@@ -475,9 +475,7 @@ pub fn sign_compact(key: &SigningKey, header: &Value, claims: &Value) -> Result<
 
 /// 16 random bytes, base64url, written into `buffer` (no allocation).
 fn random_id(buffer: &mut [u8; 22]) -> &str {
-    let mut bytes = [0u8; 16];
-    // The system RNG failing is unrecoverable for a token issuer.
-    aws_lc_rs::rand::fill(&mut bytes).unwrap_or_else(|_| unreachable!("system RNG failure"));
+    let bytes: [u8; 16] = portcullis_core::random_bytes();
     let written = URL_SAFE_NO_PAD
         .encode_slice(bytes, buffer)
         .unwrap_or_else(|_| unreachable!("16 bytes are 22 base64url characters"));

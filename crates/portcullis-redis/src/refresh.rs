@@ -8,13 +8,10 @@ use redis::aio::ConnectionManager;
 use redis::{Script, Value};
 
 use crate::session::{RedisOptions, connection_manager};
+use portcullis_core::duration_millis as millis;
 
 fn unavailable(error: redis::RedisError) -> StoreError {
     StoreError::unavailable(error)
-}
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 // One hash per family, whatever its number of rotations: `n` the live

@@ -412,9 +412,7 @@ impl Denylist {
 }
 
 /// Milliseconds since the epoch (re-exported as `denylist_millis`).
-pub fn millis(at: SystemTime) -> u64 {
-    u64::try_from(at.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()).unwrap_or(u64::MAX)
-}
+pub use portcullis_core::epoch_millis as millis;
 
 #[cfg(test)]
 mod tests {

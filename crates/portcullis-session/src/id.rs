@@ -15,11 +15,7 @@ pub(crate) struct SessionId([u8; 32]);
 
 impl SessionId {
     pub(crate) fn generate() -> Self {
-        let mut bytes = [0u8; 32];
-        // Without randomness no session can be made safely; aws-lc aborts
-        // rather than fail here in practice.
-        aws_lc_rs::rand::fill(&mut bytes).unwrap_or_else(|_| unreachable!("system RNG failure"));
-        Self(bytes)
+        Self(portcullis_core::random_bytes())
     }
 
     /// Parses a cookie value. Anything but 43 base64url characters decoding

@@ -5,11 +5,12 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use portcullis_core::Principal;
 
 use crate::SessionKey;
+pub(crate) use portcullis_core::epoch_millis as millis;
 
 /// A boxed future returned by [`SessionStore`] methods, so the trait stays
 /// usable as `Arc<dyn SessionStore>`.
@@ -26,12 +27,6 @@ pub enum StoreError {
     /// The backend answered with data this version cannot read.
     #[error("session store returned a corrupt record: {0}")]
     Corrupt(String),
-}
-
-/// Milliseconds since the Unix epoch: the stores' time unit.
-pub(crate) fn millis(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// One session as a store keeps it.

@@ -88,7 +88,7 @@ where
         {
             return Resolved::Reject(rejection, parts);
         }
-        Resolved::Pass(Request::from_parts(parts, CsrfBody::buffered(bytes)), verdict)
+        Resolved::Pass(Request::from_parts(parts, CsrfBody::full(bytes)), verdict)
     })
 }
 

@@ -111,8 +111,7 @@ impl CsrfLayer {
     /// [`secret`](CsrfLayer::secret) when several instances serve one site
     /// or tokens must survive a restart.
     pub fn new() -> Self {
-        let mut key = [0u8; 32];
-        aws_lc_rs::rand::fill(&mut key).unwrap_or_else(|_| unreachable!("system RNG failure"));
+        let key: [u8; 32] = portcullis_core::random_bytes();
         Self {
             config: Arc::new(Config {
                 key: Arc::new(hmac::Key::new(hmac::HMAC_SHA256, &key)),

@@ -242,9 +242,7 @@ where
             pre,
         };
         match config.check(&request, ambient.as_ref(), presented.as_deref()) {
-            HeaderCheck::Pass { checked_origin } => {
-                Check::Pass(request.map(CsrfBody::original), verdict(checked_origin))
-            }
+            HeaderCheck::Pass { checked_origin } => Check::Pass(request.map(CsrfBody::inner), verdict(checked_origin)),
             HeaderCheck::Misconfigured => {
                 let reason = "CsrfLayer needs an authenticator (SessionLayer or JwtLayer) before it";
                 Decision::new(LAYER, Outcome::Rejected).reason(reason).record();
@@ -252,7 +250,7 @@ where
             }
             HeaderCheck::Fail(reason) => match config.refusal(reason) {
                 Some(rejection) => Check::Reject(rejection, request),
-                None => Check::Pass(request.map(CsrfBody::original), verdict(true)),
+                None => Check::Pass(request.map(CsrfBody::inner), verdict(true)),
             },
             HeaderCheck::ReadForm { kind, expected } => {
                 Check::Pending(read_form(request, kind, expected, self.config.clone(), verdict(true)))

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::store::{Family, RefreshStore, Spend, SpendRules};
 use crate::store::StoreFuture;
+use portcullis_core::duration_millis as millis;
 
 /// Refresh-token families in this process's memory: one record per
 /// family, whatever its number of rotations. One mutex makes every spend
@@ -44,10 +45,6 @@ struct FamilyState {
 }
 
 const SWEEP_EVERY: u64 = 256;
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
 
 impl MemoryRefreshStore {
     /// An empty store.

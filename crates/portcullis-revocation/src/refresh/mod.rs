@@ -332,9 +332,7 @@ impl RawToken {
 /// assert_ne!(portcullis_revocation::generate_secret(), portcullis_revocation::generate_secret());
 /// ```
 pub fn generate_secret() -> [u8; 32] {
-    let mut bytes = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut bytes).unwrap_or_else(|_| unreachable!("system RNG failure"));
-    bytes
+    portcullis_core::random_bytes()
 }
 
 /// A `scope` parameter (RFC 6749 §3.3): scope tokens of `%x21 / %x23-5B /
@@ -358,10 +356,7 @@ fn parse_scope(scope: &str) -> Option<Vec<String>> {
 }
 
 fn random_family() -> [u8; FAMILY_BYTES] {
-    let mut bytes = [0u8; FAMILY_BYTES];
-    // No safe token without randomness; aws-lc aborts rather than fail.
-    aws_lc_rs::rand::fill(&mut bytes).unwrap_or_else(|_| unreachable!("system RNG failure"));
-    bytes
+    portcullis_core::random_bytes()
 }
 
 impl RefreshTokens {

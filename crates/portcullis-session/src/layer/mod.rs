@@ -85,8 +85,7 @@ pub struct SessionLayer {
 pub const DEFAULT_COOKIE_NAME: &str = "__Host-session";
 
 fn random_secret() -> crate::id::IdHasher {
-    let mut secret = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut secret).unwrap_or_else(|_| unreachable!("system RNG failure"));
+    let secret: [u8; 32] = portcullis_core::random_bytes();
     crate::id::IdHasher::new(&secret)
 }
 
