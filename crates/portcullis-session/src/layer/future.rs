@@ -18,7 +18,7 @@ use portcullis_core::{
 use tower_service::Service;
 
 use super::Config;
-use super::save::{Plan, identity_of, plan, removal_cookie, render_unavailable, save};
+use super::save::{Plan, after_update, identity_of, plan, render_unavailable, save};
 use crate::handle::State as SessionState;
 use crate::id::SessionId;
 use crate::store::{SessionRecord, StoreError};
@@ -80,21 +80,33 @@ impl RequestInfo {
     }
 }
 
+/// What the service read off the layer and the request before the call.
+pub(super) struct Incoming {
+    pub(super) sessions: Sessions,
+    pub(super) config: Arc<Config>,
+    pub(super) now: SystemTime,
+    /// `None`: no session cookie; `Some(None)`: one we could not have
+    /// issued; else the id and its keyed hash.
+    pub(super) cookie: Option<Option<(SessionKey, SessionId)>>,
+    pub(super) user_agent: Option<HeaderValue>,
+    /// What a responder needs to render a late 503 (the request itself is
+    /// gone by then): its protocol and content negotiation.
+    pub(super) context_headers: HeaderMap,
+}
+
 impl<S, B, F, ResBody> ResponseFuture<S, B, F, ResBody>
 where
     S: Service<Request<B>, Response = Response<ResBody>, Future = F>,
 {
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn start(
-        mut inner: S,
-        request: Request<B>,
-        sessions: Sessions,
-        config: Arc<Config>,
-        now: SystemTime,
-        cookie: Option<Option<(SessionKey, SessionId)>>,
-        user_agent: Option<HeaderValue>,
-        headers: HeaderMap,
-    ) -> Self {
+    pub(super) fn start(mut inner: S, request: Request<B>, incoming: Incoming) -> Self {
+        let Incoming {
+            sessions,
+            config,
+            now,
+            cookie,
+            user_agent,
+            context_headers: headers,
+        } = incoming;
         let has_own_responder = config.responder.is_some();
         let mut context = Box::new(RequestInfo {
             sessions,
@@ -271,22 +283,20 @@ where
                         return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                     }
                     let state = std::mem::take(&mut *session.state());
-                    let plan = match context.expired.take() {
-                        // An expired record found on the way in is deleted on the way out.
-                        Some(expired) => {
-                            context.expired = Some(expired);
-                            Plan::Full(state)
-                        }
-                        None => plan(state, &context.config, context.now, context.clear_cookie),
-                    };
+                    let plan = plan(
+                        state,
+                        &context.config,
+                        context.now,
+                        context.clear_cookie,
+                        context.expired.is_some(),
+                    );
                     let save: SaveFuture = match plan {
                         Plan::Done(cookie) => return Poll::Ready(Ok(with_cookie(response, cookie))),
                         Plan::Update { key, changes } => {
                             if let Some(result) = context.sessions.store().update_now(&key, &changes) {
                                 let output = match result {
-                                    // Ended meanwhile (a logout elsewhere): never recreated.
                                     Ok(still_there) => {
-                                        with_cookie(response, (!still_there).then(|| removal_cookie(&context.config)))
+                                        with_cookie(response, after_update(still_there, &context.config))
                                     }
                                     Err(error) => context.unavailable(&error),
                                 };
@@ -295,9 +305,8 @@ where
                             let store = context.sessions.store().clone();
                             let config = context.config.clone();
                             Box::pin(async move {
-                                // Ended meanwhile (a logout elsewhere): never recreated.
                                 let still_there = store.update(&key, &changes).await?;
-                                Ok((!still_there).then(|| removal_cookie(&config)))
+                                Ok(after_update(still_there, &config))
                             })
                         }
                         Plan::Full(state) => Box::pin(save(

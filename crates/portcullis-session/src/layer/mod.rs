@@ -1,5 +1,6 @@
 //! [`SessionLayer`]: the configuration, and the service it builds.
 
+mod cookie;
 mod future;
 mod save;
 mod service;

@@ -4,11 +4,12 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use http::{HeaderMap, HeaderValue, Response};
+use http::{HeaderValue, Response};
 use portcullis_core::audit::{Decision, Outcome};
-use portcullis_core::{AuthMethod, Identity, Rejection, RequestContext, ResponseBody, SharedResponder, cookie};
+use portcullis_core::{AuthMethod, Identity, Rejection, RequestContext, ResponseBody, SharedResponder};
 
-use super::{Config, SameSite};
+use super::Config;
+use super::cookie::{removal_cookie, session_cookie};
 use crate::LAYER;
 use crate::handle::{Pending, State};
 use crate::id::SessionId;
@@ -50,12 +51,15 @@ pub(super) enum Plan {
     /// Only per-key changes (and perhaps an idle refresh) to an existing
     /// session: one small store call.
     Update { key: SessionKey, changes: Changes },
-    /// A login, logout, rotation or new session: the full [`save`].
+    /// A login, logout, rotation or new session, or an expired record to
+    /// delete: the full [`save`].
     Full(State),
 }
 
-pub(super) fn plan(mut state: State, config: &Config, now: SystemTime, clear_cookie: bool) -> Plan {
-    if state.pending != Pending::Nothing {
+/// The one decision of what saving takes. `expired` is a record found
+/// expired on the way in, deleted on the way out.
+pub(super) fn plan(mut state: State, config: &Config, now: SystemTime, clear_cookie: bool, expired: bool) -> Plan {
+    if state.pending != Pending::Nothing || expired {
         return Plan::Full(state);
     }
     match (state.key, &state.record) {
@@ -188,19 +192,9 @@ pub(super) async fn save(
             }
             Ok(Some(session_cookie(config, &id)))
         }
+        // `plan` sends an existing session's changes as `Plan::Update`:
+        // here there is no stored session (none, or one found expired).
         Pending::Nothing => {
-            if let (Some(key), Some(record)) = (&state.key, &state.record) {
-                let mut changes = std::mem::take(&mut state.changes);
-                if refresh_due(record, config, now) {
-                    changes.touch = Some(touch(record, config, now));
-                }
-                if changes.is_empty() {
-                    return Ok(None);
-                }
-                let still_there = store.update(key, &changes).await?;
-                // Ended meanwhile (a logout elsewhere): never recreated.
-                return Ok((!still_there).then(|| removal_cookie(config)));
-            }
             if !state.changes.set.is_empty() {
                 let mut record = SessionRecord::new(now, config.idle, config.absolute);
                 record.user_agent = user_agent;
@@ -222,6 +216,13 @@ fn apply(data: &mut std::collections::BTreeMap<String, String>, changes: &Change
     for k in &changes.removed {
         data.remove(k);
     }
+}
+
+/// After an update of an existing session: `still_there` is false when it
+/// ended meanwhile (a logout elsewhere), and then it is never recreated —
+/// the client's cookie is removed.
+pub(super) fn after_update(still_there: bool, config: &Config) -> Option<String> {
+    (!still_there).then(|| removal_cookie(config))
 }
 
 /// The idle deadline is refreshed only once less than `refresh_fraction`
@@ -251,26 +252,4 @@ fn refresh(record: &mut SessionRecord, config: &Config, now: SystemTime) {
     let touch = touch(record, config, now);
     record.idle_deadline_ms = touch.idle_deadline_ms;
     record.last_seen_ms = touch.last_seen_ms;
-}
-
-fn same_site(config: &Config) -> cookie::SameSite {
-    match config.same_site {
-        SameSite::Strict => cookie::SameSite::Strict,
-        SameSite::Lax => cookie::SameSite::Lax,
-        SameSite::None => cookie::SameSite::None,
-    }
-}
-
-fn session_cookie(config: &Config, id: &SessionId) -> String {
-    cookie::set(&config.cookie_name, &id.encode(), config.secure, same_site(config))
-}
-
-pub(super) fn removal_cookie(config: &Config) -> String {
-    cookie::removal(&config.cookie_name, config.secure, same_site(config))
-}
-
-/// `None`: no session cookie. `Some(None)`: a cookie that is not an id we
-/// could have issued. The first cookie of that name counts.
-pub(super) fn find_cookie(headers: &HeaderMap, name: &str) -> Option<Option<SessionId>> {
-    portcullis_core::cookie::find(headers, name).map(SessionId::parse)
 }

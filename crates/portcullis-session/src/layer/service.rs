@@ -6,8 +6,8 @@ use portcullis_core::ResponseBody;
 use tower_service::Service;
 
 use super::SessionLayer;
-use super::future::ResponseFuture;
-use super::save::find_cookie;
+use super::cookie::find_cookie;
+use super::future::{Incoming, ResponseFuture};
 use crate::SessionKey;
 
 /// The service of [`SessionLayer`].
@@ -50,15 +50,14 @@ where
                 context_headers.insert(name, value.clone());
             }
         }
-        ResponseFuture::start(
-            inner,
-            request,
+        let incoming = Incoming {
             sessions,
             config,
             now,
             cookie,
             user_agent,
             context_headers,
-        )
+        };
+        ResponseFuture::start(inner, request, incoming)
     }
 }
