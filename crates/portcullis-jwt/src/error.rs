@@ -134,8 +134,8 @@ pub enum KeyError {
     #[error("unsupported algorithm")]
     UnsupportedAlgorithm,
     /// An HMAC secret shorter than the hash output (RFC 7518 §3.2).
-    #[error("HMAC secret too short: {got} bytes, at least {needed} required")]
-    WeakSecret {
+    #[error("the HMAC secret is too short: {got} bytes, at least {needed} required")]
+    ShortSecret {
         /// The secret's length.
         got: usize,
         /// The minimum length for the algorithm.

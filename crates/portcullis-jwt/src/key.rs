@@ -61,7 +61,7 @@ impl VerifyingKey {
             .min_secret_len()
             .ok_or(KeyError::AlgorithmMismatch(algorithm))?;
         if secret.len() < needed {
-            return Err(KeyError::WeakSecret {
+            return Err(KeyError::ShortSecret {
                 got: secret.len(),
                 needed,
             });

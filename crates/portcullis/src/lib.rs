@@ -79,7 +79,16 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub use portcullis_core::*;
+// The shared vocabulary, listed: what the facade promises, not whatever
+// the core crate happens to export.
+#[cfg(feature = "axum")]
+pub use portcullis_core::Claims;
+pub use portcullis_core::{
+    AuthMethod, AuthenticatorRan, Clock, DefaultResponder, Identity, IdentityBuilder, LayerBody, ManualClock,
+    Principal, Protocol, Rejection, RejectionKind, RenderedRejection, RequestContext, RequireAuth, RequireAuthLayer,
+    Responder, ResponderLayer, ResponderService, ResponseBody, SharedClock, SharedResponder, StackResponder,
+    SystemClock, TokenTransport, audit, guard, require_auth, responder_for,
+};
 
 /// Bearer-token (JWT) authentication: the whole `portcullis-jwt` crate.
 #[cfg(feature = "jwt")]

@@ -90,8 +90,13 @@ pub(crate) struct Config {
 #[non_exhaustive]
 pub enum ConfigError {
     /// The secret is shorter than 32 bytes.
-    #[error("the CSRF secret must be at least 32 bytes, got {0}")]
-    ShortSecret(usize),
+    #[error("the CSRF secret is too short: {got} bytes, at least {needed} required")]
+    ShortSecret {
+        /// The secret's length.
+        got: usize,
+        /// The minimum length.
+        needed: usize,
+    },
     /// An origin is not `scheme://host[:port]`.
     #[error("not an origin (scheme://host[:port]): {0}")]
     BadOrigin(String),
@@ -137,7 +142,10 @@ impl CsrfLayer {
     /// every instance).
     pub fn secret(self, secret: &[u8]) -> Result<Self, ConfigError> {
         if secret.len() < 32 {
-            return Err(ConfigError::ShortSecret(secret.len()));
+            return Err(ConfigError::ShortSecret {
+                got: secret.len(),
+                needed: 32,
+            });
         }
         let key = Arc::new(hmac::Key::new(hmac::HMAC_SHA256, secret));
         Ok(self.with(|config| config.key = key))

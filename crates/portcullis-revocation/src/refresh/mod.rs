@@ -71,8 +71,13 @@ pub enum RefreshError {
 #[derive(Debug, thiserror::Error)]
 pub enum RefreshConfigError {
     /// The secret refresh tokens are hashed and derived under is too short.
-    #[error("the refresh-token secret must be at least 32 bytes, got {0}")]
-    ShortSecret(usize),
+    #[error("the refresh-token secret is too short: {got} bytes, at least {needed} required")]
+    ShortSecret {
+        /// The secret's length.
+        got: usize,
+        /// The minimum length.
+        needed: usize,
+    },
     /// The grace window is not shorter than the idle lifetime.
     #[error("the grace window must be shorter than the idle lifetime")]
     GraceTooLong,
@@ -218,7 +223,10 @@ impl RefreshTokensBuilder {
     /// The engine, or why the configuration is unsafe.
     pub fn build(self) -> Result<RefreshTokens, RefreshConfigError> {
         if self.secret.len() < 32 {
-            return Err(RefreshConfigError::ShortSecret(self.secret.len()));
+            return Err(RefreshConfigError::ShortSecret {
+                got: self.secret.len(),
+                needed: 32,
+            });
         }
         if self.grace >= self.idle {
             return Err(RefreshConfigError::GraceTooLong);

@@ -34,8 +34,13 @@ pub enum SameSite {
 #[non_exhaustive]
 pub enum ConfigError {
     /// The id-hashing secret is shorter than 32 bytes.
-    #[error("the session secret must be at least 32 bytes")]
-    WeakSecret,
+    #[error("the session secret is too short: {got} bytes, at least {needed} required")]
+    ShortSecret {
+        /// The secret's length.
+        got: usize,
+        /// The minimum length.
+        needed: usize,
+    },
     /// A cookie name with the `__Host-` prefix requires `Secure`.
     #[error("a __Host- cookie must be Secure: rename it, or keep Secure on")]
     HostPrefixNeedsSecure,
@@ -149,7 +154,10 @@ impl SessionLayer {
     /// one; at least 32 bytes.
     pub fn secret(self, secret: &[u8]) -> Result<Self, ConfigError> {
         if secret.len() < 32 {
-            return Err(ConfigError::WeakSecret);
+            return Err(ConfigError::ShortSecret {
+                got: secret.len(),
+                needed: 32,
+            });
         }
         let key = crate::id::IdHasher::new(secret);
         Ok(self.edit(|c| c.secret = key))
