@@ -462,7 +462,9 @@ impl JwtIssuer {
 }
 
 /// Signs a compact JWS of `header` and `claims` with `key`. Tests use it to
-/// craft tokens with arbitrary headers; the header's `alg` is taken as given.
+/// craft tokens with arbitrary headers; the header's `alg` is taken as given
+/// (feature `test-util`: never for production code).
+#[cfg(feature = "test-util")]
 pub fn sign_compact(key: &SigningKey, header: &Value, claims: &Value) -> Result<String, KeyError> {
     let mut token = URL_SAFE_NO_PAD.encode(header.to_string());
     token.push('.');

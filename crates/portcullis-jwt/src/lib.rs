@@ -114,7 +114,9 @@ pub use algorithm::Algorithm;
 pub use cache::CacheLimits;
 pub use engine::{CryptoProviderError, install_crypto_provider};
 pub use error::{ConfigError, JwtError, KeyError};
-pub use issuer::{IssueError, JwtIssuer, SigningKey, sign_compact};
+#[cfg(feature = "test-util")]
+pub use issuer::sign_compact;
+pub use issuer::{IssueError, JwtIssuer, SigningKey};
 pub use key::{Jwk, KeySet, Keys, VerifyingKey};
 pub use layer::{JwtLayer, JwtLayerBuilder, JwtService, Refetch, RefetchWait};
 pub use validation::Validation;

@@ -116,7 +116,9 @@ impl SessionKey {
         })
     }
 
-    /// A key from raw bytes; for store tests.
+    /// A key from raw bytes; for store tests (feature `test-util`, or
+    /// `conformance`).
+    #[cfg(any(feature = "test-util", feature = "conformance"))]
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         Self(bytes)
     }
