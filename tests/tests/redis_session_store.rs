@@ -5,12 +5,13 @@ use std::sync::Arc;
 use portcullis::redis::RedisSessionStore;
 use portcullis_tests::redis_server::RedisServer;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_store_conforms() {
+// One test per rule of the conformance suite, each on its own server.
+portcullis::session::session_store_conformance!(async {
     let server = RedisServer::start();
     let store = RedisSessionStore::connect(&server.url()).await.expect("connect");
-    portcullis::session::conformance::run(Arc::new(store), "redis").await;
-}
+    let store: Arc<dyn portcullis::session::SessionStore> = Arc::new(store);
+    (store, server)
+});
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connecting_to_a_dead_redis_is_an_error_not_a_hang() {

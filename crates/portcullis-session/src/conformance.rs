@@ -1,6 +1,12 @@
 //! The one conformance suite every [`SessionStore`] runs (feature
-//! `conformance`): the memory store's tests and the Redis store's tests
-//! call [`run`] on a fresh store.
+//! `conformance`): one public async function per rule, and
+//! [`session_store_conformance!`](crate::session_store_conformance), which
+//! expands into one `#[tokio::test]` per rule so that a failure names its
+//! rule and hides no other. [`run`] runs them all in turn.
+//!
+//! Every rule works in its own key and subject space (`space`, which the
+//! macro sets to the rule's name), so the rules can run at once against
+//! one server.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -10,14 +16,25 @@ use portcullis_core::Principal;
 use crate::store::{Changes, SessionRecord, Touch, millis};
 use crate::{SessionKey, SessionStore};
 
-fn key(n: u8) -> SessionKey {
+/// Key `n` of the space `space`: differs from run to run and from space
+/// to space, so rules and runs against one server never collide.
+fn key(space: &str, n: u8) -> SessionKey {
     let mut bytes = [0u8; 32];
     bytes[0] = n;
     bytes[31] = n.wrapping_mul(31);
-    // Differ from run to run so two runs against one server never collide.
     let salt = millis(SystemTime::now()).to_le_bytes();
     bytes[1..9].copy_from_slice(&salt);
+    let mut hash = 0xcbf2_9ce4_8422_2325_u64;
+    for byte in space.bytes() {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    bytes[9..17].copy_from_slice(&hash.to_le_bytes());
     SessionKey::from_bytes(bytes)
+}
+
+/// A principal of the space `space`.
+fn person(space: &str, name: &str) -> Principal {
+    Principal::new("https://app.test", format!("{space}-{name}"))
 }
 
 fn record(principal: Option<&Principal>) -> SessionRecord {
@@ -64,16 +81,29 @@ async fn fast_paths_agree(store: &Arc<dyn SessionStore>, key: &SessionKey, what:
     }
 }
 
-/// Runs every check against `store`; panics on the first violation, naming
-/// it. `subject_prefix` keeps runs against a shared server apart.
-pub async fn run(store: Arc<dyn SessionStore>, subject_prefix: &str) {
-    let alice = Principal::new("https://app.test", format!("{subject_prefix}-alice"));
-    let bob = Principal::new("https://app.test", format!("{subject_prefix}-bob"));
-    // The same `sub` at another issuer: another person.
-    let other_alice = Principal::new("https://idp.test", alice.subject());
+/// Runs every rule against `store`, one after the other; panics on the
+/// first violation, naming it. `space` keeps runs against a shared server
+/// apart. Prefer [`session_store_conformance!`](crate::session_store_conformance),
+/// which runs each rule as its own test.
+pub async fn run(store: Arc<dyn SessionStore>, space: &str) {
+    round_trip(store.clone(), &format!("{space}-round_trip")).await;
+    concurrent_updates_keep_every_key(store.clone(), &format!("{space}-concurrent")).await;
+    removal_and_touch(store.clone(), &format!("{space}-removal")).await;
+    index_by_issuer_and_subject(store.clone(), &format!("{space}-index")).await;
+    logout_is_final(store.clone(), &format!("{space}-logout")).await;
+    rotation_without_grace(store.clone(), &format!("{space}-rotation")).await;
+    rotation_with_grace(store.clone(), &format!("{space}-grace")).await;
+    rotation_after_delete_writes_nothing(store.clone(), &format!("{space}-rotation-after-delete")).await;
+    rotation_through_an_alias_keeps_one_session(store.clone(), &format!("{space}-alias")).await;
+    store_ttl(store.clone(), &format!("{space}-ttl")).await;
+    log_out_everywhere(store, &format!("{space}-everywhere")).await;
+}
 
-    // Round trip, and unknown keys.
-    let k1 = key(1);
+/// A created record loads back whole; an unknown key loads nothing; the
+/// fast paths agree.
+pub async fn round_trip(store: Arc<dyn SessionStore>, space: &str) {
+    let alice = person(space, "alice");
+    let k1 = key(space, 1);
     let r1 = record(Some(&alice));
     store.create(&k1, &r1, TTL).await.expect("create");
     assert_eq!(
@@ -82,14 +112,23 @@ pub async fn run(store: Arc<dyn SessionStore>, subject_prefix: &str) {
         "a created record loads back whole"
     );
     assert_eq!(
-        store.load(&key(99)).await.expect("load"),
+        store.load(&key(space, 99)).await.expect("load"),
         None,
         "an unknown key loads nothing"
     );
     fast_paths_agree(&store, &k1, "a live record").await;
-    fast_paths_agree(&store, &key(99), "an unknown key").await;
+    fast_paths_agree(&store, &key(space, 99), "an unknown key").await;
+    store.delete(&k1).await.expect("delete");
+}
 
-    // Per-key updates: concurrent writers of different keys all keep theirs.
+/// Per-key updates: concurrent writers of different keys all keep theirs,
+/// and untouched keys stay.
+pub async fn concurrent_updates_keep_every_key(store: Arc<dyn SessionStore>, space: &str) {
+    let k1 = key(space, 1);
+    store
+        .create(&k1, &record(Some(&person(space, "alice"))), TTL)
+        .await
+        .expect("create");
     let writes = (0..50).map(|i| {
         let store = store.clone();
         async move {
@@ -112,8 +151,16 @@ pub async fn run(store: Arc<dyn SessionStore>, subject_prefix: &str) {
         Some("\"hello\""),
         "untouched keys stay"
     );
+    store.delete(&k1).await.expect("delete");
+}
 
-    // Removal and touch.
+/// A removed key is gone; a touch moves the idle deadline.
+pub async fn removal_and_touch(store: Arc<dyn SessionStore>, space: &str) {
+    let k1 = key(space, 1);
+    store
+        .create(&k1, &record(Some(&person(space, "alice"))), TTL)
+        .await
+        .expect("create");
     let mut changes = Changes::default();
     changes.removed.push("greeting".into());
     let now = millis(SystemTime::now());
@@ -127,43 +174,57 @@ pub async fn run(store: Arc<dyn SessionStore>, subject_prefix: &str) {
     assert!(!loaded.data.contains_key("greeting"), "removed key is gone");
     assert_eq!(loaded.idle_deadline_ms, now + 900_000, "touch moved the idle deadline");
     assert_eq!(loaded.last_seen_ms, now);
+    store.delete(&k1).await.expect("delete");
+}
 
-    // Subject index.
-    let k2 = key(2);
+fn listed(sessions: Vec<(SessionKey, SessionRecord)>) -> Vec<SessionKey> {
+    let mut keys: Vec<SessionKey> = sessions.into_iter().map(|(k, _)| k).collect();
+    keys.sort();
+    keys
+}
+
+/// The subject index lists a principal's sessions, by (issuer, subject):
+/// the same `sub` at another issuer is another person.
+pub async fn index_by_issuer_and_subject(store: Arc<dyn SessionStore>, space: &str) {
+    let (alice, bob) = (person(space, "alice"), person(space, "bob"));
+    let other_alice = Principal::new("https://idp.test", alice.subject());
+    let (k1, k2, k3, k8) = (key(space, 1), key(space, 2), key(space, 3), key(space, 8));
+    store.create(&k1, &record(Some(&alice)), TTL).await.expect("create");
     store.create(&k2, &record(Some(&alice)), TTL).await.expect("create");
-    let k3 = key(3);
     store.create(&k3, &record(Some(&bob)), TTL).await.expect("create");
-    let mut listed: Vec<SessionKey> = store
-        .sessions_of(&alice)
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
-    listed.sort();
     let mut expected = vec![k1, k2];
     expected.sort();
-    assert_eq!(listed, expected, "both of alice's sessions are indexed");
-    let k8 = key(8);
+    assert_eq!(
+        listed(store.sessions_of(&alice).await.expect("list")),
+        expected,
+        "both of alice's sessions are indexed"
+    );
     store
         .create(&k8, &record(Some(&other_alice)), TTL)
         .await
         .expect("create");
-    let theirs: Vec<SessionKey> = store
-        .sessions_of(&other_alice)
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
-    assert_eq!(theirs, vec![k8], "the index is by (issuer, subject), not by subject");
+    assert_eq!(
+        listed(store.sessions_of(&other_alice).await.expect("list")),
+        vec![k8],
+        "the index is by (issuer, subject), not by subject"
+    );
     assert_eq!(
         store.load(&k8).await.expect("load").and_then(|r| r.principal.clone()),
         Some(other_alice.clone()),
         "the principal round-trips"
     );
+    for principal in [&alice, &bob, &other_alice] {
+        store.delete_all_of(principal).await.expect("delete all");
+    }
+}
 
-    // A logout is final: an update after delete writes nothing.
+/// A logout is final: an update after delete reports the session gone and
+/// writes nothing, and the delete leaves the index.
+pub async fn logout_is_final(store: Arc<dyn SessionStore>, space: &str) {
+    let alice = person(space, "alice");
+    let (k1, k2) = (key(space, 1), key(space, 2));
+    store.create(&k1, &record(Some(&alice)), TTL).await.expect("create");
+    store.create(&k2, &record(Some(&alice)), TTL).await.expect("create");
     store.delete(&k2).await.expect("delete");
     assert_eq!(store.load(&k2).await.expect("load"), None, "deleted");
     assert!(
@@ -181,25 +242,34 @@ pub async fn run(store: Arc<dyn SessionStore>, subject_prefix: &str) {
         1,
         "delete leaves the index"
     );
+    store.delete_all_of(&alice).await.expect("delete all");
+}
 
-    // Rotation without grace: the old key is dead at once.
-    let k4 = key(4);
+/// Rotation without grace: the old key is dead at once, and the index
+/// follows the rotation.
+pub async fn rotation_without_grace(store: Arc<dyn SessionStore>, space: &str) {
+    let alice = person(space, "alice");
+    let (k1, k4) = (key(space, 1), key(space, 4));
+    store.create(&k1, &record(Some(&alice)), TTL).await.expect("create");
     let rotated = record(Some(&alice));
     store.rotate(&k1, &k4, &rotated, TTL, None).await.expect("rotate");
     assert_eq!(store.load(&k1).await.expect("load"), None, "no grace: old key gone");
     assert_eq!(store.load(&k4).await.expect("load"), Some(Arc::new(rotated.clone())));
-    let listed: Vec<SessionKey> = store
-        .sessions_of(&alice)
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
-    assert_eq!(listed, vec![k4], "the index follows the rotation");
+    assert_eq!(
+        listed(store.sessions_of(&alice).await.expect("list")),
+        vec![k4],
+        "the index follows the rotation"
+    );
+    store.delete_all_of(&alice).await.expect("delete all");
+}
 
-    // Rotation with grace: the old key resolves to the new record, writes
-    // through it land on the new record, and the alias expires.
-    let k5 = key(5);
+/// Rotation with grace: the old key resolves to the new record, writes
+/// through it land on the new record, and the alias expires.
+pub async fn rotation_with_grace(store: Arc<dyn SessionStore>, space: &str) {
+    let alice = person(space, "alice");
+    let (k4, k5) = (key(space, 4), key(space, 5));
+    let rotated = record(Some(&alice));
+    store.create(&k4, &rotated, TTL).await.expect("create");
     store
         .rotate(&k4, &k5, &rotated, TTL, Some(Duration::from_millis(1500)))
         .await
@@ -224,9 +294,14 @@ pub async fn run(store: Arc<dyn SessionStore>, subject_prefix: &str) {
         store.load(&k5).await.expect("load").is_some(),
         "the new record outlives the alias"
     );
+    store.delete_all_of(&alice).await.expect("delete all");
+}
 
-    // Rotation is final too: after a delete it writes nothing.
-    let (k10, k11) = (key(10), key(11));
+/// Rotation is final too: after a delete, or of an unknown key, it writes
+/// nothing.
+pub async fn rotation_after_delete_writes_nothing(store: Arc<dyn SessionStore>, space: &str) {
+    let bob = person(space, "bob");
+    let (k10, k11) = (key(space, 10), key(space, 11));
     store.create(&k10, &record(Some(&bob)), TTL).await.expect("create");
     store.delete(&k10).await.expect("delete");
     assert!(
@@ -243,17 +318,19 @@ pub async fn run(store: Arc<dyn SessionStore>, subject_prefix: &str) {
     );
     assert!(
         !store
-            .rotate(&key(98), &k11, &record(Some(&bob)), TTL, None)
+            .rotate(&key(space, 98), &k11, &record(Some(&bob)), TTL, None)
             .await
             .expect("rotate"),
         "rotate of an unknown key writes nothing"
     );
     assert_eq!(store.load(&k11).await.expect("load"), None);
+}
 
-    // Rotating through a grace alias moves the record it points to: one
-    // live session, never two.
-    let (k12, k13, k14) = (key(12), key(13), key(14));
-    let carol = Principal::new("https://app.test", format!("{subject_prefix}-carol"));
+/// Rotating through a grace alias moves the record it points to: one live
+/// session, never two; a logout wins over every alias.
+pub async fn rotation_through_an_alias_keeps_one_session(store: Arc<dyn SessionStore>, space: &str) {
+    let (k12, k13, k14) = (key(space, 12), key(space, 13), key(space, 14));
+    let carol = person(space, "carol");
     store.create(&k12, &record(Some(&carol)), TTL).await.expect("create");
     let grace = Some(Duration::from_secs(30));
     assert!(
@@ -268,18 +345,15 @@ pub async fn run(store: Arc<dyn SessionStore>, subject_prefix: &str) {
         store.rotate(&k12, &k14, &via_alias, TTL, grace).await.expect("rotate"),
         "a rotation through a live alias succeeds"
     );
-    let listed: Vec<SessionKey> = store
-        .sessions_of(&carol)
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
-    assert_eq!(listed, vec![k14], "one live session, not a fork");
-    for (old, what) in [(k12, "the alias"), (k13, "the record it pointed to")] {
+    assert_eq!(
+        listed(store.sessions_of(&carol).await.expect("list")),
+        vec![k14],
+        "one live session, not a fork"
+    );
+    for (old, what) in [(&k12, "the alias"), (&k13, "the record it pointed to")] {
         assert_eq!(
             store
-                .load(&old)
+                .load(old)
                 .await
                 .expect("load")
                 .and_then(|r| r.data.get("via").cloned()),
@@ -294,9 +368,11 @@ pub async fn run(store: Arc<dyn SessionStore>, subject_prefix: &str) {
         "a logout wins over every alias"
     );
     assert_eq!(store.load(&k13).await.expect("load"), None);
+}
 
-    // Store TTL.
-    let k6 = key(6);
+/// A record does not outlive the store TTL it was written with.
+pub async fn store_ttl(store: Arc<dyn SessionStore>, space: &str) {
+    let k6 = key(space, 6);
     store
         .create(&k6, &record(None), Duration::from_millis(300))
         .await
@@ -307,15 +383,27 @@ pub async fn run(store: Arc<dyn SessionStore>, subject_prefix: &str) {
         None,
         "a record does not outlive its ttl"
     );
+}
 
-    // Log out everywhere.
-    store.create(&key(7), &record(Some(&alice)), TTL).await.expect("create");
+/// Log out everywhere ends every session of a principal and no one
+/// else's — not another issuer's user with the same `sub`.
+pub async fn log_out_everywhere(store: Arc<dyn SessionStore>, space: &str) {
+    let (alice, bob) = (person(space, "alice"), person(space, "bob"));
+    let other_alice = Principal::new("https://idp.test", alice.subject());
+    let (k1, k2, k3, k8) = (key(space, 1), key(space, 2), key(space, 3), key(space, 8));
+    store.create(&k1, &record(Some(&alice)), TTL).await.expect("create");
+    store.create(&k2, &record(Some(&alice)), TTL).await.expect("create");
+    store.create(&k3, &record(Some(&bob)), TTL).await.expect("create");
+    store
+        .create(&k8, &record(Some(&other_alice)), TTL)
+        .await
+        .expect("create");
     assert_eq!(store.delete_all_of(&alice).await.expect("delete all"), 2);
     assert!(
         store.sessions_of(&alice).await.expect("list").is_empty(),
         "no session of alice left"
     );
-    assert_eq!(store.load(&k5).await.expect("load"), None);
+    assert_eq!(store.load(&k1).await.expect("load"), None);
     assert!(store.load(&k3).await.expect("load").is_some(), "bob is untouched");
     assert!(
         store.load(&k8).await.expect("load").is_some(),
@@ -323,6 +411,50 @@ pub async fn run(store: Arc<dyn SessionStore>, subject_prefix: &str) {
     );
     assert_eq!(store.delete_all_of(&bob).await.expect("delete all"), 1);
     assert_eq!(store.delete_all_of(&other_alice).await.expect("delete all"), 1);
+}
+
+/// One `#[tokio::test]` per rule of the [`SessionStore`] conformance
+/// suite, so a failure names its rule and hides no other. Call it once in
+/// a test file, with an async block that gives a fresh store (and anything
+/// that must live as long as the test, such as a server process):
+///
+/// ```
+/// portcullis_session::session_store_conformance!(async {
+///     let store: std::sync::Arc<dyn portcullis_session::SessionStore> =
+///         std::sync::Arc::new(portcullis_session::MemoryStore::new());
+///     (store, ())
+/// });
+/// # fn main() {}
+/// ```
+///
+/// (In a test file it expands into the tests; the memory store's own tests
+/// call it exactly so.)
+#[macro_export]
+macro_rules! session_store_conformance {
+    ($setup:expr) => {
+        $crate::session_store_conformance!(@rules $setup;
+            round_trip,
+            concurrent_updates_keep_every_key,
+            removal_and_touch,
+            index_by_issuer_and_subject,
+            logout_is_final,
+            rotation_without_grace,
+            rotation_with_grace,
+            rotation_after_delete_writes_nothing,
+            rotation_through_an_alias_keeps_one_session,
+            store_ttl,
+            log_out_everywhere
+        );
+    };
+    (@rules $setup:expr; $($rule:ident),+) => {
+        $(
+            #[::tokio::test]
+            async fn $rule() {
+                let (store, _keep_alive) = $setup.await;
+                $crate::conformance::$rule(store, stringify!($rule)).await;
+            }
+        )+
+    };
 }
 
 /// Polls futures concurrently (no dependency on `futures`).

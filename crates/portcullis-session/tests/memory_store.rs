@@ -5,10 +5,11 @@ use std::time::{Duration, SystemTime};
 
 use portcullis_session::{MemoryStore, SessionKey, SessionRecord, SessionStore};
 
-#[tokio::test]
-async fn memory_store_conforms() {
-    portcullis_session::conformance::run(Arc::new(MemoryStore::new()), "mem").await;
-}
+// One test per rule of the conformance suite.
+portcullis_session::session_store_conformance!(async {
+    let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+    (store, ())
+});
 
 #[tokio::test]
 async fn expired_sessions_are_swept_under_churn() {
