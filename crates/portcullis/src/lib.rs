@@ -10,6 +10,7 @@
 //! | `revocation` | `RevocationLayer`, `Revocations`, `RefreshTokens`, the OAuth refresh and revocation endpoints | no |
 //! | `redis` | [`redis`]: Redis implementations of every store, the replicated revocation mirror | no |
 //! | `conformance` | the store conformance suites, for your own stores' tests | no |
+//! | `test-util` | test helpers: `jwt::sign_compact` (signs any header), `session::SessionKey::from_bytes` | no |
 //! | `axum` | axum extractors: [`Identity`], `Option<Identity>`, `Claims<T>` | no |
 //! | `full` | every layer and integration | no |
 //!
