@@ -178,19 +178,6 @@ fn request07(value: &HeaderValue) -> Request<axum07::body::Body> {
     request
 }
 
-/// The claims `JwtIssuer::mint` writes, as a bare `jsonwebtoken::encode`
-/// caller would declare them.
-#[derive(serde::Serialize)]
-struct MintedClaims<'a> {
-    iss: &'a str,
-    sub: &'a str,
-    aud: &'a str,
-    iat: u64,
-    exp: u64,
-    jti: &'a str,
-    scope: &'a str,
-}
-
 /// Minting: `JwtIssuer::mint` against a bare `jsonwebtoken::encode` of the
 /// same claims (a fixed `jti` of the same length; ours draws a random one)
 /// with the same private key, per algorithm.
@@ -250,7 +237,7 @@ fn bench_mint(c: &mut Criterion) {
                     .duration_since(std::time::UNIX_EPOCH)
                     .expect("clock")
                     .as_secs();
-                let claims = MintedClaims {
+                let claims = portcullis_bench::MintedClaims {
                     iss: ISS,
                     sub: "alice",
                     aud: AUD,
@@ -274,7 +261,7 @@ fn bench_mint(c: &mut Criterion) {
         // compare like with like.
         let bare = jsonwebtoken::encode(
             &header,
-            &MintedClaims {
+            &portcullis_bench::MintedClaims {
                 iss: ISS,
                 sub: "alice",
                 aud: AUD,

@@ -108,10 +108,15 @@ fn jwt(scenario: &str, n: u32, runtime: &tokio::runtime::Runtime) {
                     .duration_since(std::time::UNIX_EPOCH)
                     .expect("clock")
                     .as_secs();
-                let claims = serde_json::json!({
-                    "iss": ISS, "sub": "alice", "aud": AUD, "iat": now, "exp": now + 900,
-                    "jti": jti, "scope": "notes:read",
-                });
+                let claims = portcullis_bench::MintedClaims {
+                    iss: ISS,
+                    sub: "alice",
+                    aud: AUD,
+                    iat: now,
+                    exp: now + 900,
+                    jti: &jti,
+                    scope: "notes:read",
+                };
                 std::hint::black_box(jsonwebtoken::encode(&header, &claims, &encoding).expect("encode"));
             }
             return;

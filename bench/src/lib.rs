@@ -87,3 +87,23 @@ pub fn bare_decode_router(key: jsonwebtoken::DecodingKey, validation: jsonwebtok
         }),
     )
 }
+
+/// The claims `JwtIssuer::mint` writes, as a bare `jsonwebtoken::encode`
+/// caller would declare them (the floor of the mint rows).
+#[derive(serde::Serialize)]
+pub struct MintedClaims<'a> {
+    /// Issuer.
+    pub iss: &'a str,
+    /// Subject.
+    pub sub: &'a str,
+    /// Audience.
+    pub aud: &'a str,
+    /// Issued at.
+    pub iat: u64,
+    /// Expiry.
+    pub exp: u64,
+    /// Token id.
+    pub jti: &'a str,
+    /// Scopes, space-separated.
+    pub scope: &'a str,
+}
