@@ -9,7 +9,7 @@ use std::task::{Context, Poll, ready};
 use std::time::SystemTime;
 
 use http::header::SET_COOKIE;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri};
 use pin_project_lite::pin_project;
 use portcullis_core::audit::{self, Decision, Outcome};
 use portcullis_core::{
@@ -230,11 +230,9 @@ where
     inner.call(request)
 }
 
-fn server_error<R>() -> Response<ResponseBody<R>> {
-    let mut response = Response::new(ResponseBody::full(bytes::Bytes::new()));
-    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    response
-}
+/// Each state's `Option`s are taken once, as it ends; only a poll after
+/// completion (a caller's bug, as for any future) finds them empty.
+const POLLED_AFTER_COMPLETION: &str = "session ResponseFuture polled after completion";
 
 impl<S, B, F, ResBody, E> Future for ResponseFuture<S, B, F, ResBody>
 where
@@ -257,7 +255,7 @@ where
                     let result = ready!(load.as_mut().poll(cx));
                     let (Some(mut inner), Some(request), Some((key, id))) = (inner.take(), request.take(), id.take())
                     else {
-                        return Poll::Ready(Ok(server_error()));
+                        panic!("{POLLED_AFTER_COMPLETION}");
                     };
                     let state = match loaded(context, result, key, id) {
                         Ok(state) => state,
@@ -326,9 +324,7 @@ where
                 }
                 StateProj::Saving { save, response } => {
                     let result = ready!(save.as_mut().poll(cx));
-                    let Some(response) = response.take() else {
-                        return Poll::Ready(Ok(server_error()));
-                    };
+                    let response = response.take().expect(POLLED_AFTER_COMPLETION);
                     let output = match result {
                         Ok(cookie) => with_cookie(response, cookie),
                         Err(error) => context.unavailable(&error),
@@ -337,14 +333,11 @@ where
                     return Poll::Ready(Ok(output));
                 }
                 StateProj::Unavailable { error } => {
-                    let response = match error.take() {
-                        Some(error) => context.unavailable(&error),
-                        None => server_error(),
-                    };
+                    let response = context.unavailable(&error.take().expect(POLLED_AFTER_COMPLETION));
                     self.as_mut().project().state.set(State::Done);
                     return Poll::Ready(Ok(response));
                 }
-                StateProj::Done => return Poll::Ready(Ok(server_error())),
+                StateProj::Done => panic!("{POLLED_AFTER_COMPLETION}"),
             }
         }
     }
