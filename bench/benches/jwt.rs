@@ -233,19 +233,7 @@ fn bench_mint(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("jwt_mint/{name}"));
         group.bench_function("bare_encode", |b| {
             b.iter(|| {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .expect("clock")
-                    .as_secs();
-                let claims = portcullis_bench::MintedClaims {
-                    iss: ISS,
-                    sub: "alice",
-                    aud: AUD,
-                    iat: now,
-                    exp: now + 600,
-                    jti: &jti,
-                    scope: "notes:read",
-                };
+                let claims = portcullis_bench::MintedClaims::now(ISS, AUD, &jti);
                 jsonwebtoken::encode(&header, &claims, &encoding).expect("encode")
             })
         });

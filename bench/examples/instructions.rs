@@ -104,19 +104,7 @@ fn jwt(scenario: &str, n: u32, runtime: &tokio::runtime::Runtime) {
             header.typ = Some("at+jwt".to_owned());
             let jti = "x".repeat(22);
             for _ in 0..n {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .expect("clock")
-                    .as_secs();
-                let claims = portcullis_bench::MintedClaims {
-                    iss: ISS,
-                    sub: "alice",
-                    aud: AUD,
-                    iat: now,
-                    exp: now + 900,
-                    jti: &jti,
-                    scope: "notes:read",
-                };
+                let claims = portcullis_bench::MintedClaims::now(ISS, AUD, &jti);
                 std::hint::black_box(jsonwebtoken::encode(&header, &claims, &encoding).expect("encode"));
             }
             return;

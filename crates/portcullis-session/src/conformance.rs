@@ -124,11 +124,7 @@ pub async fn round_trip(store: Arc<dyn SessionStore>, space: &str) {
 /// Per-key updates: concurrent writers of different keys all keep theirs,
 /// and untouched keys stay.
 pub async fn concurrent_updates_keep_every_key(store: Arc<dyn SessionStore>, space: &str) {
-    let k1 = key(space, 1);
-    store
-        .create(&k1, &record(Some(&person(space, "alice"))), TTL)
-        .await
-        .expect("create");
+    let k1 = live_session(&store, space, 1).await;
     let writes = (0..50).map(|i| {
         let store = store.clone();
         async move {
@@ -156,11 +152,7 @@ pub async fn concurrent_updates_keep_every_key(store: Arc<dyn SessionStore>, spa
 
 /// A removed key is gone; a touch moves the idle deadline.
 pub async fn removal_and_touch(store: Arc<dyn SessionStore>, space: &str) {
-    let k1 = key(space, 1);
-    store
-        .create(&k1, &record(Some(&person(space, "alice"))), TTL)
-        .await
-        .expect("create");
+    let k1 = live_session(&store, space, 1).await;
     let mut changes = Changes::default();
     changes.removed.push("greeting".into());
     let now = millis(SystemTime::now());
@@ -175,6 +167,16 @@ pub async fn removal_and_touch(store: Arc<dyn SessionStore>, space: &str) {
     assert_eq!(loaded.idle_deadline_ms, now + 900_000, "touch moved the idle deadline");
     assert_eq!(loaded.last_seen_ms, now);
     store.delete(&k1).await.expect("delete");
+}
+
+/// Key `n` of `space`, holding a fresh record of the space's alice.
+async fn live_session(store: &Arc<dyn SessionStore>, space: &str, n: u8) -> SessionKey {
+    let key = key(space, n);
+    store
+        .create(&key, &record(Some(&person(space, "alice"))), TTL)
+        .await
+        .expect("create");
+    key
 }
 
 fn listed(sessions: Vec<(SessionKey, SessionRecord)>) -> Vec<SessionKey> {
