@@ -14,7 +14,7 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use portcullis::jwt::{JwtLayer, SigningKey};
 use portcullis::revocation::{MemoryRevocationStore, RevocationLayer, Revocations};
-use portcullis::session::{Changes, SessionKey, SessionRecord, SessionStore, StoreError, StoreFuture};
+use portcullis::session::{Changes, SessionKey, SessionRecord, SessionStore, StoreError, StoreFuture, StoreKind};
 use portcullis::{
     DefaultResponder, Identity, Principal, Rejection, RejectionKind, RequestContext, RequireAuthLayer, Responder,
     ResponderLayer, SessionLayer,
@@ -40,7 +40,7 @@ impl Responder for Marked {
 struct DownStore;
 
 fn down<T: Send + 'static>() -> StoreFuture<'static, T> {
-    Box::pin(async { Err(StoreError::Unavailable("connection refused".into())) })
+    Box::pin(async { Err(StoreError::unavailable(StoreKind::Session, "connection refused")) })
 }
 
 impl SessionStore for DownStore {

@@ -14,24 +14,50 @@ use portcullis::jwt::{JwtIssuer, JwtLayer, SigningKey, VerifyingKey};
 use portcullis::redis::{
     FeedLossPolicy, RedisRefreshStore, RedisRevocationStore, ReplicatedRevocationStore, ReplicationOptions,
 };
-use portcullis::revocation::{RefreshTokens, RevocationLayer, Revocations, conformance};
+use portcullis::revocation::{RefreshTokens, RevocationLayer, Revocations};
 use portcullis_tests::redis_server::RedisServer;
 use portcullis_tests::{Partition, get as http_get, send};
 
 const ISS: &str = "https://auth.test";
 const AUD: &str = "notes-api";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_stores_pass_the_conformance_suites() {
-    let server = RedisServer::start();
-    let direct = RedisRevocationStore::connect(&server.url()).await.expect("connect");
-    conformance::run_revocation_store(Arc::new(direct)).await;
-    let replicated = ReplicatedRevocationStore::start(&server.url(), ReplicationOptions::default())
-        .await
-        .expect("start");
-    conformance::run_revocation_store(Arc::new(replicated)).await;
-    let refresh = RedisRefreshStore::connect(&server.url()).await.expect("connect");
-    conformance::run_refresh_store(Arc::new(refresh)).await;
+/// The writer store, asked on every check, against the RevocationStore
+/// contract: one test per rule, each on its own server.
+mod direct_revocation_store {
+    use super::*;
+
+    portcullis::revocation::revocation_store_conformance!(async {
+        let server = RedisServer::start();
+        let store = RedisRevocationStore::connect(&server.url()).await.expect("connect");
+        let store: Arc<dyn portcullis::revocation::RevocationStore> = Arc::new(store);
+        (store, server)
+    });
+}
+
+/// The replicated store, checked against its local mirror.
+mod replicated_revocation_store {
+    use super::*;
+
+    portcullis::revocation::revocation_store_conformance!(async {
+        let server = RedisServer::start();
+        let store = ReplicatedRevocationStore::start(&server.url(), ReplicationOptions::default())
+            .await
+            .expect("start");
+        let store: Arc<dyn portcullis::revocation::RevocationStore> = Arc::new(store);
+        (store, server)
+    });
+}
+
+/// The refresh-family store against the RefreshStore contract.
+mod refresh_store {
+    use super::*;
+
+    portcullis::refresh::refresh_store_conformance!(async {
+        let server = RedisServer::start();
+        let store = RedisRefreshStore::connect(&server.url()).await.expect("connect");
+        let store: Arc<dyn portcullis::refresh::RefreshStore> = Arc::new(store);
+        (store, server)
+    });
 }
 
 /// One app instance: JwtLayer → RevocationLayer → `/me`, and `/logout`,

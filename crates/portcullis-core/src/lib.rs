@@ -38,6 +38,7 @@ mod identity;
 mod rejection;
 pub mod require_auth;
 mod responder;
+mod store;
 
 pub use body::{LayerBody, ResponseBody};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock, duration_millis, epoch_millis, random_bytes};
@@ -47,3 +48,4 @@ pub use identity::{AuthMethod, AuthenticatorRan, Identity, IdentityBuilder, Prin
 pub use rejection::{DefaultResponder, Protocol, Rejection, RejectionKind, RequestContext, Responder, SharedResponder};
 pub use require_auth::{RequireAuth, RequireAuthLayer};
 pub use responder::{RenderedRejection, ResponderLayer, ResponderService, StackResponder, responder_for};
+pub use store::{StoreError, StoreFuture, StoreKind};

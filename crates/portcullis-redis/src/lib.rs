@@ -1,11 +1,14 @@
-//! Redis implementations of the Portcullis stores.
+//! Redis implementations of the Portcullis stores, one feature per store
+//! family (all three by default):
 //!
-//! - [`RedisSessionStore`]: a [`SessionStore`] for `SessionLayer`, so several
-//!   instances share sessions.
-//! - [`ReplicatedRevocationStore`]: revocations shared through Redis and
-//!   checked against a local mirror on every node (no round trip per
-//!   request); [`RedisRevocationStore`] is its writer, asked per check.
-//! - [`RedisRefreshStore`]: refresh-token families, rotated atomically.
+//! | feature | stores | brings in |
+//! |---|---|---|
+//! | `sessions` | [`RedisSessionStore`]: a `SessionStore` for `SessionLayer`, so several instances share sessions | `portcullis-session` |
+//! | `revocation` | [`ReplicatedRevocationStore`]: revocations shared through Redis and checked against a local mirror on every node (no round trip per request); [`RedisRevocationStore`] is its writer, asked per check | `portcullis-revocation`, tokio |
+//! | `refresh` | [`RedisRefreshStore`]: refresh-token families, rotated atomically | `portcullis-refresh`, so `portcullis-jwt` |
+//!
+//! Redis sessions alone compile no JWT code:
+//! `portcullis-redis = { version = "0.1", default-features = false, features = ["sessions"] }`.
 //!
 //! The client is `redis` 1.x with its `ConnectionManager`: one multiplexed
 //! connection per store that reconnects by itself after an outage, so the
@@ -36,13 +39,22 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod connection;
+#[cfg(feature = "refresh")]
 mod refresh;
+#[cfg(feature = "revocation")]
 mod revocation;
+#[cfg(feature = "sessions")]
 mod session;
 
+pub use connection::RedisOptions;
+#[cfg(feature = "sessions")]
 pub use portcullis_session::SessionStore;
+#[cfg(feature = "refresh")]
 pub use refresh::RedisRefreshStore;
+#[cfg(feature = "revocation")]
 pub use revocation::{
     FeedLossPolicy, MirrorStats, RedisRevocationStore, ReplicatedRevocationStore, ReplicationOptions,
 };
-pub use session::{RedisOptions, RedisSessionStore};
+#[cfg(feature = "sessions")]
+pub use session::RedisSessionStore;

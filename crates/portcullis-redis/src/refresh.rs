@@ -3,15 +3,16 @@
 use std::fmt;
 use std::time::Duration;
 
-use portcullis_revocation::{Family, RefreshStore, Spend, SpendRules, StoreError, StoreFuture};
+use portcullis_core::{StoreError, StoreFuture, StoreKind};
+use portcullis_refresh::{Family, RefreshStore, Spend, SpendRules};
 use redis::aio::ConnectionManager;
 use redis::{Script, Value};
 
-use crate::session::{RedisOptions, connection_manager};
+use crate::connection::{RedisOptions, connect};
 use portcullis_core::duration_millis as millis;
 
 fn unavailable(error: redis::RedisError) -> StoreError {
-    StoreError::unavailable(error)
+    StoreError::unavailable(StoreKind::Refresh, error)
 }
 
 // One hash per family, whatever its number of rotations: `n` the live
@@ -125,7 +126,7 @@ fn text(value: &Value) -> Option<String> {
 
 /// `[kind, id, subject, scopes, created, absolute]` → (kind, family).
 fn parse_reply(reply: &[Value]) -> Result<(String, Option<Family>), StoreError> {
-    let malformed = || StoreError::unavailable("malformed reply from the refresh script");
+    let malformed = || StoreError::unavailable(StoreKind::Refresh, "malformed reply from the refresh script");
     let kind = reply.first().and_then(text).ok_or_else(malformed)?;
     if reply.len() < 6 {
         return Ok((kind, None));
@@ -153,7 +154,7 @@ impl RedisRefreshStore {
 
     /// Connects with explicit options.
     pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
-        let connection = connection_manager(url, &options).await.map_err(unavailable)?;
+        let connection = connect(url, &options, StoreKind::Refresh).await?;
         Ok(Self {
             connection,
             prefix: options.prefix,

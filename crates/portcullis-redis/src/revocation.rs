@@ -9,16 +9,17 @@ use std::time::{Duration, SystemTime};
 use portcullis_core::Identity;
 use portcullis_core::audit::TARGET as AUDIT;
 use portcullis_revocation::{
-    Denylist, Revocation, RevocationStore, Revoked, StoreError, StoreFuture, Target, TokenFacts, denylist_millis,
+    Denylist, Revocation, RevocationStore, Revoked, StoreError, StoreFuture, StoreKind, Target, TokenFacts,
+    denylist_millis,
 };
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::streams::{StreamId, StreamRangeReply, StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands, Script};
 
-use crate::session::{RedisOptions, connection_manager};
+use crate::connection::{RedisOptions, connect};
 
 fn unavailable(error: redis::RedisError) -> StoreError {
-    StoreError::unavailable(error)
+    StoreError::unavailable(StoreKind::Revocation, error)
 }
 
 fn now_ms() -> u64 {
@@ -90,7 +91,7 @@ impl RedisRevocationStore {
 
     /// Connects with explicit options.
     pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
-        let connection = connection_manager(url, &options).await.map_err(unavailable)?;
+        let connection = connect(url, &options, StoreKind::Revocation).await?;
         let prefix = options.prefix;
         Ok(Self {
             connection,
@@ -496,9 +497,10 @@ impl ReplicatedRevocationStore {
         if stale_ms > shared.max_staleness_ms {
             match shared.options.policy {
                 FeedLossPolicy::FailClosed => {
-                    return Err(StoreError::unavailable(format!(
-                        "revocation feed lost: mirror {stale_ms} ms stale (fail closed)"
-                    )));
+                    return Err(StoreError::unavailable(
+                        StoreKind::Revocation,
+                        format!("revocation feed lost: mirror {stale_ms} ms stale (fail closed)"),
+                    ));
                 }
                 FeedLossPolicy::FailOpen => {
                     let last = shared.last_warning_ms.load(Ordering::Relaxed);

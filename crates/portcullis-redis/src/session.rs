@@ -4,32 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_core::Principal;
-use portcullis_session::{Changes, SessionKey, SessionRecord, SessionStore, StoreError, StoreFuture};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use portcullis_session::{Changes, SessionKey, SessionRecord, SessionStore, StoreError, StoreFuture, StoreKind};
+use redis::aio::ConnectionManager;
+
+use crate::connection::{RedisOptions, connect};
 use redis::{Script, Value};
-
-/// Connection options of the Redis stores.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct RedisOptions {
-    /// Prefix of every key the store writes (default `portcullis:`).
-    pub prefix: String,
-    /// How long a command may take before the request gets a 503
-    /// (default 1 s).
-    pub response_timeout: Duration,
-    /// How long a (re)connection attempt may take (default 1 s).
-    pub connection_timeout: Duration,
-}
-
-impl Default for RedisOptions {
-    fn default() -> Self {
-        Self {
-            prefix: "portcullis:".into(),
-            response_timeout: Duration::from_secs(1),
-            connection_timeout: Duration::from_secs(1),
-        }
-    }
-}
 
 /// Sessions in Redis: one hash per session, keyed by the session key (a
 /// keyed hash of the id, never the id), and one set per principal.
@@ -189,24 +168,8 @@ fn ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
-/// A reconnecting connection with the options' timeouts: while Redis is
-/// down, commands fail fast (a 503) and the manager reconnects in the
-/// background.
-pub(crate) async fn connection_manager(
-    url: &str,
-    options: &RedisOptions,
-) -> Result<ConnectionManager, redis::RedisError> {
-    let client = redis::Client::open(url)?;
-    let config = ConnectionManagerConfig::new()
-        .set_response_timeout(Some(options.response_timeout))
-        .set_connection_timeout(Some(options.connection_timeout))
-        .set_number_of_retries(1)
-        .set_max_delay(Duration::from_millis(500));
-    ConnectionManager::new_with_config(client, config).await
-}
-
 fn unavailable(error: redis::RedisError) -> StoreError {
-    StoreError::Unavailable(error.to_string())
+    StoreError::unavailable(StoreKind::Session, error)
 }
 
 impl RedisSessionStore {
@@ -218,7 +181,7 @@ impl RedisSessionStore {
 
     /// Connects with explicit options.
     pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
-        let connection = connection_manager(url, &options).await.map_err(unavailable)?;
+        let connection = connect(url, &options, StoreKind::Session).await?;
         Ok(Self {
             connection,
             prefix: options.prefix,
@@ -281,7 +244,7 @@ fn parse_record(flat: Vec<String>) -> Result<Option<SessionRecord>, StoreError> 
         fields
             .get(name)
             .and_then(|v| v.parse().ok())
-            .ok_or_else(|| StoreError::Corrupt(format!("field {name}")))
+            .ok_or_else(|| StoreError::corrupt(StoreKind::Session, format!("field {name}")))
     };
     let mut record = SessionRecord::default();
     record.created_ms = number("_created")?;
@@ -289,12 +252,16 @@ fn parse_record(flat: Vec<String>) -> Result<Option<SessionRecord>, StoreError> 
     record.absolute_deadline_ms = number("_absolute")?;
     record.last_seen_ms = number("_seen")?;
     record.principal = match fields.get("_principal") {
-        Some(key) => Some(Principal::from_key(key).ok_or_else(|| StoreError::Corrupt("field _principal".into()))?),
+        Some(key) => {
+            Some(Principal::from_key(key).ok_or_else(|| StoreError::corrupt(StoreKind::Session, "field _principal"))?)
+        }
         None => None,
     };
     record.user_agent = fields.get("_ua").cloned();
     record.scopes = match fields.get("_scopes") {
-        Some(text) => serde_json::from_str(text).map_err(|_| StoreError::Corrupt("field _scopes".into()))?,
+        Some(text) => {
+            serde_json::from_str(text).map_err(|_| StoreError::corrupt(StoreKind::Session, "field _scopes"))?
+        }
         None => Vec::new(),
     };
     for (name, value) in fields {
@@ -443,10 +410,12 @@ impl SessionStore for RedisSessionStore {
             let mut sessions = Vec::new();
             let mut iter = answer.into_iter();
             while let (Some(member), Some(fields)) = (iter.next(), iter.next()) {
-                let member: String = redis::from_redis_value(member).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let member: String =
+                    redis::from_redis_value(member).map_err(|e| StoreError::corrupt(StoreKind::Session, e))?;
                 let flat: Vec<String> =
-                    redis::from_redis_value(fields).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                let key = SessionKey::from_hex(&member).ok_or_else(|| StoreError::Corrupt("index member".into()))?;
+                    redis::from_redis_value(fields).map_err(|e| StoreError::corrupt(StoreKind::Session, e))?;
+                let key = SessionKey::from_hex(&member)
+                    .ok_or_else(|| StoreError::corrupt(StoreKind::Session, "index member"))?;
                 if let Some(record) = parse_record(flat)? {
                     sessions.push((key, record));
                 }

@@ -1,5 +1,4 @@
-//! Revocation for signed tokens, checked without a network round trip, and
-//! refresh-token rotation with reuse detection.
+//! Revocation for signed tokens, checked without a network round trip.
 //!
 //! - [`RevocationLayer`]: after `JwtLayer`, rejects a bearer token whose
 //!   `(iss, jti)` is denylisted or whose subject or `sid` was cut off after
@@ -8,9 +7,10 @@
 //!   `sid`), over a [`RevocationStore`]: [`MemoryRevocationStore`] here, or
 //!   the replicated Redis store of `portcullis-redis`, which keeps a local
 //!   mirror on every node.
-//! - [`RefreshTokens`]: opaque refresh tokens in families, rotated on
-//!   every use; reuse of a spent token revokes its family. Endpoints:
-//!   [`RefreshEndpoint`] (RFC 6749 §6) and [`RevocationEndpoint`] (RFC 7009).
+//!
+//! Refresh-token rotation and the OAuth endpoints live in
+//! `portcullis-refresh`, which builds on this crate; this one depends on
+//! `portcullis-core` alone.
 //!
 //! Revocation keys come only from verified claims, never from a token's
 //! bytes: ECDSA signatures are malleable, so two byte strings can carry one
@@ -41,20 +41,15 @@
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod denylist;
-mod endpoint;
 mod layer;
 mod memory;
-mod refresh;
 mod store;
 
 pub use denylist::{Denylist, EXPIRY_MARGIN, Revocation, Revoked, Target, TokenFacts, millis as denylist_millis};
-pub use endpoint::{RefreshEndpoint, RevocationEndpoint};
 pub use layer::{CheckWait, RevocationCheck, RevocationLayer, RevocationService};
 pub use memory::MemoryRevocationStore;
-pub use refresh::{
-    Family, MemoryRefreshStore, RefreshConfigError, RefreshError, RefreshStore, RefreshTokens, RefreshTokensBuilder,
-    Spend, SpendRules, TokenPair, generate_secret,
+pub use store::{
+    DEFAULT_CLOCK_SKEW, DEFAULT_KEEP_CUTOFFS_FOR, RevocationStore, Revocations, StoreError, StoreFuture, StoreKind,
 };
-pub use store::{DEFAULT_CLOCK_SKEW, DEFAULT_KEEP_CUTOFFS_FOR, RevocationStore, Revocations, StoreError, StoreFuture};
 
 pub(crate) const LAYER: &str = "revocation";

@@ -1,8 +1,6 @@
 //! The `RevocationStore` trait, and `Revocations`, the handle that revokes.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -10,31 +8,7 @@ use portcullis_core::{Identity, Principal, SharedClock, SystemClock};
 
 use crate::denylist::{Revocation, Revoked};
 
-/// A boxed future returned by store methods, so the traits stay usable as
-/// `Arc<dyn …>`.
-pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
-
-/// A store could not answer. A check that meets it is a 503 (gRPC
-/// `UNAVAILABLE`): never a silent pass.
-#[derive(Debug, thiserror::Error)]
-#[error("revocation store unavailable: {reason}")]
-pub struct StoreError {
-    reason: String,
-}
-
-impl StoreError {
-    /// An error with a human-readable reason.
-    pub fn unavailable(reason: impl fmt::Display) -> Self {
-        Self {
-            reason: reason.to_string(),
-        }
-    }
-
-    /// The reason.
-    pub fn reason(&self) -> &str {
-        &self.reason
-    }
-}
+pub use portcullis_core::{StoreError, StoreFuture, StoreKind};
 
 /// Where revocations live.
 ///

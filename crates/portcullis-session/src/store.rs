@@ -2,8 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -12,22 +10,7 @@ use portcullis_core::Principal;
 use crate::SessionKey;
 pub(crate) use portcullis_core::epoch_millis as millis;
 
-/// A boxed future returned by [`SessionStore`] methods, so the trait stays
-/// usable as `Arc<dyn SessionStore>`.
-pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
-
-/// A store could not answer. The layer turns it into a 503 (gRPC
-/// `UNAVAILABLE`): never a silent logout, never a fresh empty session.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The backend is unreachable or timed out.
-    #[error("session store unavailable: {0}")]
-    Unavailable(String),
-    /// The backend answered with data this version cannot read.
-    #[error("session store returned a corrupt record: {0}")]
-    Corrupt(String),
-}
+pub use portcullis_core::{StoreError, StoreFuture, StoreKind};
 
 /// One session as a store keeps it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

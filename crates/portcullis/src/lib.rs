@@ -7,8 +7,9 @@
 //! | `remote-keys` | `jwt::remote`: JWKS URLs, OIDC discovery, JWKS files, kept current | no |
 //! | `session` | [`SessionLayer`], [`Session`], [`MemoryStore`], [`session`] stores | no |
 //! | `csrf` | `CsrfLayer`, `CsrfToken` (needs `session`) | no |
-//! | `revocation` | `RevocationLayer`, `Revocations`, `RefreshTokens`, the OAuth refresh and revocation endpoints | no |
-//! | `redis` | [`redis`]: Redis implementations of every store, the replicated revocation mirror | no |
+//! | `revocation` | `RevocationLayer`, `Revocations` (`portcullis-revocation`); `RefreshTokens`, the OAuth refresh and revocation endpoints (`portcullis-refresh`) | no |
+//! | `redis` | `redis`: Redis implementations of every store, the replicated revocation mirror | no |
+//! | `redis-sessions` | `redis::RedisSessionStore` alone: Redis sessions with no JWT code compiled | no |
 //! | `conformance` | the store conformance suites, for your own stores' tests | no |
 //! | `test-util` | test helpers: `jwt::sign_compact` (signs any header), `session::SessionKey::from_bytes` | no |
 //! | `axum` | axum extractors: [`Identity`], `Option<Identity>`, `Claims<T>` | no |
@@ -88,7 +89,7 @@ pub use portcullis_core::{
     AuthMethod, AuthenticatorRan, Clock, DefaultResponder, Identity, IdentityBuilder, LayerBody, ManualClock,
     Principal, Protocol, Rejection, RejectionKind, RenderedRejection, RequestContext, RequireAuth, RequireAuthLayer,
     Responder, ResponderLayer, ResponderService, ResponseBody, SharedClock, SharedResponder, StackResponder,
-    SystemClock, TokenTransport, audit, guard, require_auth, responder_for,
+    StoreError, StoreFuture, StoreKind, SystemClock, TokenTransport, audit, guard, require_auth, responder_for,
 };
 
 /// Bearer-token (JWT) authentication: the whole `portcullis-jwt` crate.
@@ -118,18 +119,32 @@ pub mod csrf {
 #[cfg(feature = "csrf")]
 pub use portcullis_csrf::{CsrfLayer, CsrfToken};
 
-/// Token revocation and refresh-token rotation: the whole
-/// `portcullis-revocation` crate.
+/// Token revocation: the whole `portcullis-revocation` crate, and (for the
+/// paths that predate the split) the refresh items of `portcullis-refresh`.
 #[cfg(feature = "revocation")]
 pub mod revocation {
+    pub use portcullis_refresh::{
+        Family, MemoryRefreshStore, RefreshConfigError, RefreshEndpoint, RefreshError, RefreshStore, RefreshTokens,
+        RefreshTokensBuilder, RevocationEndpoint, Spend, SpendRules, TokenPair, generate_secret,
+    };
     pub use portcullis_revocation::*;
 }
 
+/// Refresh-token rotation and the OAuth endpoints: the whole
+/// `portcullis-refresh` crate.
 #[cfg(feature = "revocation")]
-pub use portcullis_revocation::{RefreshTokens, RevocationLayer, Revocations};
+pub mod refresh {
+    pub use portcullis_refresh::*;
+}
 
-/// Redis implementations of the stores: the whole `portcullis-redis` crate.
-#[cfg(feature = "redis")]
+#[cfg(feature = "revocation")]
+pub use portcullis_refresh::RefreshTokens;
+#[cfg(feature = "revocation")]
+pub use portcullis_revocation::{RevocationLayer, Revocations};
+
+/// Redis implementations of the stores: the whole `portcullis-redis` crate
+/// (the store families the `redis` or `redis-sessions` feature enabled).
+#[cfg(any(feature = "redis", feature = "redis-sessions"))]
 pub mod redis {
     pub use portcullis_redis::*;
 }

@@ -4,8 +4,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use super::store::{Family, RefreshStore, Spend, SpendRules};
-use crate::store::StoreFuture;
+use crate::store::{Family, RefreshStore, Spend, SpendRules};
+use portcullis_core::StoreFuture;
 use portcullis_core::duration_millis as millis;
 
 /// Refresh-token families in this process's memory: one record per
@@ -15,7 +15,7 @@ use portcullis_core::duration_millis as millis;
 ///
 /// ```
 /// use std::sync::Arc;
-/// use portcullis_revocation::{MemoryRefreshStore, RefreshStore};
+/// use portcullis_refresh::{MemoryRefreshStore, RefreshStore};
 ///
 /// let store: Arc<dyn RefreshStore> = Arc::new(MemoryRefreshStore::new());
 /// ```

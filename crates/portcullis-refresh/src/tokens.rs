@@ -1,8 +1,5 @@
 //! `RefreshTokens`: the rotation engine.
 
-mod memory;
-mod store;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,11 +11,10 @@ use portcullis_core::{Principal, SharedClock, SystemClock};
 use portcullis_jwt::{IssueError, JwtIssuer};
 use serde_json::{Map, Value};
 
-pub use memory::MemoryRefreshStore;
-pub use store::{Family, RefreshStore, Spend, SpendRules};
+use portcullis_core::{StoreError, epoch_millis as millis};
+use portcullis_revocation::Revocations;
 
-use crate::denylist::millis;
-use crate::store::{Revocations, StoreError};
+use crate::store::{Family, RefreshStore, Spend, SpendRules};
 
 const LAYER: &str = "refresh";
 
@@ -107,7 +103,7 @@ pub enum RefreshConfigError {
 /// ```
 /// use std::sync::Arc;
 /// use portcullis_jwt::{JwtIssuer, SigningKey};
-/// use portcullis_revocation::{MemoryRefreshStore, RefreshError, RefreshTokens};
+/// use portcullis_refresh::{MemoryRefreshStore, RefreshError, RefreshTokens};
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let issuer = JwtIssuer::new(SigningKey::generate_ed25519().unwrap(), "https://auth.example", "api");
@@ -337,7 +333,7 @@ impl RawToken {
 /// restart, need one stable secret from configuration instead.
 ///
 /// ```
-/// assert_ne!(portcullis_revocation::generate_secret(), portcullis_revocation::generate_secret());
+/// assert_ne!(portcullis_refresh::generate_secret(), portcullis_refresh::generate_secret());
 /// ```
 pub fn generate_secret() -> [u8; 32] {
     portcullis_core::random_bytes()
@@ -447,7 +443,7 @@ impl RefreshTokens {
     /// ```
     /// use std::sync::Arc;
     /// use portcullis_jwt::{JwtIssuer, SigningKey};
-    /// use portcullis_revocation::{MemoryRefreshStore, RefreshError, RefreshTokens};
+    /// use portcullis_refresh::{MemoryRefreshStore, RefreshError, RefreshTokens};
     ///
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// let issuer = JwtIssuer::new(SigningKey::generate_ed25519().unwrap(), "https://auth.example", "api");

@@ -17,8 +17,14 @@ use portcullis_jwt::JwtVerifier;
 use serde_json::json;
 use tower_service::Service;
 
-use crate::refresh::{RefreshError, RefreshTokens};
-use crate::store::Revocations;
+use portcullis_core::StoreError;
+use portcullis_revocation::Revocations;
+
+use crate::tokens::{RefreshError, RefreshTokens};
+
+/// The layer name in audit events: the endpoints kept the name they had
+/// when they lived in `portcullis-revocation`, so dashboards keep working.
+const LAYER: &str = "revocation";
 
 /// The largest request body the endpoints read (a form with one token).
 const BODY_LIMIT: usize = 8 * 1024;
@@ -43,7 +49,7 @@ type EndpointFuture = Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, 
 /// use std::sync::Arc;
 /// use axum::Router;
 /// use portcullis_jwt::{JwtIssuer, SigningKey};
-/// use portcullis_revocation::{MemoryRefreshStore, RefreshEndpoint, RefreshTokens};
+/// use portcullis_refresh::{MemoryRefreshStore, RefreshEndpoint, RefreshTokens};
 ///
 /// let issuer = JwtIssuer::new(SigningKey::generate_ed25519().unwrap(), "https://auth.example", "api");
 /// let tokens = RefreshTokens::builder(Arc::new(MemoryRefreshStore::new()), issuer, &[7; 32]).build().unwrap();
@@ -104,8 +110,8 @@ fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Full<B
 
 /// A 503 that says what failed, never where or why inside: the detail
 /// (an address, a driver error) goes to the audit event only.
-fn store_unavailable(error: &crate::StoreError) -> Response<Full<Bytes>> {
-    Decision::new(crate::LAYER, Outcome::Unavailable)
+fn store_unavailable(error: &StoreError) -> Response<Full<Bytes>> {
+    Decision::new(LAYER, Outcome::Unavailable)
         .reason(error.reason())
         .record();
     oauth_error(
@@ -319,7 +325,7 @@ impl FormEndpoint for RevocationEndpoint {
 }
 
 impl RevocationEndpoint {
-    async fn revoke_access(&self, token: &str) -> Result<bool, crate::StoreError> {
+    async fn revoke_access(&self, token: &str) -> Result<bool, StoreError> {
         let Some(verifier) = &self.verifier else {
             return Ok(false);
         };

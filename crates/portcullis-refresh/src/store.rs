@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::store::StoreFuture;
+use portcullis_core::StoreFuture;
 
 /// A family: the chain of refresh tokens grown from one login.
 #[derive(Clone, Debug, PartialEq, Eq)]
