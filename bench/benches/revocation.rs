@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use portcullis::redis::{RedisRevocationStore, ReplicatedRevocationStore, ReplicationOptions};
-use portcullis::revocation::{MemoryRevocationStore, Revocation, RevocationStore};
+use portcullis::revocation::{MemoryRevocationStore, Revocation, RevocationStore, store_support};
 use portcullis::{AuthMethod, Identity};
 use portcullis_bench::start_redis;
 
@@ -54,8 +54,8 @@ fn bench(c: &mut Criterion) {
             for revocation in chunk {
                 pipe.hset(
                     "portcullis:rev:entries",
-                    revocation.target.encode(),
-                    revocation.encode_value(),
+                    store_support::encode_target(&revocation.target),
+                    store_support::encode_value(revocation),
                 )
                 .ignore();
             }

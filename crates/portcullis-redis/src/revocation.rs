@@ -8,10 +8,9 @@ use std::time::{Duration, SystemTime};
 
 use portcullis_core::Identity;
 use portcullis_core::audit::TARGET as AUDIT;
-use portcullis_revocation::{
-    Denylist, Revocation, RevocationStore, Revoked, StoreError, StoreFuture, StoreKind, Target, TokenFacts,
-    denylist_millis,
-};
+use portcullis_core::{StoreError, StoreFuture, StoreKind, epoch_millis};
+use portcullis_revocation::store_support::{Denylist, TokenFacts, decode_revocation, encode_target};
+use portcullis_revocation::{Revocation, RevocationStore, Revoked, Target};
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::streams::{StreamId, StreamRangeReply, StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands, Script};
@@ -23,7 +22,7 @@ fn unavailable(error: redis::RedisError) -> StoreError {
 }
 
 fn now_ms() -> u64 {
-    denylist_millis(SystemTime::now())
+    epoch_millis(SystemTime::now())
 }
 
 /// How many feed entries Redis keeps for nodes catching up (older ones
@@ -52,7 +51,7 @@ return 1";
 /// Revocations in Redis, asked on every check (one `HMGET` round trip).
 ///
 /// Layout, under the prefix: `rev:entries` is a hash from a target
-/// ([`Target::encode`]) to `cutoff:expires`; `rev:expiry` a sorted set of
+/// ([`encode_target`]) to `cutoff:expires`; `rev:expiry` a sorted set of
 /// the same targets by expiry (expired ones are dropped as new revocations
 /// arrive); `rev:feed` a stream of every revocation, which mirrors follow.
 ///
@@ -109,7 +108,7 @@ impl RedisRevocationStore {
         let now = now_ms();
         Ok(flat
             .iter()
-            .filter_map(|(target, value)| Revocation::decode(target, value))
+            .filter_map(|(target, value)| decode_revocation(target, value))
             .filter(|revocation| revocation.expires_ms > now)
             .collect())
     }
@@ -128,7 +127,7 @@ impl RevocationStore for RedisRevocationStore {
                 .key(&self.keys.entries)
                 .key(&self.keys.expiry)
                 .key(&self.keys.feed)
-                .arg(revocation.target.encode())
+                .arg(encode_target(&revocation.target))
                 .arg(revocation.cutoff_secs)
                 .arg(revocation.expires_ms)
                 .arg(now_ms())
@@ -146,17 +145,16 @@ impl RevocationStore for RedisRevocationStore {
                 return Ok(None);
             };
             let token = match (facts.issuer, facts.jti) {
-                (Some(issuer), Some(jti)) => Target::Token {
+                (Some(issuer), Some(jti)) => encode_target(&Target::Token {
                     issuer: issuer.to_owned(),
                     jti: jti.to_owned(),
-                }
-                .encode(),
+                }),
                 // No field can match it; keeps the reply's shape fixed.
                 _ => String::new(),
             };
-            let subject = Target::Subject(facts.principal.clone()).encode();
+            let subject = encode_target(&Target::Subject(facts.principal.clone()));
             let session = match facts.session_id() {
-                Ok(sid) => sid.map(|sid| Target::Session(sid).encode()).unwrap_or_default(),
+                Ok(sid) => sid.map(|sid| encode_target(&Target::Session(sid))).unwrap_or_default(),
                 Err(unreadable) => return Ok(Some(unreadable)),
             };
             let mut connection = self.connection.clone();
@@ -360,7 +358,7 @@ impl Feed {
                 .await?;
             let now = now_ms();
             for (target, value) in &flat {
-                if let Some(revocation) = Revocation::decode(target, value) {
+                if let Some(revocation) = decode_revocation(target, value) {
                     shared.denylist.insert(&revocation, now);
                 }
             }
@@ -398,7 +396,7 @@ impl Feed {
 fn apply(shared: &Shared, entry: &StreamId, now: u64) {
     let field: Option<String> = entry.get("f");
     let value: Option<String> = entry.get("v");
-    let Some(revocation) = field.zip(value).and_then(|(f, v)| Revocation::decode(&f, &v)) else {
+    let Some(revocation) = field.zip(value).and_then(|(f, v)| decode_revocation(&f, &v)) else {
         return;
     };
     shared.denylist.insert(&revocation, now);

@@ -374,7 +374,7 @@ async fn the_memory_store_sweeps_expired_entries() {
     let store = MemoryRevocationStore::new();
     for n in 0..1_000 {
         let mut revocation = portcullis_revocation::Revocation::token(ISS, format!("j{n}"), SystemTime::now());
-        revocation.expires_ms = portcullis_revocation::denylist_millis(SystemTime::now()) + 50;
+        revocation.expires_ms = portcullis_core::epoch_millis(SystemTime::now()) + 50;
         store.revoke(revocation).await.expect("revoke");
     }
     assert_eq!(store.len(), 1_000);

@@ -36,16 +36,9 @@ pub enum Target {
 }
 
 impl Target {
-    /// An unambiguous text form, used as a key by stores.
-    ///
-    /// ```
-    /// use portcullis_core::Principal;
-    /// use portcullis_revocation::Target;
-    /// let alice = Target::Subject(Principal::new("https://app.example", "alice"));
-    /// assert_eq!(alice.encode(), "s:19:https://app.examplealice");
-    /// assert_eq!(Target::decode("s:19:https://app.examplealice"), Some(alice));
-    /// ```
-    pub fn encode(&self) -> String {
+    /// An unambiguous text form, used as a key by stores
+    /// ([`store_support::encode_target`](crate::store_support::encode_target)).
+    pub(crate) fn encode(&self) -> String {
         match self {
             Self::Token { issuer, jti } => format!("t:{}:{issuer}{jti}", issuer.len()),
             Self::Subject(principal) => format!("s:{}", principal.key()),
@@ -54,7 +47,7 @@ impl Target {
     }
 
     /// Parses [`Target::encode`]'s form.
-    pub fn decode(text: &str) -> Option<Self> {
+    pub(crate) fn decode(text: &str) -> Option<Self> {
         let (kind, rest) = text.split_at_checked(2)?;
         match kind {
             "s:" => Principal::from_key(rest).map(Self::Subject),
@@ -132,13 +125,13 @@ impl Revocation {
     }
 
     /// The value half of the text form stores keep: `cutoff:expires`.
-    pub fn encode_value(&self) -> String {
+    pub(crate) fn encode_value(&self) -> String {
         format!("{}:{}", self.cutoff_secs, self.expires_ms)
     }
 
     /// Rebuilds a revocation from [`Target::encode`] and
     /// [`Revocation::encode_value`].
-    pub fn decode(target: &str, value: &str) -> Option<Self> {
+    pub(crate) fn decode(target: &str, value: &str) -> Option<Self> {
         let (cutoff, expires) = value.split_once(':')?;
         Some(Self {
             target: Target::decode(target)?,
@@ -265,12 +258,14 @@ struct Cutoff {
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use portcullis_revocation::{Denylist, Revocation, denylist_millis};
+/// use portcullis_revocation::Revocation;
+/// use portcullis_revocation::store_support::Denylist;
+/// use portcullis_core::epoch_millis;
 ///
 /// let denylist = Denylist::default();
 /// let now = SystemTime::now();
 /// let alice = portcullis_core::Principal::new("https://app.example", "alice");
-/// denylist.insert(&Revocation::subject(alice, now, Duration::from_secs(60)), denylist_millis(now));
+/// denylist.insert(&Revocation::subject(alice, now, Duration::from_secs(60)), epoch_millis(now));
 /// assert_eq!(denylist.len(), 1);
 /// ```
 #[derive(Debug, Default)]
@@ -412,7 +407,7 @@ impl Denylist {
 }
 
 /// Milliseconds since the epoch (re-exported as `denylist_millis`).
-pub use portcullis_core::epoch_millis as millis;
+pub(crate) use portcullis_core::epoch_millis as millis;
 
 #[cfg(test)]
 mod tests {

@@ -44,8 +44,9 @@ mod denylist;
 mod layer;
 mod memory;
 mod store;
+pub mod store_support;
 
-pub use denylist::{Denylist, EXPIRY_MARGIN, Revocation, Revoked, Target, TokenFacts, millis as denylist_millis};
+pub use denylist::{Revocation, Revoked, Target};
 pub use layer::{CheckWait, RevocationCheck, RevocationLayer, RevocationService};
 pub use memory::MemoryRevocationStore;
 pub use store::{

@@ -126,7 +126,7 @@ impl Revocations {
     /// token). `false` when it carries no `iss`/`jti`/`exp` to revoke it by:
     /// cut off its subject instead.
     pub async fn revoke_identity(&self, identity: &Identity) -> Result<bool, StoreError> {
-        let Some(facts) = crate::TokenFacts::of(identity) else {
+        let Some(facts) = crate::denylist::TokenFacts::of(identity) else {
             return Ok(false);
         };
         match (facts.issuer, facts.jti, identity.expires_at()) {
