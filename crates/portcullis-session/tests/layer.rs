@@ -1,0 +1,302 @@
+//! SessionLayer's own behaviour, on the memory store, through a tower
+//! service (no HTTP server): fixation, the rotation grace, logout racing a
+//! slow write, timeouts on a manual clock, and nothing saved after a 5xx.
+//! The cross-crate suite (`tests/tests/sessions_over_http.rs`) runs the
+//! same flows over loopback HTTP and on Redis.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode, header};
+use portcullis_core::{Identity, ManualClock};
+use portcullis_session::{MemoryStore, Session, SessionLayer, SessionStore};
+use tower::{Layer, Service, ServiceExt};
+
+/// The application: a few routes that use the `Session` handle.
+async fn app(request: Request<String>) -> Result<Response<String>, Infallible> {
+    let session = request
+        .extensions()
+        .get::<Session>()
+        .cloned()
+        .expect("SessionLayer ran");
+    let subject = request.extensions().get::<Identity>().map(|i| i.subject().to_owned());
+    let path: Vec<String> = request.uri().path().split('/').skip(1).map(str::to_owned).collect();
+    let path: Vec<&str> = path.iter().map(String::as_str).collect();
+    let (status, body) = match path.as_slice() {
+        ["login", user] => {
+            session.login(*user, ["notes:read"]);
+            (StatusCode::OK, String::new())
+        }
+        ["me"] => match subject {
+            Some(subject) => (StatusCode::OK, subject),
+            None => (StatusCode::UNAUTHORIZED, String::new()),
+        },
+        ["put", key, value] => {
+            session.insert(key, value).expect("insert");
+            (StatusCode::NO_CONTENT, String::new())
+        }
+        ["slow-put", key, value] => {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            session.insert(key, value).expect("insert");
+            (StatusCode::NO_CONTENT, String::new())
+        }
+        ["get", key] => {
+            let value: Option<String> = session.get(key).expect("get");
+            (StatusCode::OK, value.unwrap_or_default())
+        }
+        ["logout"] => {
+            session.logout();
+            (StatusCode::NO_CONTENT, String::new())
+        }
+        ["cycle"] => {
+            session.cycle_id();
+            (StatusCode::NO_CONTENT, String::new())
+        }
+        ["boom"] => {
+            session.insert("after_error", "x").expect("insert");
+            (StatusCode::INTERNAL_SERVER_ERROR, String::new())
+        }
+        _ => (StatusCode::NOT_FOUND, String::new()),
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    Ok(response)
+}
+
+struct Answer {
+    status: StatusCode,
+    set_cookie: Option<String>,
+    body: String,
+}
+
+/// One browser: keeps the cookie the layer sets, drops it when cleared.
+#[derive(Clone, Default)]
+struct Browser {
+    cookie: Option<String>,
+}
+
+impl Browser {
+    async fn call(&mut self, layer: &SessionLayer, method: Method, path: &str) -> Answer {
+        let answer = send(layer, method, path, self.cookie.clone()).await;
+        if let Some(set_cookie) = &answer.set_cookie {
+            let pair = set_cookie.split(';').next().expect("pair").to_owned();
+            self.cookie = (!set_cookie.contains("Max-Age=0")).then_some(pair);
+        }
+        answer
+    }
+}
+
+/// One request with `cookie` (a `name=value` pair), through the layer.
+async fn send(layer: &SessionLayer, method: Method, path: &str, cookie: Option<String>) -> Answer {
+    let mut request = Request::builder().method(method).uri(path);
+    if let Some(cookie) = cookie {
+        request = request.header(header::COOKIE, cookie);
+    }
+    let request = request.body(String::new()).expect("request");
+    let mut service = layer.layer(tower::service_fn(app));
+    let response = service
+        .ready()
+        .await
+        .expect("ready")
+        .call(request)
+        .await
+        .expect("infallible");
+    let set_cookie = response
+        .headers()
+        .get(header::SET_COOKIE)
+        .map(|value| value.to_str().expect("ascii").to_owned());
+    let status = response.status();
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .expect("body")
+        .to_bytes();
+    Answer {
+        status,
+        set_cookie,
+        body: String::from_utf8(body.to_vec()).expect("utf-8"),
+    }
+}
+
+fn layer() -> SessionLayer {
+    SessionLayer::new(Arc::new(MemoryStore::new()))
+}
+
+#[tokio::test]
+async fn login_rotates_the_id_and_a_planted_or_unknown_id_is_never_adopted() {
+    let layer = layer();
+    let mut browser = Browser::default();
+    assert_eq!(
+        browser.call(&layer, Method::POST, "/put/cart/apples").await.status,
+        StatusCode::NO_CONTENT
+    );
+    let before_login = browser.cookie.clone().expect("a write starts a session");
+    assert!(before_login.starts_with("__Host-session="), "{before_login}");
+
+    assert_eq!(
+        browser.call(&layer, Method::POST, "/login/alice").await.status,
+        StatusCode::OK
+    );
+    let after_login = browser.cookie.clone().expect("cookie");
+    assert_ne!(before_login, after_login, "login rotates the id");
+    assert_eq!(browser.call(&layer, Method::GET, "/me").await.body, "alice");
+    assert_eq!(
+        browser.call(&layer, Method::GET, "/get/cart").await.body,
+        "apples",
+        "data survives login"
+    );
+
+    let planted = send(&layer, Method::GET, "/me", Some(before_login)).await;
+    assert_eq!(planted.status, StatusCode::UNAUTHORIZED, "the pre-login id is dead");
+    assert!(
+        planted.set_cookie.as_deref().is_some_and(|c| c.contains("Max-Age=0")),
+        "an unknown id is cleared"
+    );
+
+    let forged = format!("__Host-session={}", "A".repeat(43));
+    let mut attacker = Browser {
+        cookie: Some(forged.clone()),
+    };
+    assert_eq!(
+        attacker.call(&layer, Method::POST, "/login/mallory").await.status,
+        StatusCode::OK
+    );
+    assert!(attacker.cookie.is_some(), "a session was started");
+    assert_ne!(
+        attacker.cookie,
+        Some(forged),
+        "an unknown id is replaced, never adopted"
+    );
+}
+
+#[tokio::test]
+async fn the_old_id_works_within_the_rotation_grace_and_not_after() {
+    let layer = layer().rotation_grace(Duration::from_millis(300));
+    let mut browser = Browser::default();
+    browser.call(&layer, Method::POST, "/login/alice").await;
+    let old = browser.cookie.clone();
+    assert_eq!(
+        browser.call(&layer, Method::POST, "/cycle").await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_ne!(browser.cookie, old, "cycle_id rotates");
+    let in_flight = send(&layer, Method::GET, "/me", old.clone()).await;
+    assert_eq!(
+        in_flight.body, "alice",
+        "a request in flight with the old id is not logged out"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let late = send(&layer, Method::GET, "/me", old).await;
+    assert_eq!(
+        late.status,
+        StatusCode::UNAUTHORIZED,
+        "past the grace the old id is dead"
+    );
+    assert_eq!(
+        browser.call(&layer, Method::GET, "/me").await.body,
+        "alice",
+        "the new id lives"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_racing_a_slow_write_is_final() {
+    let layer = layer();
+    let mut browser = Browser::default();
+    browser.call(&layer, Method::POST, "/login/alice").await;
+    let cookie = browser.cookie.clone();
+    let slow = {
+        let layer = layer.clone();
+        let cookie = cookie.clone();
+        tokio::spawn(async move { send(&layer, Method::POST, "/slow-put/late/x", cookie).await.status })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let out = browser.call(&layer, Method::POST, "/logout").await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT);
+    assert!(
+        out.set_cookie.as_deref().is_some_and(|c| c.contains("Max-Age=0")),
+        "logout clears the cookie"
+    );
+    assert_eq!(
+        slow.await.expect("join"),
+        StatusCode::NO_CONTENT,
+        "the slow write finished"
+    );
+    let replay = send(&layer, Method::GET, "/me", cookie.clone()).await;
+    assert_eq!(
+        replay.status,
+        StatusCode::UNAUTHORIZED,
+        "the slow write did not bring the session back"
+    );
+    assert_eq!(
+        send(&layer, Method::GET, "/get/late", cookie).await.body,
+        "",
+        "nor its data"
+    );
+}
+
+#[tokio::test]
+async fn idle_and_absolute_timeouts_follow_the_clock() {
+    let clock = ManualClock::starting_now();
+    let layer = layer()
+        .clock(Arc::new(clock.clone()))
+        .timeouts(Duration::from_secs(60), Duration::from_secs(300))
+        .expect("timeouts");
+    let mut idle = Browser::default();
+    idle.call(&layer, Method::POST, "/login/alice").await;
+    for _ in 0..4 {
+        clock.advance(Duration::from_secs(40));
+        assert_eq!(
+            idle.call(&layer, Method::GET, "/me").await.body,
+            "alice",
+            "refreshed by use"
+        );
+    }
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(
+        idle.call(&layer, Method::GET, "/me").await.status,
+        StatusCode::UNAUTHORIZED,
+        "idle timeout"
+    );
+
+    let mut busy = Browser::default();
+    busy.call(&layer, Method::POST, "/login/bob").await;
+    for _ in 0..7 {
+        clock.advance(Duration::from_secs(40));
+        assert_eq!(busy.call(&layer, Method::GET, "/me").await.body, "bob");
+    }
+    clock.advance(Duration::from_secs(40)); // 320 s since login
+    assert_eq!(
+        busy.call(&layer, Method::GET, "/me").await.status,
+        StatusCode::UNAUTHORIZED,
+        "absolute timeout"
+    );
+}
+
+#[tokio::test]
+async fn nothing_is_saved_after_a_server_error() {
+    let store = Arc::new(MemoryStore::new());
+    let layer = SessionLayer::new(store.clone() as Arc<dyn SessionStore>);
+    let mut browser = Browser::default();
+    browser.call(&layer, Method::POST, "/login/alice").await;
+    let boom = browser.call(&layer, Method::POST, "/boom").await;
+    assert_eq!(boom.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(boom.set_cookie.is_none(), "a 5xx sets no cookie");
+    assert_eq!(
+        browser.call(&layer, Method::GET, "/get/after_error").await.body,
+        "",
+        "its write was dropped"
+    );
+    assert_eq!(
+        browser.call(&layer, Method::GET, "/me").await.body,
+        "alice",
+        "the session itself is intact"
+    );
+
+    // A 5xx on a first visit starts no session at all.
+    let mut newcomer = Browser::default();
+    let boom = newcomer.call(&layer, Method::POST, "/boom").await;
+    assert_eq!(boom.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(newcomer.cookie.is_none(), "no session was started");
+    assert_eq!(store.len(), 1, "only alice's session is stored");
+}
