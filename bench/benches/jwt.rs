@@ -17,7 +17,7 @@ use axum::routing::get;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderValue, Request, header::AUTHORIZATION};
 use portcullis::Identity;
-use portcullis::jwt::{Algorithm, JwtIssuer, JwtLayer, SigningKey};
+use portcullis::jwt::{Algorithm, JwtIssuer, JwtLayer, SigningKey, Validation};
 use serde::Deserialize;
 use tower::ServiceExt;
 
@@ -106,10 +106,7 @@ fn bench(c: &mut Criterion) {
         });
 
         // The verifier alone, cache hit: the layer's own work on a hit.
-        let verifier = JwtLayer::builder(case.issuer.verifying_key())
-            .issuer(ISS)
-            .audience(AUD)
-            .build()
+        let verifier = JwtLayer::new(case.issuer.verifying_key(), Validation::new().issuer(ISS).audience(AUD))
             .expect("layer")
             .verifier()
             .clone();
@@ -131,13 +128,12 @@ fn bench(c: &mut Criterion) {
 
         let handler = || get(|identity: Identity| async move { identity.subject().to_owned() });
         for (label, cached) in [("portcullis_nocache", false), ("portcullis_cached", true)] {
-            let mut builder = JwtLayer::builder(case.issuer.verifying_key()).issuer(ISS).audience(AUD);
+            let mut layer =
+                JwtLayer::new(case.issuer.verifying_key(), Validation::new().issuer(ISS).audience(AUD)).expect("layer");
             if !cached {
-                builder = builder.without_cache();
+                layer = layer.without_cache();
             }
-            let app = axum::Router::new()
-                .route("/", handler())
-                .layer(builder.build().expect("layer"));
+            let app = axum::Router::new().route("/", handler()).layer(layer);
             group.bench_function(label, |b| {
                 b.to_async(&runtime).iter(|| async {
                     let response = app.clone().oneshot(request(&header)).await.expect("response");

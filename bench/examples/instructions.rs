@@ -121,9 +121,10 @@ fn jwt(scenario: &str, n: u32, runtime: &tokio::runtime::Runtime) {
             portcullis_bench::bare_decode_router(decoding, validation)
         }
         _ => {
-            let mut builder = JwtLayer::builder(verifying).issuer(ISS).audience(AUD);
+            let mut layer =
+                JwtLayer::new(verifying, portcullis::jwt::Validation::new().issuer(ISS).audience(AUD)).expect("layer");
             if kind == "nocache" {
-                builder = builder.without_cache();
+                layer = layer.without_cache();
             }
             let router = axum::Router::new().route(
                 "/",
@@ -135,9 +136,9 @@ fn jwt(scenario: &str, n: u32, runtime: &tokio::runtime::Runtime) {
                 ));
                 router
                     .layer(portcullis::revocation::RevocationLayer::new(&revocations))
-                    .layer(builder.build().expect("layer"))
+                    .layer(layer)
             } else {
-                router.layer(builder.build().expect("layer"))
+                router.layer(layer)
             }
         }
     };

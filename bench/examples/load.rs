@@ -20,7 +20,7 @@ use portcullis::csrf::{CsrfLayer, CsrfToken};
 use portcullis::redis::RedisSessionStore;
 use portcullis::revocation::{MemoryRevocationStore, RevocationLayer, Revocations};
 use portcullis::session::{MemoryStore, Session, SessionLayer, SessionStore};
-use portcullis::{JwtIssuer, JwtLayer, SigningKey};
+use portcullis::{JwtIssuer, JwtLayer, SigningKey, Validation};
 use portcullis_bench::start_redis;
 use tower::ServiceBuilder;
 
@@ -125,11 +125,11 @@ async fn main() {
     // JwtLayer + RevocationLayer, one token reused (the cache's case).
     let issuer = JwtIssuer::new(SigningKey::generate_ed25519().expect("key"), "https://iss", "aud");
     let revocations = Revocations::new(Arc::new(MemoryRevocationStore::new()));
-    let jwt = JwtLayer::builder(issuer.verifying_key())
-        .issuer("https://iss")
-        .audience("aud")
-        .build()
-        .expect("jwt");
+    let jwt = JwtLayer::new(
+        issuer.verifying_key(),
+        Validation::new().issuer("https://iss").audience("aud"),
+    )
+    .expect("jwt");
     let protected = serve(
         Router::new().route("/me", get(|| async { "alice" })).layer(
             ServiceBuilder::new()

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 use http::Request;
 use libfuzzer_sys::fuzz_target;
-use portcullis::{Identity, JwtIssuer, JwtLayer, SigningKey};
+use portcullis::{Identity, JwtIssuer, JwtLayer, SigningKey, Validation};
 use tower::{ServiceBuilder, ServiceExt};
 
 struct Fixture {
@@ -20,11 +20,11 @@ fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let issuer = JwtIssuer::new(SigningKey::generate_ed25519().expect("key"), "https://iss", "aud");
-        let layer = JwtLayer::builder(issuer.verifying_key())
-            .issuer("https://iss")
-            .audience("aud")
-            .build()
-            .expect("layer");
+        let layer = JwtLayer::new(
+            issuer.verifying_key(),
+            Validation::new().issuer("https://iss").audience("aud"),
+        )
+        .expect("layer");
         let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
         Fixture { runtime, layer }
     })

@@ -11,7 +11,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use http::{Method, StatusCode};
 use portcullis::Identity;
-use portcullis::jwt::{JwtIssuer, JwtLayer, SigningKey};
+use portcullis::jwt::{JwtIssuer, JwtLayer, SigningKey, Validation};
 use portcullis::redis::{FeedLossPolicy, RedisSessionStore, ReplicatedRevocationStore, ReplicationOptions};
 use portcullis::revocation::{RevocationLayer, Revocations};
 use portcullis::session::{Session, SessionLayer};
@@ -36,12 +36,9 @@ async fn redis_killed_and_restarted_under_load() {
     ));
     let sessions =
         SessionLayer::new(Arc::new(RedisSessionStore::connect(&url).await.expect("sessions"))).insecure_http();
-    let jwt = JwtLayer::builder(verifying)
-        .issuer("https://iss")
-        .audience("aud")
-        .optional()
-        .build()
-        .expect("jwt");
+    let jwt = JwtLayer::new(verifying, Validation::new().issuer("https://iss").audience("aud"))
+        .expect("jwt")
+        .optional();
     let router = Router::new()
         .route(
             "/me",
@@ -74,14 +71,14 @@ async fn redis_killed_and_restarted_under_load() {
         devices.push(Arc::new(tokio::sync::Mutex::new(device)));
     }
     let revoked = issuer.mint("mallory", ["x"]).expect("mint");
-    let identity = JwtLayer::builder(issuer.verifying_key())
-        .issuer("https://iss")
-        .audience("aud")
-        .build()
-        .expect("layer")
-        .verifier()
-        .verify(&revoked)
-        .expect("verify");
+    let identity = JwtLayer::new(
+        issuer.verifying_key(),
+        Validation::new().issuer("https://iss").audience("aud"),
+    )
+    .expect("layer")
+    .verifier()
+    .verify(&revoked)
+    .expect("verify");
     assert!(revocations.revoke_identity(&identity).await.expect("revoke"));
 
     let tally: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();

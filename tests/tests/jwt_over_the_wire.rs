@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use portcullis::jwt::{Algorithm, JwtError};
-use portcullis::{Claims, Identity, JwtIssuer, JwtLayer, RequireAuthLayer, SigningKey};
+use portcullis::{Claims, Identity, JwtIssuer, JwtLayer, RequireAuthLayer, SigningKey, Validation};
 use portcullis_tests::grpc::{IdentityServer, who_am_i};
 use portcullis_tests::{get, loopback_listener, send, spawn_axum, spawn_hyper};
 use serde_json::json;
@@ -24,11 +24,7 @@ fn issuer() -> JwtIssuer {
 }
 
 fn layer(issuer: &JwtIssuer) -> JwtLayer {
-    JwtLayer::builder(issuer.verifying_key())
-        .issuer(ISS)
-        .audience(AUD)
-        .build()
-        .expect("layer")
+    JwtLayer::new(issuer.verifying_key(), Validation::new().issuer(ISS).audience(AUD)).expect("layer")
 }
 
 #[derive(serde::Deserialize)]
@@ -92,12 +88,9 @@ async fn axum_router_behind_jwt_layer() {
 #[tokio::test]
 async fn axum_optional_mode_and_extractor_misconfiguration() {
     let issuer = issuer();
-    let optional = JwtLayer::builder(issuer.verifying_key())
-        .issuer(ISS)
-        .audience(AUD)
-        .optional()
-        .build()
-        .expect("layer");
+    let optional = JwtLayer::new(issuer.verifying_key(), Validation::new().issuer(ISS).audience(AUD))
+        .expect("layer")
+        .optional();
     let app = axum::Router::new()
         .route("/maybe", route_get(maybe))
         .route("/me", route_get(me))

@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
-use portcullis::jwt::{JwtLayer, SigningKey};
+use portcullis::jwt::{JwtLayer, SigningKey, Validation};
 use portcullis::revocation::{MemoryRevocationStore, RevocationLayer, Revocations};
 use portcullis::session::{Changes, SessionKey, SessionRecord, SessionStore, StoreError, StoreFuture, StoreKind};
 use portcullis::{
@@ -111,12 +111,12 @@ fn get_with(uri: &str, headers: &[(&str, &str)]) -> Request<axum::body::Body> {
 
 fn jwt_layer() -> JwtLayer {
     let key = SigningKey::generate_ed25519().expect("key");
-    JwtLayer::builder(key.verifying_key())
-        .issuer("https://auth.test")
-        .audience("api")
-        .optional()
-        .build()
-        .expect("jwt layer")
+    JwtLayer::new(
+        key.verifying_key(),
+        Validation::new().issuer("https://auth.test").audience("api"),
+    )
+    .expect("jwt layer")
+    .optional()
 }
 
 #[tokio::test]

@@ -17,7 +17,7 @@ use axum::routing::get;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use portcullis::jwt::remote::{RemoteKeys, RemoteOptions};
-use portcullis::jwt::{JwtIssuer, JwtLayer, SigningKey, sign_compact};
+use portcullis::jwt::{JwtIssuer, JwtLayer, SigningKey, Validation, sign_compact};
 use portcullis::{Identity, Rejection, RejectionKind};
 use portcullis_tests::spawn_axum;
 use serde_json::{Value, json};
@@ -144,11 +144,7 @@ async fn call(layer: &JwtLayer, token: &str) -> (StatusCode, Option<Rejection>) 
 }
 
 fn layer(keys: RemoteKeys, iss: &str) -> JwtLayer {
-    JwtLayer::builder(keys)
-        .issuer(iss)
-        .audience(AUD)
-        .build()
-        .expect("layer")
+    JwtLayer::new(keys, Validation::new().issuer(iss).audience(AUD)).expect("layer")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -252,11 +248,7 @@ async fn provider_down_at_start_then_mid_run() {
     assert!(error.to_string().contains("not loaded"), "{error}");
     assert!(!keys.is_ready());
     let someone = issuer("http://x");
-    let jwt = JwtLayer::builder(keys)
-        .issuer("http://x")
-        .audience(AUD)
-        .build()
-        .expect("layer");
+    let jwt = JwtLayer::new(keys, Validation::new().issuer("http://x").audience(AUD)).expect("layer");
     let (status, rejection) = call(&jwt, &someone.mint("alice", ["a"]).expect("mint")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "never a 401 for an outage");
     let rejection = rejection.expect("rejection");
@@ -430,9 +422,7 @@ async fn several_issuers_each_with_its_own_keys_and_audience() {
     let (keys_b, verifier_b) = tenant(&iss_b, "api-b");
     keys_a.ready(Duration::from_secs(5)).await.expect("a ready");
     keys_b.ready(Duration::from_secs(5)).await.expect("b ready");
-    let jwt = JwtLayer::with_verifier(JwtVerifier::for_issuers([verifier_a, verifier_b]).expect("multi"))
-        .build()
-        .expect("layer");
+    let jwt = JwtLayer::with_verifier(JwtVerifier::for_issuers([verifier_a, verifier_b]).expect("multi"));
 
     assert_eq!(
         call(&jwt, &a.mint("alice", ["x"]).expect("mint")).await.0,

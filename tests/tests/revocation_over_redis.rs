@@ -10,7 +10,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use http::StatusCode;
 use portcullis::Identity;
-use portcullis::jwt::{JwtIssuer, JwtLayer, SigningKey, VerifyingKey};
+use portcullis::jwt::{JwtIssuer, JwtLayer, SigningKey, Validation, VerifyingKey};
 use portcullis::redis::{
     FeedLossPolicy, RedisRefreshStore, RedisRevocationStore, ReplicatedRevocationStore, ReplicationOptions,
 };
@@ -64,11 +64,7 @@ mod refresh_store {
 /// which revokes the caller's own token.
 async fn instance(key: VerifyingKey, store: Arc<ReplicatedRevocationStore>) -> SocketAddr {
     let revocations = Revocations::new(store);
-    let jwt = JwtLayer::builder(key)
-        .issuer(ISS)
-        .audience(AUD)
-        .build()
-        .expect("jwt layer");
+    let jwt = JwtLayer::new(key, Validation::new().issuer(ISS).audience(AUD)).expect("jwt layer");
     let logout = {
         let revocations = revocations.clone();
         move |identity: Identity| async move {

@@ -314,7 +314,7 @@ async fn an_exempt_route_ends_on_a_path_segment() {
 mod cookie_borne_jwt {
     use super::*;
     use portcullis_core::Identity;
-    use portcullis_jwt::{JwtIssuer, JwtLayer, SigningKey};
+    use portcullis_jwt::{JwtIssuer, JwtLayer, SigningKey, Validation};
 
     const ISSUER: &str = "https://issuer.test";
 
@@ -327,13 +327,10 @@ mod cookie_borne_jwt {
         Response = Response<impl http_body::Body<Data = Bytes, Error: std::fmt::Debug>>,
         Error = Infallible,
     > + Clone {
-        let jwt = JwtLayer::builder(issuer.verifying_key())
-            .issuer(ISSUER)
-            .audience("api")
+        let jwt = JwtLayer::new(issuer.verifying_key(), Validation::new().issuer(ISSUER).audience("api"))
+            .expect("jwt layer")
             .cookie("at")
-            .optional()
-            .build()
-            .expect("jwt layer");
+            .optional();
         ServiceBuilder::new()
             .layer(jwt)
             .layer(CsrfLayer::new().insecure_http())

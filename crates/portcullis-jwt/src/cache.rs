@@ -9,7 +9,7 @@ use portcullis_core::Identity;
 
 const SHARDS: usize = 16;
 
-/// Bounds of the verified-token cache. See [`JwtLayerBuilder::cache`](crate::JwtLayerBuilder::cache).
+/// Bounds of the verified-token cache. See [`JwtVerifier::cache`](crate::JwtVerifier::cache).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CacheLimits {
     /// The most tokens held.
@@ -63,17 +63,24 @@ struct Shard {
 pub(crate) struct TokenCache {
     shards: Box<[Mutex<Shard>]>,
     per_shard: CacheLimits,
+    limits: CacheLimits,
 }
 
 impl TokenCache {
     pub(crate) fn new(limits: CacheLimits) -> Self {
         Self {
+            limits,
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             per_shard: CacheLimits {
                 max_entries: limits.max_entries.div_ceil(SHARDS).max(1),
                 max_bytes: limits.max_bytes.div_ceil(SHARDS),
             },
         }
+    }
+
+    /// The limits it was made with.
+    pub(crate) fn limits(&self) -> CacheLimits {
+        self.limits
     }
 
     pub(crate) fn key(token: &str, transport_tag: u8, key_generation: u64) -> CacheKey {

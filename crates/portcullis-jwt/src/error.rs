@@ -151,13 +151,6 @@ pub enum KeyError {
     /// see [`install_crypto_provider`](crate::install_crypto_provider).
     #[error("{}", crate::engine::PROVIDER_FIX)]
     CryptoProvider,
-    /// A setting that belongs to the verifier was made on a
-    /// [`JwtLayer::with_verifier`](crate::JwtLayer::with_verifier) builder,
-    /// where it would have no effect: make it on the `JwtVerifier`.
-    #[error(
-        "`{0}` was set on a JwtLayer built with_verifier, where the verifier's own setting applies: set it on the JwtVerifier"
-    )]
-    SetOnVerifier(&'static str),
 }
 
 /// Why a layer configuration is invalid.
@@ -169,11 +162,12 @@ pub enum ConfigError {
     NoKeys,
     /// No audience configured. Without one, a token minted for any other
     /// service of the same issuer would be accepted. Configure
-    /// `audience(…)`, or opt out with `insecure_accept_any_audience()`.
+    /// `Validation::audience(…)`, or opt out with
+    /// `Validation::insecure_accept_any_audience()`.
     #[error("no audience configured (set one, or call insecure_accept_any_audience)")]
     NoAudience,
-    /// No issuer configured. Configure `issuer(…)`, or opt out with
-    /// `insecure_accept_any_issuer()`.
+    /// No issuer configured. Configure `Validation::issuer(…)`, or opt out
+    /// with `Validation::insecure_accept_any_issuer()`.
     #[error("no issuer configured (set one, or call insecure_accept_any_issuer)")]
     NoIssuer,
     /// The token size limit is zero.
@@ -189,11 +183,4 @@ pub enum ConfigError {
     /// [`install_crypto_provider`](crate::install_crypto_provider).
     #[error("{}", crate::engine::PROVIDER_FIX)]
     CryptoProvider,
-    /// A setting that belongs to the verifier was made on a
-    /// [`JwtLayer::with_verifier`](crate::JwtLayer::with_verifier) builder,
-    /// where it would have no effect: make it on the `JwtVerifier`.
-    #[error(
-        "`{0}` was set on a JwtLayer built with_verifier, where the verifier's own setting applies: set it on the JwtVerifier"
-    )]
-    SetOnVerifier(&'static str),
 }

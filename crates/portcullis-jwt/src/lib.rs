@@ -20,15 +20,15 @@
 //! use bytes::Bytes;
 //! use http::{Request, Response, StatusCode};
 //! use portcullis_core::{Identity, Rejection};
-//! use portcullis_jwt::{JwtError, JwtIssuer, JwtLayer, SigningKey};
+//! use portcullis_jwt::{JwtError, JwtIssuer, JwtLayer, SigningKey, Validation};
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let issuer = JwtIssuer::new(SigningKey::generate_p256()?, "https://auth.example", "notes-api");
-//! let layer = JwtLayer::builder(issuer.verifying_key())
-//!     .issuer("https://auth.example")
-//!     .audience("notes-api")
-//!     .build()?;
+//! let layer = JwtLayer::new(
+//!     issuer.verifying_key(),
+//!     Validation::new().issuer("https://auth.example").audience("notes-api"),
+//! )?;
 //! let service = ServiceBuilder::new().layer(layer).service_fn(|request: Request<()>| async move {
 //!     let identity = request.extensions().get::<Identity>().expect("JwtLayer ran");
 //!     Ok::<_, Infallible>(Response::new(Bytes::from(identity.subject().to_owned())))
@@ -118,7 +118,7 @@ pub use error::{ConfigError, JwtError, KeyError};
 pub use issuer::sign_compact;
 pub use issuer::{IssueError, JwtIssuer, SigningKey};
 pub use key::{Jwk, KeySet, Keys, VerifyingKey};
-pub use layer::{JwtLayer, JwtLayerBuilder, JwtService, Refetch, RefetchWait};
+pub use layer::{JwtLayer, JwtService, Refetch, RefetchWait};
 pub use validation::Validation;
 pub use verifier::JwtVerifier;
 

@@ -82,6 +82,55 @@ impl JwtVerifier {
         })))
     }
 
+    /// The clock `exp`, `nbf` and `iat` are checked against (tests move a
+    /// `ManualClock`); for a multi-issuer verifier, every issuer's. The
+    /// verified-token cache starts empty.
+    pub fn clock(self, clock: SharedClock) -> Self {
+        self.rebuilt(Some(&clock), None)
+    }
+
+    /// Bounds the verified-token cache (on by default: 10,000 tokens,
+    /// 16 MiB). A hit skips the signature check; an entry never outlives
+    /// its token's `exp`. Guards after the verifier still run every time.
+    pub fn cache(self, limits: CacheLimits) -> Self {
+        self.rebuilt(None, Some(Some(limits)))
+    }
+
+    /// Turns the verified-token cache off: every token pays a signature
+    /// check.
+    pub fn without_cache(self) -> Self {
+        self.rebuilt(None, Some(None))
+    }
+
+    /// The same verifier with another clock or cache (`None`: keep it);
+    /// multi-issuer verifiers pass the change to every issuer's verifier.
+    fn rebuilt(&self, clock: Option<&SharedClock>, cache: Option<Option<CacheLimits>>) -> Self {
+        let inner = &self.0;
+        let tenants = inner.tenants.as_ref().map(|tenants| {
+            tenants
+                .iter()
+                .map(|(issuer, verifier)| (issuer.clone(), verifier.rebuilt(clock, cache)))
+                .collect()
+        });
+        let cache = match cache {
+            Some(limits) => limits,
+            None => inner.cache.as_ref().map(TokenCache::limits),
+        };
+        Self(Arc::new(Inner {
+            keys: inner.keys.clone(),
+            validation: inner.validation.clone(),
+            rules: inner.rules.clone(),
+            clock: clock.cloned().unwrap_or_else(|| inner.clock.clone()),
+            // A multi-issuer verifier caches in its issuers' verifiers.
+            cache: if tenants.is_some() {
+                None
+            } else {
+                cache.map(TokenCache::new)
+            },
+            tenants,
+        }))
+    }
+
     /// One verifier for several issuers (multi-tenant), each with its own
     /// keys, audience and validation: a token is routed by its `iss` claim
     /// to that issuer's verifier, which checks everything, `iss` included,

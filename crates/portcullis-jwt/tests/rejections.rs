@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use portcullis_core::{Identity, ManualClock, Rejection, RejectionKind, ResponseBody};
 use portcullis_jwt::{
-    Algorithm, JwtError, JwtIssuer, JwtLayer, JwtLayerBuilder, KeySet, SigningKey, VerifyingKey, sign_compact,
+    Algorithm, JwtError, JwtIssuer, JwtLayer, KeySet, SigningKey, Validation, VerifyingKey, sign_compact,
 };
 use serde_json::{Value, json};
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
@@ -46,11 +46,20 @@ impl Fixture {
         }
     }
 
-    fn builder(&self) -> JwtLayerBuilder {
-        JwtLayer::builder(self.key.verifying_key())
-            .issuer(ISS)
-            .audience(AUD)
+    /// The layer under test's validation: this issuer and audience.
+    fn validation(&self) -> Validation {
+        Validation::new().issuer(ISS).audience(AUD)
+    }
+
+    /// A layer with `validation`, on the fixture's clock.
+    fn layer_with(&self, validation: Validation) -> JwtLayer {
+        JwtLayer::new(self.key.verifying_key(), validation)
+            .expect("layer")
             .clock(Arc::new(self.clock.clone()))
+    }
+
+    fn layer(&self) -> JwtLayer {
+        self.layer_with(self.validation())
     }
 
     fn token(&self, header: Value, claims: Value) -> String {
@@ -133,7 +142,7 @@ async fn assert_rejected(layer: JwtLayer, token: &str, expected: JwtError) {
 #[tokio::test]
 async fn a_valid_token_reaches_the_handler() {
     let fixture = Fixture::new();
-    let response = service(fixture.builder().build().expect("layer"))(bearer(&fixture.good())).await;
+    let response = service(fixture.layer())(bearer(&fixture.good())).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(body_text(response).await.expect("body"), "alice");
 }
@@ -143,7 +152,7 @@ async fn expired() {
     let fixture = Fixture::new();
     let token = fixture.good();
     fixture.clock.advance(Duration::from_secs(600 + 31));
-    assert_rejected(fixture.builder().build().expect("layer"), &token, JwtError::Expired).await;
+    assert_rejected(fixture.layer(), &token, JwtError::Expired).await;
 }
 
 #[tokio::test]
@@ -151,7 +160,7 @@ async fn expiry_within_the_leeway_passes() {
     let fixture = Fixture::new();
     let token = fixture.good();
     fixture.clock.advance(Duration::from_secs(600 + 29));
-    let response = service(fixture.builder().without_cache().build().expect("layer"))(bearer(&token)).await;
+    let response = service(fixture.layer().without_cache())(bearer(&token)).await;
     assert_eq!(response.status(), StatusCode::OK);
 }
 
@@ -159,7 +168,7 @@ async fn expiry_within_the_leeway_passes() {
 async fn a_cached_token_still_expires() {
     let fixture = Fixture::new();
     let token = fixture.good();
-    let svc = service(fixture.builder().build().expect("layer"));
+    let svc = service(fixture.layer());
     assert_eq!(svc(bearer(&token)).await.status(), StatusCode::OK);
     fixture.clock.advance(Duration::from_secs(600 + 31));
     let response = svc(bearer(&token)).await;
@@ -174,12 +183,7 @@ async fn missing_exp() {
     let mut c = claims();
     c.as_object_mut().expect("object").remove("exp");
     let token = fixture.token(header(&fixture.key), c);
-    assert_rejected(
-        fixture.builder().build().expect("layer"),
-        &token,
-        JwtError::MissingClaim("exp".into()),
-    )
-    .await;
+    assert_rejected(fixture.layer(), &token, JwtError::MissingClaim("exp".into())).await;
 }
 
 #[tokio::test]
@@ -188,7 +192,7 @@ async fn not_yet_valid() {
     let mut c = claims();
     c["nbf"] = json!(NOW + 120);
     let token = fixture.token(header(&fixture.key), c);
-    assert_rejected(fixture.builder().build().expect("layer"), &token, JwtError::NotYetValid).await;
+    assert_rejected(fixture.layer(), &token, JwtError::NotYetValid).await;
 }
 
 #[tokio::test]
@@ -197,12 +201,7 @@ async fn issued_in_the_future() {
     let mut c = claims();
     c["iat"] = json!(NOW + 120);
     let token = fixture.token(header(&fixture.key), c);
-    assert_rejected(
-        fixture.builder().build().expect("layer"),
-        &token,
-        JwtError::IssuedInFuture,
-    )
-    .await;
+    assert_rejected(fixture.layer(), &token, JwtError::IssuedInFuture).await;
 }
 
 #[tokio::test]
@@ -211,20 +210,10 @@ async fn wrong_and_missing_issuer() {
     let mut c = claims();
     c["iss"] = json!("https://evil.test");
     let token = fixture.token(header(&fixture.key), c.clone());
-    assert_rejected(
-        fixture.builder().build().expect("layer"),
-        &token,
-        JwtError::IssuerMismatch,
-    )
-    .await;
+    assert_rejected(fixture.layer(), &token, JwtError::IssuerMismatch).await;
     c.as_object_mut().expect("object").remove("iss");
     let token = fixture.token(header(&fixture.key), c);
-    assert_rejected(
-        fixture.builder().build().expect("layer"),
-        &token,
-        JwtError::MissingClaim("iss".into()),
-    )
-    .await;
+    assert_rejected(fixture.layer(), &token, JwtError::MissingClaim("iss".into())).await;
 }
 
 #[tokio::test]
@@ -233,20 +222,10 @@ async fn wrong_and_missing_audience() {
     let mut c = claims();
     c["aud"] = json!(["billing", "admin"]);
     let token = fixture.token(header(&fixture.key), c.clone());
-    assert_rejected(
-        fixture.builder().build().expect("layer"),
-        &token,
-        JwtError::AudienceMismatch,
-    )
-    .await;
+    assert_rejected(fixture.layer(), &token, JwtError::AudienceMismatch).await;
     c.as_object_mut().expect("object").remove("aud");
     let token = fixture.token(header(&fixture.key), c);
-    assert_rejected(
-        fixture.builder().build().expect("layer"),
-        &token,
-        JwtError::MissingClaim("aud".into()),
-    )
-    .await;
+    assert_rejected(fixture.layer(), &token, JwtError::MissingClaim("aud".into())).await;
 }
 
 #[tokio::test]
@@ -255,14 +234,14 @@ async fn an_audience_list_containing_ours_passes() {
     let mut c = claims();
     c["aud"] = json!(["billing", AUD]);
     let token = fixture.token(header(&fixture.key), c);
-    let response = service(fixture.builder().build().expect("layer"))(bearer(&token)).await;
+    let response = service(fixture.layer())(bearer(&token)).await;
     assert_eq!(response.status(), StatusCode::OK);
 }
 
 #[tokio::test]
 async fn wrong_and_missing_type() {
     let fixture = Fixture::new();
-    let layer = || fixture.builder().token_type("at+jwt").build().expect("layer");
+    let layer = || fixture.layer_with(fixture.validation().token_type("at+jwt"));
     let mut h = header(&fixture.key);
     h["typ"] = json!("JWT");
     assert_rejected(layer(), &fixture.token(h.clone(), claims()), JwtError::TypeMismatch).await;
@@ -280,7 +259,7 @@ async fn wrong_and_missing_type() {
 #[tokio::test]
 async fn a_required_claim_must_be_present() {
     let fixture = Fixture::new();
-    let layer = fixture.builder().require_claim("tenant").build().expect("layer");
+    let layer = fixture.layer_with(fixture.validation().require_claim("tenant"));
     assert_rejected(layer, &fixture.good(), JwtError::MissingClaim("tenant".into())).await;
 }
 
@@ -291,7 +270,7 @@ async fn alg_none_in_every_spelling() {
         let header = URL_SAFE_NO_PAD.encode(json!({"alg": alg, "typ": "at+jwt"}).to_string());
         let payload = URL_SAFE_NO_PAD.encode(claims().to_string());
         for token in [format!("{header}.{payload}."), format!("{header}.{payload}.c2ln")] {
-            assert_rejected(fixture.builder().build().expect("layer"), &token, JwtError::AlgNone).await;
+            assert_rejected(fixture.layer(), &token, JwtError::AlgNone).await;
         }
     }
 }
@@ -322,12 +301,9 @@ async fn hs256_signed_with_the_rsa_public_key_is_refused() {
     let rsa = VerifyingKey::from_pem(&public_pem).expect("public pem");
     assert_eq!(rsa.algorithm(), Algorithm::RS256);
     let layer = || {
-        JwtLayer::builder(rsa.clone())
-            .issuer(ISS)
-            .audience(AUD)
-            .clock(Arc::new(clock()))
-            .build()
+        JwtLayer::new(rsa.clone(), Validation::new().issuer(ISS).audience(AUD))
             .expect("layer")
+            .clock(Arc::new(clock()))
     };
     // The attack: the public key, which is public, used as an HMAC secret.
     let forger = SigningKey::hmac(Algorithm::HS256, public_pem.as_bytes()).expect("hmac");
@@ -345,12 +321,7 @@ async fn unknown_kid() {
     let fixture = Fixture::new();
     let mut h = header(&fixture.key);
     h["kid"] = json!("not-a-key-we-have");
-    assert_rejected(
-        fixture.builder().build().expect("layer"),
-        &fixture.token(h, claims()),
-        JwtError::UnknownKeyId,
-    )
-    .await;
+    assert_rejected(fixture.layer(), &fixture.token(h, claims()), JwtError::UnknownKeyId).await;
 }
 
 #[tokio::test]
@@ -361,19 +332,14 @@ async fn tampered_payload() {
     let mut c = claims();
     c["sub"] = json!("admin");
     parts[1] = URL_SAFE_NO_PAD.encode(c.to_string());
-    assert_rejected(
-        fixture.builder().build().expect("layer"),
-        &parts.join("."),
-        JwtError::InvalidSignature,
-    )
-    .await;
+    assert_rejected(fixture.layer(), &parts.join("."), JwtError::InvalidSignature).await;
 }
 
 #[tokio::test]
 async fn truncated_and_garbage_tokens() {
     let fixture = Fixture::new();
     let good = fixture.good();
-    let layer = || fixture.builder().build().expect("layer");
+    let layer = || fixture.layer();
     let (signed, _) = good.rsplit_once('.').expect("three parts");
     assert_rejected(
         layer(),
@@ -420,7 +386,7 @@ async fn malformed_claim_types_are_named() {
     let mut c = claims();
     c["exp"] = json!("tomorrow");
     assert_rejected(
-        fixture.builder().build().expect("layer"),
+        fixture.layer(),
         &fixture.token(header(&fixture.key), c),
         JwtError::InvalidClaim("exp"),
     )
@@ -428,7 +394,7 @@ async fn malformed_claim_types_are_named() {
     let mut c = claims();
     c["sub"] = json!(42);
     assert_rejected(
-        fixture.builder().build().expect("layer"),
+        fixture.layer(),
         &fixture.token(header(&fixture.key), c),
         JwtError::InvalidClaim("sub"),
     )
@@ -442,9 +408,9 @@ async fn oversized_token() {
     c["padding"] = json!("x".repeat(9_000));
     let token = fixture.token(header(&fixture.key), c);
     assert!(token.len() > 8 * 1024);
-    assert_rejected(fixture.builder().build().expect("layer"), &token, JwtError::TooLarge).await;
+    assert_rejected(fixture.layer(), &token, JwtError::TooLarge).await;
     // The limit is configurable.
-    let small = fixture.builder().max_token_bytes(100).build().expect("layer");
+    let small = fixture.layer_with(fixture.validation().max_token_bytes_limit(100));
     assert_rejected(small, &fixture.good(), JwtError::TooLarge).await;
 }
 
@@ -463,17 +429,12 @@ async fn key_reference_headers_are_never_followed() {
         let mut h = json!({"alg": "EdDSA", "typ": "at+jwt"});
         h[name] = value.clone();
         let token = sign_compact(&attacker, &h, &claims()).expect("sign");
-        assert_rejected(
-            fixture.builder().build().expect("layer"),
-            &token,
-            JwtError::KeyReferenceHeader(name),
-        )
-        .await;
+        assert_rejected(fixture.layer(), &token, JwtError::KeyReferenceHeader(name)).await;
         // …and even signed by our own key, the header is refused.
         let mut h = header(&fixture.key);
         h[name] = value;
         assert_rejected(
-            fixture.builder().build().expect("layer"),
+            fixture.layer(),
             &fixture.token(h, claims()),
             JwtError::KeyReferenceHeader(name),
         )
@@ -493,12 +454,7 @@ async fn key_reference_and_crit_headers_are_refused_even_when_null() {
         } else {
             JwtError::KeyReferenceHeader(name)
         };
-        assert_rejected(
-            fixture.builder().build().expect("layer"),
-            &fixture.token(h, claims()),
-            expected,
-        )
-        .await;
+        assert_rejected(fixture.layer(), &fixture.token(h, claims()), expected).await;
     }
 }
 
@@ -507,12 +463,7 @@ async fn critical_headers_are_refused() {
     let fixture = Fixture::new();
     let mut h = header(&fixture.key);
     h["crit"] = json!(["exp"]);
-    assert_rejected(
-        fixture.builder().build().expect("layer"),
-        &fixture.token(h, claims()),
-        JwtError::CriticalHeader,
-    )
-    .await;
+    assert_rejected(fixture.layer(), &fixture.token(h, claims()), JwtError::CriticalHeader).await;
 }
 
 #[tokio::test]
@@ -521,7 +472,7 @@ async fn an_unsupported_algorithm_is_refused() {
     let mut h = header(&fixture.key);
     h["alg"] = json!("ES512");
     assert_rejected(
-        fixture.builder().build().expect("layer"),
+        fixture.layer(),
         &fixture.token(h, claims()),
         JwtError::UnsupportedAlgorithm,
     )
@@ -529,7 +480,7 @@ async fn an_unsupported_algorithm_is_refused() {
     let mut h = header(&fixture.key);
     h["alg"] = json!("eddsa");
     assert_rejected(
-        fixture.builder().build().expect("layer"),
+        fixture.layer(),
         &fixture.token(h, claims()),
         JwtError::UnsupportedAlgorithm,
     )
@@ -539,7 +490,7 @@ async fn an_unsupported_algorithm_is_refused() {
 #[tokio::test]
 async fn required_mode_sends_a_bare_challenge() {
     let fixture = Fixture::new();
-    let response = service(fixture.builder().build().expect("layer"))(Request::new(())).await;
+    let response = service(fixture.layer())(Request::new(())).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(response.headers()["www-authenticate"], "Bearer");
     let rejection = response.extensions().get::<Rejection>().expect("rejection");
@@ -550,7 +501,7 @@ async fn required_mode_sends_a_bare_challenge() {
 #[tokio::test]
 async fn optional_mode_passes_anonymous_requests_but_not_bad_tokens() {
     let fixture = Fixture::new();
-    let svc = service(fixture.builder().optional().build().expect("layer"));
+    let svc = service(fixture.layer().optional());
     let response = svc(Request::new(())).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(body_text(response).await.expect("body"), "anonymous");
@@ -592,12 +543,9 @@ async fn every_algorithm_verifies_with_its_pinned_key_only() {
     ];
     for key in &keys {
         let keyset = KeySet::new([key.verifying_key()]);
-        let layer = JwtLayer::builder(keyset)
-            .issuer(ISS)
-            .audience(AUD)
-            .clock(Arc::new(clock()))
-            .build()
-            .expect("layer");
+        let layer = JwtLayer::new(keyset, Validation::new().issuer(ISS).audience(AUD))
+            .expect("layer")
+            .clock(Arc::new(clock()));
         let token = sign_compact(key, &json!({"alg": key.algorithm().name()}), &claims()).expect("sign");
         let response = service(layer.clone())(bearer(&token)).await;
         assert_eq!(response.status(), StatusCode::OK, "{:?}", key.algorithm());
@@ -615,27 +563,25 @@ async fn every_algorithm_verifies_with_its_pinned_key_only() {
 async fn the_builder_refuses_insecure_configurations() {
     let key = SigningKey::generate_ed25519().expect("key").verifying_key();
     assert_eq!(
-        JwtLayer::builder(key.clone()).issuer(ISS).build().err(),
+        JwtLayer::new(key.clone(), Validation::new().issuer(ISS)).err(),
         Some(portcullis_jwt::ConfigError::NoAudience)
     );
     assert_eq!(
-        JwtLayer::builder(key.clone()).audience(AUD).build().err(),
+        JwtLayer::new(key.clone(), Validation::new().audience(AUD)).err(),
         Some(portcullis_jwt::ConfigError::NoIssuer)
     );
     assert_eq!(
-        JwtLayer::builder(KeySet::default())
-            .issuer(ISS)
-            .audience(AUD)
-            .build()
-            .err(),
+        JwtLayer::new(KeySet::default(), Validation::new().issuer(ISS).audience(AUD)).err(),
         Some(portcullis_jwt::ConfigError::NoKeys)
     );
     assert!(
-        JwtLayer::builder(key)
-            .insecure_accept_any_audience()
-            .insecure_accept_any_issuer()
-            .build()
-            .is_ok()
+        JwtLayer::new(
+            key,
+            Validation::new()
+                .insecure_accept_any_audience()
+                .insecure_accept_any_issuer()
+        )
+        .is_ok()
     );
 }
 
@@ -665,13 +611,9 @@ async fn an_issued_token_carries_the_secure_defaults() {
     assert_ne!(token, other, "jti differs per token");
     // The published JWKS verifies the tokens.
     let keys = KeySet::from_jwks_json(&issuer.jwks().to_string()).expect("jwks");
-    let layer = JwtLayer::builder(keys)
-        .issuer(ISS)
-        .audience(AUD)
-        .token_type("at+jwt")
-        .clock(Arc::new(clock))
-        .build()
-        .expect("layer");
+    let layer = JwtLayer::new(keys, Validation::new().issuer(ISS).audience(AUD).token_type("at+jwt"))
+        .expect("layer")
+        .clock(Arc::new(clock));
     assert_eq!(service(layer)(bearer(&token)).await.status(), StatusCode::OK);
     let _ = SystemTime::now();
 }

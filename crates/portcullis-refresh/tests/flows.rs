@@ -52,12 +52,9 @@ impl Fixture {
 
     /// JwtLayer → RevocationLayer → a handler answering with the subject.
     async fn call(&self, token: &str) -> Response<Bytes> {
-        let jwt = JwtLayer::builder(self.key.clone())
-            .issuer(ISS)
-            .audience(AUD)
-            .clock(Arc::new(self.clock.clone()))
-            .build()
-            .expect("jwt layer");
+        let jwt = JwtLayer::new(self.key.clone(), Validation::new().issuer(ISS).audience(AUD))
+            .expect("jwt layer")
+            .clock(Arc::new(self.clock.clone()));
         let service = ServiceBuilder::new()
             .layer(jwt)
             .layer(RevocationLayer::new(&self.revocations))

@@ -51,12 +51,9 @@ impl Fixture {
 
     /// JwtLayer → RevocationLayer → a handler answering with the subject.
     async fn call(&self, token: &str) -> Response<Bytes> {
-        let jwt = JwtLayer::builder(self.key.clone())
-            .issuer(ISS)
-            .audience(AUD)
-            .clock(Arc::new(self.clock.clone()))
-            .build()
-            .expect("jwt layer");
+        let jwt = JwtLayer::new(self.key.clone(), Validation::new().issuer(ISS).audience(AUD))
+            .expect("jwt layer")
+            .clock(Arc::new(self.clock.clone()));
         let service = ServiceBuilder::new()
             .layer(jwt)
             .layer(RevocationLayer::new(&self.revocations))
@@ -167,12 +164,9 @@ async fn cutoffs_cover_clock_skew_and_tokens_never_outlive_them() {
         .access_token_ttl(Duration::from_secs(3600))
         .mint("bob", ["notes:read"])
         .expect("mint");
-    let jwt = JwtLayer::builder(fixture.key.clone())
-        .issuer(ISS)
-        .audience(AUD)
-        .clock(Arc::new(fixture.clock.clone()))
-        .build()
-        .expect("jwt layer");
+    let jwt = JwtLayer::new(fixture.key.clone(), Validation::new().issuer(ISS).audience(AUD))
+        .expect("jwt layer")
+        .clock(Arc::new(fixture.clock.clone()));
     let service = ServiceBuilder::new()
         .layer(jwt)
         .layer(RevocationLayer::new(&short_memory))
@@ -288,13 +282,10 @@ async fn a_revocation_layer_with_no_authenticator_before_it_is_a_loud_misconfigu
     let body = response.into_body().collect().await.expect("body").to_bytes();
     assert!(!String::from_utf8_lossy(&body).contains("reached"));
 
-    let jwt = JwtLayer::builder(fixture.key.clone())
-        .issuer(ISS)
-        .audience(AUD)
+    let jwt = JwtLayer::new(fixture.key.clone(), Validation::new().issuer(ISS).audience(AUD))
+        .expect("jwt layer")
         .clock(Arc::new(fixture.clock.clone()))
-        .optional()
-        .build()
-        .expect("jwt layer");
+        .optional();
     let behind = ServiceBuilder::new()
         .layer(jwt)
         .layer(RevocationLayer::new(&fixture.revocations))

@@ -55,13 +55,14 @@
 //! use std::convert::Infallible;
 //! use bytes::Bytes;
 //! use http::{Request, Response, StatusCode};
-//! use portcullis::{Identity, JwtIssuer, JwtLayer, RequireAuthLayer, SigningKey};
+//! use portcullis::{Identity, JwtIssuer, JwtLayer, RequireAuthLayer, SigningKey, Validation};
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let issuer = JwtIssuer::new(SigningKey::generate_ed25519()?, "https://auth.example", "notes-api");
+//! let validation = Validation::new().issuer("https://auth.example").audience("notes-api");
 //! let stack = ServiceBuilder::new()
-//!     .layer(JwtLayer::builder(issuer.verifying_key()).issuer("https://auth.example").audience("notes-api").optional().build()?)
+//!     .layer(JwtLayer::new(issuer.verifying_key(), validation)?.optional())
 //!     .layer(RequireAuthLayer::new().scope("notes:write"));
 //! let service = stack.service_fn(|request: Request<()>| async move {
 //!     let subject = request.extensions().get::<Identity>().map(|i| i.subject().to_owned());
@@ -99,7 +100,7 @@ pub mod jwt {
 }
 
 #[cfg(feature = "jwt")]
-pub use portcullis_jwt::{JwtIssuer, JwtLayer, JwtVerifier, KeySet, SigningKey, VerifyingKey};
+pub use portcullis_jwt::{JwtIssuer, JwtLayer, JwtVerifier, KeySet, SigningKey, Validation, VerifyingKey};
 
 /// Server-side sessions: the whole `portcullis-session` crate.
 #[cfg(feature = "session")]

@@ -22,7 +22,7 @@ use portcullis::revocation::{
     MemoryRefreshStore, MemoryRevocationStore, RefreshEndpoint, RefreshTokens, RevocationEndpoint, RevocationLayer,
     Revocations, generate_secret,
 };
-use portcullis::{Identity, JwtIssuer, JwtLayer, JwtVerifier, RequireAuthLayer, SigningKey};
+use portcullis::{Identity, JwtIssuer, JwtLayer, JwtVerifier, RequireAuthLayer, SigningKey, Validation};
 use serde_json::{Value, json};
 use tower::ServiceBuilder;
 
@@ -46,11 +46,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let issuer_name = format!("http://{addr}");
     let issuer = JwtIssuer::new(SigningKey::generate_ed25519()?, issuer_name.clone(), AUDIENCE);
 
-    let jwt = JwtLayer::builder(issuer.verifying_key())
-        .issuer(issuer_name)
-        .audience(AUDIENCE)
-        .token_type("at+jwt")
-        .build()?;
+    let jwt = JwtLayer::new(
+        issuer.verifying_key(),
+        Validation::new()
+            .issuer(issuer_name)
+            .audience(AUDIENCE)
+            .token_type("at+jwt"),
+    )?;
     let revocations = Revocations::new(Arc::new(MemoryRevocationStore::new()));
     // The secret keys refresh-token hashes; production keeps a stable one.
     let secret = generate_secret();

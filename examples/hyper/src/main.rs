@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
-use portcullis::{Identity, JwtIssuer, JwtLayer, SigningKey};
+use portcullis::{Identity, JwtIssuer, JwtLayer, SigningKey, Validation};
 use tower::ServiceBuilder;
 
 const ISSUER: &str = "https://hyper-example.local";
@@ -33,10 +33,10 @@ async fn hello(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infa
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let issuer = JwtIssuer::new(SigningKey::generate_ed25519()?, ISSUER, AUDIENCE);
-    let jwt = JwtLayer::builder(issuer.verifying_key())
-        .issuer(ISSUER)
-        .audience(AUDIENCE)
-        .build()?;
+    let jwt = JwtLayer::new(
+        issuer.verifying_key(),
+        Validation::new().issuer(ISSUER).audience(AUDIENCE),
+    )?;
     let service = ServiceBuilder::new().layer(jwt).service_fn(hello);
 
     let addr = std::env::var("PORTCULLIS_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());

@@ -155,7 +155,7 @@ async fn build(config: &Config) -> Result<(axum::Router, String), Error> {
         }
         _ => (own, None),
     };
-    let jwt = JwtLayer::with_verifier(verifier.clone()).optional().build()?;
+    let jwt = JwtLayer::with_verifier(verifier.clone()).optional();
 
     let app = Arc::new(App {
         users: Users::demo()?,

@@ -1,7 +1,7 @@
 //! [`JwtLayer`]: bearer-token authentication.
 
-mod builder;
+mod config;
 mod service;
 
-pub use builder::{JwtLayer, JwtLayerBuilder};
+pub use config::JwtLayer;
 pub use service::{JwtService, Refetch, RefetchWait};

@@ -167,7 +167,7 @@ struct Shared {
 /// with a warning; a malformed document, or one with no usable key, is
 /// refused and the good keys stay.
 ///
-/// Hand it to `JwtLayer::builder` like a static [`KeySet`], and wire
+/// Hand it to [`JwtLayer::new`](crate::JwtLayer::new) like a static [`KeySet`], and wire
 /// [`ready`](RemoteKeys::ready) into your health check.
 ///
 /// # Security
@@ -182,15 +182,15 @@ struct Shared {
 ///   forges tokens. A JWKS file may hold them.
 ///
 /// ```no_run
-/// use portcullis_jwt::{JwtLayer, remote::{RemoteKeys, RemoteOptions}};
+/// use portcullis_jwt::{JwtLayer, Validation, remote::{RemoteKeys, RemoteOptions}};
 ///
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// let keys = RemoteKeys::discover("https://login.example.com/realms/main", RemoteOptions::default());
 /// keys.ready(std::time::Duration::from_secs(10)).await?; // before serving
-/// let jwt = JwtLayer::builder(keys)
+/// let validation = Validation::new()
 ///     .issuer("https://login.example.com/realms/main")
-///     .audience("notes-api")
-///     .build()?;
+///     .audience("notes-api");
+/// let jwt = JwtLayer::new(keys, validation)?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]

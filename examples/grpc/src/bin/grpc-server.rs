@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use grpc_example::IdentityServer;
 use portcullis::revocation::{MemoryRevocationStore, RevocationLayer, Revocations};
-use portcullis::{JwtIssuer, JwtLayer, SigningKey};
+use portcullis::{JwtIssuer, JwtLayer, SigningKey, Validation};
 use tower::ServiceBuilder;
 
 const ISSUER: &str = "https://grpc-example.local";
@@ -19,10 +19,10 @@ const AUDIENCE: &str = "grpc-example";
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let issuer = JwtIssuer::new(SigningKey::generate_ed25519()?, ISSUER, AUDIENCE);
-    let jwt = JwtLayer::builder(issuer.verifying_key())
-        .issuer(ISSUER)
-        .audience(AUDIENCE)
-        .build()?;
+    let jwt = JwtLayer::new(
+        issuer.verifying_key(),
+        Validation::new().issuer(ISSUER).audience(AUDIENCE),
+    )?;
     let revocations = Revocations::new(Arc::new(MemoryRevocationStore::new()));
     let revoked = issuer.mint("alice", ["identity:read"])?;
     revocations.revoke_identity(&jwt.verifier().verify(&revoked)?).await?;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 use portcullis::jwt::remote::{RemoteKeys, RemoteOptions};
-use portcullis::{Identity, JwtLayer};
+use portcullis::{Identity, JwtLayer, Validation};
 
 async fn work(caller: Identity) -> String {
     format!("work done for {}", caller.subject())
@@ -21,10 +21,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let keys = RemoteKeys::jwks_url(format!("{trusted}/.well-known/jwks.json"), RemoteOptions::default());
     // Not ready to serve before A's keys are here.
     keys.ready(Duration::from_secs(10)).await?;
-    let jwt = JwtLayer::builder(keys)
-        .issuer(trusted.as_str())
-        .audience("service-b")
-        .build()?;
+    let jwt = JwtLayer::new(keys, Validation::new().issuer(trusted.as_str()).audience("service-b"))?;
     let app = Router::new().route("/work", get(work)).layer(jwt);
     let addr = std::env::var("PORTCULLIS_ADDR").unwrap_or_else(|_| "127.0.0.1:3002".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
