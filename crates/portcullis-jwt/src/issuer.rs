@@ -321,9 +321,21 @@ pub struct JwtIssuer {
     issuer: Arc<str>,
     audience: Arc<str>,
     ttl: Duration,
-    token_type: Option<Arc<str>>,
+    /// The base64url JOSE header every token of this issuer carries (`alg`,
+    /// `typ`, `kid` never change per token): encoded once, not per mint.
+    encoded_header: Arc<str>,
     clock: SharedClock,
     also_published: Arc<[Jwk]>,
+}
+
+/// The base64url form of the header jsonwebtoken would write for `key`
+/// and `typ`.
+fn encoded_header(key: &SigningKey, typ: Option<&str>) -> Arc<str> {
+    let mut header = jsonwebtoken::Header::new(key.algorithm.engine());
+    header.typ = typ.map(str::to_owned);
+    header.kid = key.kid().map(str::to_owned);
+    let json = serde_json::to_vec(&header).unwrap_or_else(|_| unreachable!("a header of strings always serializes"));
+    URL_SAFE_NO_PAD.encode(json).into()
 }
 
 const RESERVED: [&str; 7] = ["iss", "sub", "aud", "iat", "exp", "jti", "scope"];
@@ -332,11 +344,11 @@ impl JwtIssuer {
     /// An issuer named `issuer` minting for `audience` with `key`.
     pub fn new(key: SigningKey, issuer: impl Into<Arc<str>>, audience: impl Into<Arc<str>>) -> Self {
         Self {
+            encoded_header: encoded_header(&key, Some("at+jwt")),
             key: Arc::new(key),
             issuer: issuer.into(),
             audience: audience.into(),
             ttl: Duration::from_secs(15 * 60),
-            token_type: Some("at+jwt".into()),
             clock: Arc::new(SystemClock),
             also_published: Arc::from(Vec::new()),
         }
@@ -357,7 +369,7 @@ impl JwtIssuer {
     /// The header `typ` (default `at+jwt`); `None` leaves it out.
     #[must_use]
     pub fn token_type(mut self, typ: Option<&str>) -> Self {
-        self.token_type = typ.map(Arc::from);
+        self.encoded_header = encoded_header(&self.key, typ);
         self
     }
 
@@ -422,13 +434,22 @@ impl JwtIssuer {
             scope: &scope,
             extra: &extra,
         };
-        let mut header = jsonwebtoken::Header::new(inner.key.algorithm.engine());
-        header.typ = inner.token_type.as_deref().map(str::to_owned);
-        header.kid = inner.key.kid().map(str::to_owned);
+        // What `jsonwebtoken::encode` does, with the constant header encoded
+        // once and the token written into one buffer; jsonwebtoken still
+        // signs.
+        let json = serde_json::to_vec(&claims).map_err(|_| IssueError::Key(KeyError::SigningFailed))?;
+        let mut token = String::with_capacity(inner.encoded_header.len() + 2 + json.len().div_ceil(3) * 4 + 344);
+        token.push_str(&inner.encoded_header);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&json, &mut token);
         let engine = &inner.key.encoding;
-        guarded(|| jsonwebtoken::encode(&header, &claims, engine))
+        let algorithm = inner.key.algorithm.engine();
+        let signature = guarded(|| jsonwebtoken::crypto::sign(token.as_bytes(), engine, algorithm))
             .map_err(|_| KeyError::CryptoProvider)?
-            .map_err(|_| IssueError::Key(KeyError::SigningFailed))
+            .map_err(|_| IssueError::Key(KeyError::SigningFailed))?;
+        token.push('.');
+        token.push_str(&signature);
+        Ok(token)
     }
 
     /// The JWKS document (`{"keys": […]}`) of the public keys that verify
@@ -499,4 +520,50 @@ struct MintedClaims<'a> {
     scope: &'a str,
     #[serde(flatten)]
     extra: &'a Map<String, Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Algorithm;
+
+    /// The token `mint` writes by hand around `jsonwebtoken::crypto::sign`
+    /// is the one `jsonwebtoken::encode` would write: same header bytes,
+    /// and jsonwebtoken's own decoder accepts it.
+    #[test]
+    fn a_minted_token_is_what_jsonwebtoken_encode_would_write() {
+        for (key, typ) in [
+            (
+                SigningKey::hmac(Algorithm::HS256, &[7; 32]).expect("hmac"),
+                Some("at+jwt"),
+            ),
+            (SigningKey::generate_p256().expect("p256").with_kid("ec-1"), None),
+            (
+                SigningKey::generate_ed25519().expect("ed25519").with_kid("ed-1"),
+                Some("JWT"),
+            ),
+        ] {
+            let algorithm = key.algorithm;
+            let decoding = key.verifying_key();
+            let issuer = JwtIssuer::new(key, "https://iss.test", "api").token_type(typ);
+            let token = issuer.mint("alice", ["a", "b"]).expect("mint");
+            let (signed, _) = token.rsplit_once('.').expect("three parts");
+            let (header, _) = signed.split_once('.').expect("three parts");
+
+            let mut expected = jsonwebtoken::Header::new(algorithm.engine());
+            expected.typ = typ.map(str::to_owned);
+            expected.kid = issuer.key.kid().map(str::to_owned);
+            let expected = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&expected).expect("json"));
+            assert_eq!(header, expected, "{algorithm:?}: the header jsonwebtoken writes");
+
+            let mut validation = jsonwebtoken::Validation::new(algorithm.engine());
+            validation.set_issuer(&["https://iss.test"]);
+            validation.set_audience(&["api"]);
+            let decoded = jsonwebtoken::decode::<serde_json::Value>(&token, decoding.decoding(), &validation)
+                .unwrap_or_else(|error| panic!("{algorithm:?}: jsonwebtoken refuses the minted token: {error}"));
+            assert_eq!(decoded.claims["sub"], "alice");
+            assert_eq!(decoded.claims["scope"], "a b");
+            assert_eq!(decoded.header.typ.as_deref(), typ);
+        }
+    }
 }
