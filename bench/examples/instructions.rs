@@ -86,6 +86,33 @@ fn jwt(scenario: &str, n: u32, runtime: &tokio::runtime::Runtime) {
                 jsonwebtoken::Algorithm::ES256,
             )
         }
+        "EdDSA" => {
+            let pkcs8 = aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
+                .expect("ed25519");
+            let pem = portcullis_bench::pkcs8_pem(pkcs8.as_ref());
+            let key = SigningKey::from_pem(&pem).expect("ed");
+            let public = key.verifying_key().public_key_pem().expect("public");
+            (
+                key,
+                jsonwebtoken::DecodingKey::from_ed_pem(public.as_bytes()).expect("ed"),
+                jsonwebtoken::EncodingKey::from_ed_pem(pem.as_bytes()).expect("ed"),
+                jsonwebtoken::Algorithm::EdDSA,
+            )
+        }
+        "RS256" => {
+            use aws_lc_rs::encoding::AsDer;
+            let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("rsa");
+            let der = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&pair).expect("rsa der");
+            let pem = portcullis_bench::pkcs8_pem(der.as_ref());
+            let key = SigningKey::from_pem(&pem).expect("rs");
+            let public = key.verifying_key().public_key_pem().expect("public");
+            (
+                key,
+                jsonwebtoken::DecodingKey::from_rsa_pem(public.as_bytes()).expect("rs"),
+                jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).expect("rs"),
+                jsonwebtoken::Algorithm::RS256,
+            )
+        }
         other => panic!("unknown algorithm {other}"),
     };
     let kid = key.kid().map(str::to_owned);
@@ -98,13 +125,26 @@ fn jwt(scenario: &str, n: u32, runtime: &tokio::runtime::Runtime) {
             }
             return;
         }
-        "encode" => {
+        // `encode` signs the same claims with a fixed `jti`; `encodejti`
+        // draws a random one per token as `mint` does (16 bytes from
+        // aws-lc, base64url), so both rows make an equivalent token.
+        "encode" | "encodejti" => {
+            use base64::Engine as _;
             let mut header = jsonwebtoken::Header::new(algorithm);
             header.kid = kid;
             header.typ = Some("at+jwt".to_owned());
-            let jti = "x".repeat(22);
+            let fixed = "x".repeat(22);
             for _ in 0..n {
-                let claims = portcullis_bench::MintedClaims::now(ISS, AUD, &jti);
+                let drawn;
+                let jti = if kind == "encodejti" {
+                    let mut bytes = [0u8; 16];
+                    aws_lc_rs::rand::fill(&mut bytes).expect("rng");
+                    drawn = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+                    drawn.as_str()
+                } else {
+                    fixed.as_str()
+                };
+                let claims = portcullis_bench::MintedClaims::now(ISS, AUD, jti);
                 std::hint::black_box(jsonwebtoken::encode(&header, &claims, &encoding).expect("encode"));
             }
             return;
