@@ -101,9 +101,17 @@ fn jwt(scenario: &str, n: u32, runtime: &tokio::runtime::Runtime) {
         }
         "RS256" => {
             use aws_lc_rs::encoding::AsDer;
-            let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("rsa");
-            let der = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&pair).expect("rsa der");
-            let pem = portcullis_bench::pkcs8_pem(der.as_ref());
+            // RSA key generation takes a random amount of work, which would
+            // not cancel between the two runs: generate the key once and
+            // keep it for later runs.
+            let path = std::env::temp_dir().join("portcullis-bench-rs256.pem");
+            let pem = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+                let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("rsa");
+                let der = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&pair).expect("rsa der");
+                let pem = portcullis_bench::pkcs8_pem(der.as_ref());
+                std::fs::write(&path, &pem).expect("keep the key");
+                pem
+            });
             let key = SigningKey::from_pem(&pem).expect("rs");
             let public = key.verifying_key().public_key_pem().expect("public");
             (
