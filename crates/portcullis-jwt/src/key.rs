@@ -95,11 +95,19 @@ impl VerifyingKey {
     /// A public key from its SubjectPublicKeyInfo, or its raw SEC1 /
     /// Ed25519 / PKCS#1 encoding, for `algorithm`.
     pub(crate) fn public(algorithm: Algorithm, der: &[u8]) -> Result<Self, KeyError> {
+        use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
+        // aws-lc reads a SubjectPublicKeyInfo or the raw key alike, but
+        // jsonwebtoken hands its bytes to aws-lc on every verification:
+        // given the raw key (as jsonwebtoken's own PEM readers give it),
+        // aws-lc skips an ASN.1 parse per token.
+        let verification = algorithm.verification().ok_or(KeyError::AlgorithmMismatch(algorithm))?;
+        let parsed = ParsedPublicKey::new(verification, der).map_err(|_| KeyError::InvalidKey("public key"))?;
+        let spki: PublicKeyX509Der<'static> = parsed.as_der().map_err(|_| KeyError::InvalidKey("public key"))?;
+        let raw = subject_public_key(spki.as_ref()).unwrap_or(der);
         let decoding = match algorithm.family() {
-            Family::Rsa => DecodingKey::from_rsa_der(der),
-            // aws-lc reads a SubjectPublicKeyInfo or the raw key alike.
-            Family::Ec => DecodingKey::from_ec_der(der),
-            Family::Ed => DecodingKey::from_ed_der(der),
+            Family::Rsa => DecodingKey::from_rsa_der(raw),
+            Family::Ec => DecodingKey::from_ec_der(raw),
+            Family::Ed => DecodingKey::from_ed_der(raw),
             Family::Hmac => return Err(KeyError::AlgorithmMismatch(algorithm)),
         };
         Self::with_decoding(algorithm, der, decoding)
@@ -522,5 +530,67 @@ impl From<VerifyingKey> for Keys {
 impl From<crate::remote::RemoteKeys> for Keys {
     fn from(keys: crate::remote::RemoteKeys) -> Self {
         Self::Remote(keys)
+    }
+}
+
+/// The contents of a SubjectPublicKeyInfo's `subjectPublicKey` BIT STRING
+/// (a SEC1 point, an Ed25519 key, a PKCS#1 RSA key), from the canonical
+/// DER aws-lc writes; `None` if it is not of that shape.
+fn subject_public_key(spki: &[u8]) -> Option<&[u8]> {
+    /// Splits one DER element with tag `tag` off `input`: (contents, rest).
+    fn element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+        let (&found, input) = input.split_first()?;
+        let (&first, input) = input.split_first()?;
+        let (length, input) = match first {
+            0..=0x7f => (usize::from(first), input),
+            0x81 => (usize::from(*input.first()?), input.get(1..)?),
+            0x82 => (
+                usize::from(*input.first()?) << 8 | usize::from(*input.get(1)?),
+                input.get(2..)?,
+            ),
+            _ => return None,
+        };
+        (found == tag).then_some(())?;
+        let contents = input.get(..length)?;
+        Some((contents, input.get(length..)?))
+    }
+    let (info, rest) = element(spki, 0x30)?;
+    let (_algorithm, info) = element(info, 0x30)?;
+    let (bits, after) = element(info, 0x03)?;
+    let (&unused_bits, key) = bits.split_first()?;
+    (rest.is_empty() && after.is_empty() && unused_bits == 0 && !key.is_empty()).then_some(key)
+}
+
+#[cfg(test)]
+mod spki_tests {
+    use super::*;
+    use crate::SigningKey;
+
+    #[test]
+    fn the_raw_key_is_found_in_every_family_spki() {
+        for (key, raw_length) in [
+            (SigningKey::generate_p256().expect("p256"), 65),
+            (SigningKey::generate_ed25519().expect("ed25519"), 32),
+        ] {
+            let pem = key.verifying_key().public_key_pem().expect("pem");
+            let der = pem::parse(pem).expect("pem").into_contents();
+            let raw = subject_public_key(&der).expect("a SubjectPublicKeyInfo");
+            assert_eq!(raw.len(), raw_length);
+            assert!(der.ends_with(raw));
+        }
+        let rsa = SigningKey::generate_rsa(Algorithm::RS256).expect("rsa");
+        let der = pem::parse(rsa.verifying_key().public_key_pem().expect("pem"))
+            .expect("pem")
+            .into_contents();
+        let raw = subject_public_key(&der).expect("a SubjectPublicKeyInfo");
+        assert_eq!(raw.first(), Some(&0x30), "a PKCS#1 RSAPublicKey sequence");
+        for bad in [
+            &[][..],
+            &[0x30, 0x03, 0x30, 0x00, 0x03][..],
+            &[0x31, 0x00][..],
+            &der[..der.len() - 1],
+        ] {
+            assert_eq!(subject_public_key(bad), None, "{bad:?}");
+        }
     }
 }
