@@ -27,10 +27,23 @@ impl Default for CacheLimits {
     }
 }
 
-/// The cache key: SHA-256 of the whole token (and where it came from).
-pub(crate) type CacheKey = [u8; 32];
+/// What a token is looked up by: the token itself (compared in full on a
+/// hit, so two tokens can never share an entry), where it came from, and
+/// the key set's generation, with a seeded 64-bit hash of them to index by.
+///
+/// A full comparison instead of a cryptographic digest as the key: hashing
+/// a 300–700-byte token with SHA-256 was most of a cache hit's cost, and
+/// with the bytes compared the hash needs no collision resistance (a
+/// collision only shares a slot: the second token is verified, never
+/// served the first one's identity).
+pub(crate) struct CacheKey<'a> {
+    hash: u64,
+    token: &'a str,
+    transport_tag: u8,
+    key_generation: u64,
+}
 
-/// The key is already a uniform hash: use its first bytes as the hash.
+/// The hash is already uniform: use it as the table's hash.
 #[derive(Default)]
 struct KeyHasher(u64);
 
@@ -43,17 +56,34 @@ impl Hasher for KeyHasher {
             self.0 |= u64::from(*b) << (i * 8);
         }
     }
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
 }
 
 struct Entry {
+    token: Box<str>,
+    transport_tag: u8,
+    key_generation: u64,
     identity: Identity,
     valid_until: SystemTime,
     size: usize,
 }
 
+impl Entry {
+    /// Whether this entry is `key`'s: the whole token compared (in
+    /// constant time, so a lookup's timing says nothing about how much of a
+    /// cached token a probe got right).
+    fn is_for(&self, key: &CacheKey<'_>) -> bool {
+        self.transport_tag == key.transport_tag
+            && self.key_generation == key.key_generation
+            && aws_lc_rs::constant_time::verify_slices_are_equal(self.token.as_bytes(), key.token.as_bytes()).is_ok()
+    }
+}
+
 #[derive(Default)]
 struct Shard {
-    entries: HashMap<CacheKey, Entry, BuildHasherDefault<KeyHasher>>,
+    entries: HashMap<u64, Entry, BuildHasherDefault<KeyHasher>>,
     bytes: usize,
 }
 
@@ -64,12 +94,16 @@ pub(crate) struct TokenCache {
     shards: Box<[Mutex<Shard>]>,
     per_shard: CacheLimits,
     limits: CacheLimits,
+    /// Seeded per cache from the system RNG, so no client can aim tokens
+    /// at one slot.
+    hasher: foldhash::fast::FixedState,
 }
 
 impl TokenCache {
     pub(crate) fn new(limits: CacheLimits) -> Self {
         Self {
             limits,
+            hasher: foldhash::fast::FixedState::with_seed(u64::from_le_bytes(portcullis_core::random_bytes())),
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             per_shard: CacheLimits {
                 max_entries: limits.max_entries.div_ceil(SHARDS).max(1),
@@ -83,41 +117,40 @@ impl TokenCache {
         self.limits
     }
 
-    pub(crate) fn key(token: &str, transport_tag: u8, key_generation: u64) -> CacheKey {
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-        let mut key = [0u8; 32];
-        key.copy_from_slice(digest.as_ref());
-        // The transport only separates entries; folding it into a byte the
-        // shard choice does not use keeps the hash one-shot.
-        key[0] ^= transport_tag;
-        // Likewise the key-set generation: entries made with other keys
-        // are never hit again.
-        for (slot, byte) in key[1..9].iter_mut().zip(key_generation.to_le_bytes()) {
-            *slot ^= byte;
+    pub(crate) fn key<'a>(&self, token: &'a str, transport_tag: u8, key_generation: u64) -> CacheKey<'a> {
+        use std::hash::BuildHasher as _;
+        CacheKey {
+            hash: self.hasher.hash_one((token, transport_tag, key_generation)),
+            token,
+            transport_tag,
+            key_generation,
         }
-        key
     }
 
-    fn shard(&self, key: &CacheKey) -> std::sync::MutexGuard<'_, Shard> {
-        self.shards[usize::from(key[31]) % SHARDS]
+    fn shard(&self, key: &CacheKey<'_>) -> std::sync::MutexGuard<'_, Shard> {
+        // The top bits: the table indexes by the low ones.
+        self.shards[(key.hash >> 60) as usize % SHARDS]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn get(&self, key: &CacheKey, now: SystemTime) -> Option<Identity> {
+    pub(crate) fn get(&self, key: &CacheKey<'_>, now: SystemTime) -> Option<Identity> {
         let mut shard = self.shard(key);
-        let entry = shard.entries.get(key)?;
+        let entry = shard.entries.get(&key.hash)?;
+        if !entry.is_for(key) {
+            return None;
+        }
         if now <= entry.valid_until {
             return Some(entry.identity.clone());
         }
-        if let Some(expired) = shard.entries.remove(key) {
+        if let Some(expired) = shard.entries.remove(&key.hash) {
             shard.bytes -= expired.size;
         }
         None
     }
 
-    pub(crate) fn insert(&self, key: CacheKey, identity: Identity, valid_until: SystemTime, now: SystemTime) {
-        let size = 128 + identity.claims_json().map_or(0, str::len);
+    pub(crate) fn insert(&self, key: CacheKey<'_>, identity: Identity, valid_until: SystemTime, now: SystemTime) {
+        let size = 128 + key.token.len() + identity.claims_json().map_or(0, str::len);
         if size > self.per_shard.max_bytes {
             return;
         }
@@ -146,11 +179,16 @@ impl TokenCache {
             }
         }
         let entry = Entry {
+            token: key.token.into(),
+            transport_tag: key.transport_tag,
+            key_generation: key.key_generation,
             identity,
             valid_until,
             size,
         };
-        if let Some(replaced) = shard.entries.insert(key, entry) {
+        // A colliding slot goes to the newer token; the older is verified
+        // again when it next comes.
+        if let Some(replaced) = shard.entries.insert(key.hash, entry) {
             shard.bytes -= replaced.size;
         }
         shard.bytes += size;
@@ -188,7 +226,7 @@ mod tests {
         let now = SystemTime::now();
         for n in 0..1_000 {
             cache.insert(
-                TokenCache::key(&n.to_string(), 0, 0),
+                cache.key(&n.to_string(), 0, 0),
                 identity(n),
                 now + Duration::from_secs(60),
                 now,
@@ -206,7 +244,7 @@ mod tests {
         let now = SystemTime::now();
         for n in 0..1_000 {
             cache.insert(
-                TokenCache::key(&n.to_string(), 0, 0),
+                cache.key(&n.to_string(), 0, 0),
                 identity(n),
                 now + Duration::from_secs(60),
                 now,
@@ -220,20 +258,55 @@ mod tests {
     fn an_entry_never_outlives_its_token() {
         let cache = TokenCache::new(CacheLimits::default());
         let now = SystemTime::now();
-        let key = TokenCache::key("t", 0, 0);
-        cache.insert(key, identity(1), now + Duration::from_secs(10), now);
-        assert!(cache.get(&key, now + Duration::from_secs(10)).is_some());
-        assert!(cache.get(&key, now + Duration::from_secs(11)).is_none());
+        cache.insert(cache.key("t", 0, 0), identity(1), now + Duration::from_secs(10), now);
+        assert!(
+            cache
+                .get(&cache.key("t", 0, 0), now + Duration::from_secs(10))
+                .is_some()
+        );
+        assert!(
+            cache
+                .get(&cache.key("t", 0, 0), now + Duration::from_secs(11))
+                .is_none()
+        );
         assert_eq!(cache.len(), 0, "the expired entry is dropped on sight");
     }
 
     #[test]
-    fn keys_differ_by_transport() {
-        assert_ne!(TokenCache::key("t", 0, 0), TokenCache::key("t", 1, 0));
-        assert_ne!(
-            TokenCache::key("t", 0, 0),
-            TokenCache::key("t", 0, 1),
-            "key sets separate entries"
+    fn entries_are_separate_by_token_transport_and_key_set() {
+        let cache = TokenCache::new(CacheLimits::default());
+        let now = SystemTime::now();
+        let later = now + Duration::from_secs(60);
+        cache.insert(cache.key("token-a", 0, 0), identity(1), later, now);
+        assert!(cache.get(&cache.key("token-a", 0, 0), now).is_some(), "a hit");
+        assert!(
+            cache.get(&cache.key("token-a", 1, 0), now).is_none(),
+            "another transport"
+        );
+        assert!(cache.get(&cache.key("token-a", 0, 1), now).is_none(), "another key set");
+        assert!(cache.get(&cache.key("token-b", 0, 0), now).is_none(), "another token");
+        assert!(cache.get(&cache.key("token-", 0, 0), now).is_none(), "a prefix of it");
+    }
+
+    #[test]
+    fn a_colliding_slot_never_serves_another_tokens_identity() {
+        let cache = TokenCache::new(CacheLimits::default());
+        let now = SystemTime::now();
+        let later = now + Duration::from_secs(60);
+        cache.insert(cache.key("alice-token", 0, 0), identity(1), later, now);
+        // Forge a probe with alice's slot but other bytes, as a hash
+        // collision would give.
+        let alice = cache.key("alice-token", 0, 0);
+        let probe = CacheKey {
+            hash: alice.hash,
+            token: "mallory-token",
+            transport_tag: 0,
+            key_generation: 0,
+        };
+        assert!(cache.get(&probe, now).is_none(), "same slot, other token: a miss");
+        assert_eq!(
+            cache.get(&alice, now).map(|i| i.subject().to_owned()),
+            Some("user-1".to_owned())
         );
     }
 }

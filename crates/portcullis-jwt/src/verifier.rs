@@ -245,7 +245,7 @@ impl JwtVerifier {
             TokenTransport::Cookie => 1,
             _ => 0,
         };
-        let key = TokenCache::key(token, tag, generation);
+        let key = cache.key(token, tag, generation);
         if let Some(identity) = cache.get(&key, now) {
             return Ok(identity);
         }
