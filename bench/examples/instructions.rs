@@ -46,6 +46,27 @@ fn router() -> axum::Router {
         .route("/notes", post(|| async { "ok" }))
 }
 
+/// The keys of one asymmetric scenario from its PKCS#8 PEM: Portcullis's
+/// signing key, and jsonwebtoken's decoding key (from the public key's
+/// PEM) and encoding key, as a bare caller would build them.
+fn asymmetric(
+    pem: &str,
+    decoding: fn(&[u8]) -> jsonwebtoken::errors::Result<jsonwebtoken::DecodingKey>,
+    encoding: fn(&[u8]) -> jsonwebtoken::errors::Result<jsonwebtoken::EncodingKey>,
+    algorithm: jsonwebtoken::Algorithm,
+) -> (
+    portcullis::jwt::SigningKey,
+    jsonwebtoken::DecodingKey,
+    jsonwebtoken::EncodingKey,
+    jsonwebtoken::Algorithm,
+) {
+    let key = portcullis::jwt::SigningKey::from_pem(pem).expect("signing key");
+    let public = key.verifying_key().public_key_pem().expect("public key");
+    let decoding = decoding(public.as_bytes()).expect("decoding key");
+    let encoding = encoding(pem.as_bytes()).expect("encoding key");
+    (key, decoding, encoding, algorithm)
+}
+
 /// The JWT scenarios: `jwt_{bare,nocache,cached,revocation}_{ALG}` verify
 /// one token per request through an axum router (a bare
 /// `jsonwebtoken::decode` in the handler, or `JwtLayer` with its cache off
@@ -76,26 +97,28 @@ fn jwt(scenario: &str, n: u32, runtime: &tokio::runtime::Runtime) {
                 &aws_lc_rs::rand::SystemRandom::new(),
             )
             .expect("p256");
-            let pem = portcullis_bench::pkcs8_pem(pkcs8.as_ref());
-            let key = SigningKey::from_pem(&pem).expect("es");
-            let public = key.verifying_key().public_key_pem().expect("public");
-            (
-                key,
-                jsonwebtoken::DecodingKey::from_ec_pem(public.as_bytes()).expect("ec"),
-                jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).expect("ec"),
+            let (decoding, encoding) = (
+                jsonwebtoken::DecodingKey::from_ec_pem,
+                jsonwebtoken::EncodingKey::from_ec_pem,
+            );
+            asymmetric(
+                &portcullis_bench::pkcs8_pem(pkcs8.as_ref()),
+                decoding,
+                encoding,
                 jsonwebtoken::Algorithm::ES256,
             )
         }
         "EdDSA" => {
             let pkcs8 = aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
                 .expect("ed25519");
-            let pem = portcullis_bench::pkcs8_pem(pkcs8.as_ref());
-            let key = SigningKey::from_pem(&pem).expect("ed");
-            let public = key.verifying_key().public_key_pem().expect("public");
-            (
-                key,
-                jsonwebtoken::DecodingKey::from_ed_pem(public.as_bytes()).expect("ed"),
-                jsonwebtoken::EncodingKey::from_ed_pem(pem.as_bytes()).expect("ed"),
+            let (decoding, encoding) = (
+                jsonwebtoken::DecodingKey::from_ed_pem,
+                jsonwebtoken::EncodingKey::from_ed_pem,
+            );
+            asymmetric(
+                &portcullis_bench::pkcs8_pem(pkcs8.as_ref()),
+                decoding,
+                encoding,
                 jsonwebtoken::Algorithm::EdDSA,
             )
         }
@@ -112,14 +135,11 @@ fn jwt(scenario: &str, n: u32, runtime: &tokio::runtime::Runtime) {
                 std::fs::write(&path, &pem).expect("keep the key");
                 pem
             });
-            let key = SigningKey::from_pem(&pem).expect("rs");
-            let public = key.verifying_key().public_key_pem().expect("public");
-            (
-                key,
-                jsonwebtoken::DecodingKey::from_rsa_pem(public.as_bytes()).expect("rs"),
-                jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).expect("rs"),
-                jsonwebtoken::Algorithm::RS256,
-            )
+            let (decoding, encoding) = (
+                jsonwebtoken::DecodingKey::from_rsa_pem,
+                jsonwebtoken::EncodingKey::from_rsa_pem,
+            );
+            asymmetric(&pem, decoding, encoding, jsonwebtoken::Algorithm::RS256)
         }
         other => panic!("unknown algorithm {other}"),
     };

@@ -438,7 +438,9 @@ impl JwtIssuer {
         // once and the token written into one buffer; jsonwebtoken still
         // signs.
         let json = serde_json::to_vec(&claims).map_err(|_| IssueError::Key(KeyError::SigningFailed))?;
-        let mut token = String::with_capacity(inner.encoded_header.len() + 2 + json.len().div_ceil(3) * 4 + 344);
+        // Room for the signature too: 342 characters is a 2048-bit RSA one,
+        // the longest common; a longer one only makes the buffer grow once.
+        let mut token = String::with_capacity(inner.encoded_header.len() + 2 + json.len().div_ceil(3) * 4 + 342);
         token.push_str(&inner.encoded_header);
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(&json, &mut token);

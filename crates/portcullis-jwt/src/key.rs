@@ -95,39 +95,36 @@ impl VerifyingKey {
     /// A public key from its SubjectPublicKeyInfo, or its raw SEC1 /
     /// Ed25519 / PKCS#1 encoding, for `algorithm`.
     pub(crate) fn public(algorithm: Algorithm, der: &[u8]) -> Result<Self, KeyError> {
-        use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
+        let spki = canonical_spki(algorithm, der)?;
         // aws-lc reads a SubjectPublicKeyInfo or the raw key alike, but
         // jsonwebtoken hands its bytes to aws-lc on every verification:
         // given the raw key (as jsonwebtoken's own PEM readers give it),
         // aws-lc skips an ASN.1 parse per token.
-        let verification = algorithm.verification().ok_or(KeyError::AlgorithmMismatch(algorithm))?;
-        let parsed = ParsedPublicKey::new(verification, der).map_err(|_| KeyError::InvalidKey("public key"))?;
-        let spki: PublicKeyX509Der<'static> = parsed.as_der().map_err(|_| KeyError::InvalidKey("public key"))?;
-        let raw = subject_public_key(spki.as_ref()).unwrap_or(der);
+        let raw = subject_public_key(&spki).unwrap_or(der);
         let decoding = match algorithm.family() {
             Family::Rsa => DecodingKey::from_rsa_der(raw),
             Family::Ec => DecodingKey::from_ec_der(raw),
             Family::Ed => DecodingKey::from_ed_der(raw),
             Family::Hmac => return Err(KeyError::AlgorithmMismatch(algorithm)),
         };
-        Self::with_decoding(algorithm, der, decoding)
+        Ok(Self::from_parts(algorithm, spki, decoding))
     }
 
     /// Checks a public key once (it must parse for `algorithm`) and keeps
     /// its SubjectPublicKeyInfo for [`VerifyingKey::public_key_pem`].
     fn with_decoding(algorithm: Algorithm, der: &[u8], decoding: DecodingKey) -> Result<Self, KeyError> {
-        use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
-        let verification = algorithm.verification().ok_or(KeyError::AlgorithmMismatch(algorithm))?;
-        let parsed = ParsedPublicKey::new(verification, der).map_err(|_| KeyError::InvalidKey("public key"))?;
-        let spki: PublicKeyX509Der<'static> = parsed.as_der().map_err(|_| KeyError::InvalidKey("public key"))?;
-        Ok(Self {
+        Ok(Self::from_parts(algorithm, canonical_spki(algorithm, der)?, decoding))
+    }
+
+    fn from_parts(algorithm: Algorithm, spki: Box<[u8]>, decoding: DecodingKey) -> Self {
+        Self {
             kid: None,
             algorithm,
             material: Arc::new(Material {
                 decoding,
-                spki: Some(spki.as_ref().into()),
+                spki: Some(spki),
             }),
-        })
+        }
     }
 
     /// A key from a JSON Web Key (RFC 7517).
@@ -531,6 +528,16 @@ impl From<crate::remote::RemoteKeys> for Keys {
     fn from(keys: crate::remote::RemoteKeys) -> Self {
         Self::Remote(keys)
     }
+}
+
+/// Parses a public key (a SubjectPublicKeyInfo or the raw key) for
+/// `algorithm`, and gives its canonical SubjectPublicKeyInfo.
+fn canonical_spki(algorithm: Algorithm, der: &[u8]) -> Result<Box<[u8]>, KeyError> {
+    use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
+    let verification = algorithm.verification().ok_or(KeyError::AlgorithmMismatch(algorithm))?;
+    let parsed = ParsedPublicKey::new(verification, der).map_err(|_| KeyError::InvalidKey("public key"))?;
+    let spki: PublicKeyX509Der<'static> = parsed.as_der().map_err(|_| KeyError::InvalidKey("public key"))?;
+    Ok(spki.as_ref().into())
 }
 
 /// The contents of a SubjectPublicKeyInfo's `subjectPublicKey` BIT STRING

@@ -202,8 +202,8 @@ pub async fn session_cutoff_by_sid(store: Arc<dyn RevocationStore>, space: &str)
             "an unreadable sid {unreadable} is refused"
         );
     }
-    // A number unique to this rule and run (a numeric sid has no tag).
-    let numeric_sid = millis(SystemTime::now()) * 1_000 + space.len() as u64 % 1_000;
+    // A numeric sid cannot carry the tag; the time keeps runs apart.
+    let numeric_sid = millis(SystemTime::now());
     store
         .revoke(Revocation::session(numeric_sid.to_string(), SystemTime::now(), TTL))
         .await

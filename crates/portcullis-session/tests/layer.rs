@@ -21,8 +21,7 @@ async fn app(request: Request<String>) -> Result<Response<String>, Infallible> {
         .cloned()
         .expect("SessionLayer ran");
     let subject = request.extensions().get::<Identity>().map(|i| i.subject().to_owned());
-    let path: Vec<String> = request.uri().path().split('/').skip(1).map(str::to_owned).collect();
-    let path: Vec<&str> = path.iter().map(String::as_str).collect();
+    let path: Vec<&str> = request.uri().path().split('/').skip(1).collect();
     let (status, body) = match path.as_slice() {
         ["login", user] => {
             session.login(*user, ["notes:read"]);
