@@ -38,6 +38,7 @@ mod identity;
 mod rejection;
 pub mod require_auth;
 mod responder;
+mod route;
 mod store;
 
 pub use body::{LayerBody, ResponseBody};
@@ -48,4 +49,5 @@ pub use identity::{AuthMethod, AuthenticatorRan, Identity, IdentityBuilder, Prin
 pub use rejection::{DefaultResponder, Protocol, Rejection, RejectionKind, RequestContext, Responder, SharedResponder};
 pub use require_auth::{RequireAuth, RequireAuthLayer};
 pub use responder::{RenderedRejection, ResponderLayer, ResponderService, StackResponder, responder_for};
+pub use route::Route;
 pub use store::{StoreError, StoreFuture, StoreKind};

@@ -33,12 +33,14 @@ fn tag(space: &str) -> String {
 }
 
 /// Family `id` of subject `subject` under `tag`, created now with ten
-/// minutes to live.
+/// minutes to live; its id starts with the subject's route, as every
+/// family id does.
 fn family(tag: &str, id: &str, subject: &str) -> Family {
     let now = now();
+    let subject = format!("{tag}{subject}");
     Family {
-        id: format!("{tag}{id}"),
-        subject: format!("{tag}{subject}"),
+        id: format!("{}{tag}{id}", portcullis_core::Route::of_subject(&subject)),
+        subject,
         scopes: vec!["notes:read".into()],
         created_ms: now,
         absolute_deadline_ms: now + 600_000,

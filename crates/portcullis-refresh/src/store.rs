@@ -10,6 +10,10 @@ use portcullis_core::StoreFuture;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Family {
     /// Random id; access tokens minted from the family carry it as `sid`.
+    /// It starts with its subject's [`Route`](portcullis_core::Route)
+    /// ([`Route::of_subject`](portcullis_core::Route::of_subject), four hex
+    /// digits), so a partitioned store keeps a subject's families on one
+    /// shard; such a store refuses a family whose id is routed elsewhere.
     pub id: String,
     /// The subject the family was issued to.
     pub subject: String,

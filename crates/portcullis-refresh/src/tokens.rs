@@ -268,8 +268,12 @@ const TOKEN_BYTES: usize = 1 + FAMILY_BYTES + 8 + MAC_BYTES;
 const TOKEN_CHARS: usize = 55;
 
 impl RawToken {
+    /// The family's id: its route (the first two bytes, as four hex
+    /// digits, so a partitioned store finds the subject's shard from the id
+    /// alone), then the 112 random bits in base64url.
     fn family_id(&self) -> String {
-        URL_SAFE_NO_PAD.encode(self.family)
+        let route = portcullis_core::Route::from_bytes([self.family[0], self.family[1]]);
+        format!("{route}{}", URL_SAFE_NO_PAD.encode(&self.family[2..]))
     }
 
     fn successor(&self) -> Self {
@@ -359,8 +363,11 @@ fn parse_scope(scope: &str) -> Option<Vec<String>> {
     Some(scopes)
 }
 
-fn random_family() -> [u8; FAMILY_BYTES] {
-    portcullis_core::random_bytes()
+/// A new family's bytes: `subject`'s route, then random bits.
+fn routed_family(subject: &str) -> [u8; FAMILY_BYTES] {
+    let mut family: [u8; FAMILY_BYTES] = portcullis_core::random_bytes();
+    family[..2].copy_from_slice(&portcullis_core::Route::of_subject(subject).to_bytes());
+    family
 }
 
 impl RefreshTokens {
@@ -413,7 +420,7 @@ impl RefreshTokens {
         let now = self.inner.clock.now();
         let created_ms = millis(now);
         let first = RawToken {
-            family: random_family(),
+            family: routed_family(subject),
             seq: 0,
         };
         let family = Family {

@@ -11,13 +11,15 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use portcullis_core::Principal;
+use portcullis_core::{Principal, Route};
 
 use crate::store::{Changes, SessionRecord, Touch, millis};
 use crate::{SessionKey, SessionStore};
 
 /// Key `n` of the space `space`: differs from run to run and from space
-/// to space, so rules and runs against one server never collide.
+/// to space, so rules and runs against one server never collide. It is
+/// routed to the space's alice, as the layer routes a logged-in session
+/// ([`SessionKey::route`]); [`owned`] routes it to someone else.
 fn key(space: &str, n: u8) -> SessionKey {
     let mut bytes = [0u8; 32];
     bytes[0] = n;
@@ -29,7 +31,12 @@ fn key(space: &str, n: u8) -> SessionKey {
         hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
     }
     bytes[9..17].copy_from_slice(&hash.to_le_bytes());
-    SessionKey::from_bytes(bytes)
+    SessionKey::from_bytes(bytes).with_route(Route::of(&person(space, "alice")))
+}
+
+/// `key` routed to `owner`, for a session of someone other than alice.
+fn owned(key: SessionKey, owner: &Principal) -> SessionKey {
+    key.with_route(Route::of(owner))
 }
 
 /// A principal of the space `space`.
@@ -190,7 +197,8 @@ fn listed(sessions: Vec<(SessionKey, SessionRecord)>) -> Vec<SessionKey> {
 pub async fn index_by_issuer_and_subject(store: Arc<dyn SessionStore>, space: &str) {
     let (alice, bob) = (person(space, "alice"), person(space, "bob"));
     let other_alice = Principal::new("https://idp.test", alice.subject());
-    let (k1, k2, k3, k8) = (key(space, 1), key(space, 2), key(space, 3), key(space, 8));
+    let (k1, k2) = (key(space, 1), key(space, 2));
+    let (k3, k8) = (owned(key(space, 3), &bob), owned(key(space, 8), &other_alice));
     store.create(&k1, &record(Some(&alice)), TTL).await.expect("create");
     store.create(&k2, &record(Some(&alice)), TTL).await.expect("create");
     store.create(&k3, &record(Some(&bob)), TTL).await.expect("create");
@@ -303,7 +311,7 @@ pub async fn rotation_with_grace(store: Arc<dyn SessionStore>, space: &str) {
 /// nothing.
 pub async fn rotation_after_delete_writes_nothing(store: Arc<dyn SessionStore>, space: &str) {
     let bob = person(space, "bob");
-    let (k10, k11) = (key(space, 10), key(space, 11));
+    let (k10, k11) = (owned(key(space, 10), &bob), owned(key(space, 11), &bob));
     store.create(&k10, &record(Some(&bob)), TTL).await.expect("create");
     store.delete(&k10).await.expect("delete");
     assert!(
@@ -331,8 +339,12 @@ pub async fn rotation_after_delete_writes_nothing(store: Arc<dyn SessionStore>, 
 /// Rotating through a grace alias moves the record it points to: one live
 /// session, never two; a logout wins over every alias.
 pub async fn rotation_through_an_alias_keeps_one_session(store: Arc<dyn SessionStore>, space: &str) {
-    let (k12, k13, k14) = (key(space, 12), key(space, 13), key(space, 14));
     let carol = person(space, "carol");
+    let (k12, k13, k14) = (
+        owned(key(space, 12), &carol),
+        owned(key(space, 13), &carol),
+        owned(key(space, 14), &carol),
+    );
     store.create(&k12, &record(Some(&carol)), TTL).await.expect("create");
     let grace = Some(Duration::from_secs(30));
     assert!(
@@ -392,7 +404,8 @@ pub async fn store_ttl(store: Arc<dyn SessionStore>, space: &str) {
 pub async fn log_out_everywhere(store: Arc<dyn SessionStore>, space: &str) {
     let (alice, bob) = (person(space, "alice"), person(space, "bob"));
     let other_alice = Principal::new("https://idp.test", alice.subject());
-    let (k1, k2, k3, k8) = (key(space, 1), key(space, 2), key(space, 3), key(space, 8));
+    let (k1, k2) = (key(space, 1), key(space, 2));
+    let (k3, k8) = (owned(key(space, 3), &bob), owned(key(space, 8), &other_alice));
     store.create(&k1, &record(Some(&alice)), TTL).await.expect("create");
     store.create(&k2, &record(Some(&alice)), TTL).await.expect("create");
     store.create(&k3, &record(Some(&bob)), TTL).await.expect("create");

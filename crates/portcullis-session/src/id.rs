@@ -6,16 +6,23 @@ use std::fmt;
 use aws_lc_rs::digest;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use portcullis_core::Route;
 use portcullis_core::audit::Fingerprint;
 
-/// A session id: 256 bits from the system CSPRNG, base64url in the cookie.
-/// It is the caller's secret: it never reaches the store or a log.
+/// A session id: 32 bytes, base64url in the cookie. The first two are the
+/// [`Route`] of the session's principal (random for an anonymous session),
+/// so a partitioned store finds its shard from the id alone; the other 240
+/// bits come from the system CSPRNG. It is the caller's secret: it never
+/// reaches the store or a log.
 #[derive(Clone)]
 pub(crate) struct SessionId([u8; 32]);
 
 impl SessionId {
-    pub(crate) fn generate() -> Self {
-        Self(portcullis_core::random_bytes())
+    /// A fresh id routed to `route`.
+    pub(crate) fn generate(route: Route) -> Self {
+        let mut bytes: [u8; 32] = portcullis_core::random_bytes();
+        bytes[..2].copy_from_slice(&route.to_bytes());
+        Self(bytes)
     }
 
     /// Parses a cookie value. Anything but 43 base64url characters decoding
@@ -81,8 +88,17 @@ impl SessionKey {
         let mut context = hasher.0.clone();
         context.update(&id.0);
         let mut key = [0u8; 32];
-        key.copy_from_slice(context.finish().as_ref());
+        // The route travels in the clear (it is no secret: see `Route`);
+        // 240 bits of the hash remain.
+        key[..2].copy_from_slice(&id.0[..2]);
+        key[2..].copy_from_slice(&context.finish().as_ref()[..30]);
         Self(key)
+    }
+
+    /// The shard tag this session was issued under: its principal's
+    /// [`Route::of`] for a logged-in session, random for an anonymous one.
+    pub fn route(&self) -> Route {
+        Route::from_bytes([self.0[0], self.0[1]])
     }
 
     /// The key as 64 lowercase hex characters (for stores keyed by text).
@@ -122,6 +138,14 @@ impl SessionKey {
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         Self(bytes)
     }
+
+    /// This key with its route replaced; for store tests (feature
+    /// `test-util`, or `conformance`).
+    #[cfg(any(feature = "test-util", feature = "conformance"))]
+    pub fn with_route(mut self, route: Route) -> Self {
+        self.0[..2].copy_from_slice(&route.to_bytes());
+        self
+    }
 }
 
 impl fmt::Debug for SessionKey {
@@ -136,7 +160,7 @@ mod tests {
 
     #[test]
     fn ids_round_trip_and_only_canonical_text_parses() {
-        let id = SessionId::generate();
+        let id = SessionId::generate(Route::random());
         let text = id.encode();
         assert_eq!(text.len(), 43);
         assert_eq!(SessionId::parse(&text).map(|p| p.0), Some(id.0));
@@ -156,7 +180,7 @@ mod tests {
 
     #[test]
     fn two_ids_differ_and_keys_depend_on_the_secret() {
-        let (a, b) = (SessionId::generate(), SessionId::generate());
+        let (a, b) = (SessionId::generate(Route::random()), SessionId::generate(Route::random()));
         assert_ne!(a.0, b.0);
         let k1 = IdHasher::new(&[1; 32]);
         let k2 = IdHasher::new(&[2; 32]);
@@ -165,5 +189,18 @@ mod tests {
         let key = SessionKey::derive(&k1, &a);
         assert_eq!(SessionKey::from_hex(&key.to_hex()), Some(key));
         assert_ne!(key.to_hex(), a.encode(), "the store never sees the id");
+    }
+
+    #[test]
+    fn the_key_carries_the_route_of_the_id() {
+        let alice = portcullis_core::Principal::new("https://app.test", "alice");
+        let hasher = IdHasher::new(&[1; 32]);
+        let (one, two) = (SessionId::generate(Route::of(&alice)), SessionId::generate(Route::of(&alice)));
+        let (k1, k2) = (SessionKey::derive(&hasher, &one), SessionKey::derive(&hasher, &two));
+        assert_eq!(k1.route(), Route::of(&alice));
+        assert_eq!(k2.route(), Route::of(&alice));
+        assert_ne!(k1, k2, "same route, different sessions");
+        assert_ne!(one.0[2..], two.0[2..], "the rest of the id is random");
+        assert_eq!(&k1.to_hex()[..4], Route::of(&alice).to_string(), "the hex form starts with the route");
     }
 }

@@ -114,6 +114,11 @@ impl Changes {
 ///   record the alias points to: never two live sessions from one.
 /// - Every session with a principal is indexed by it: `(issuer, subject)`,
 ///   never the subject alone (another issuer's `alice` is someone else).
+/// - The key of a session with a principal carries that principal's
+///   [`Route`](portcullis_core::Route) ([`SessionKey::route`]; the layer
+///   issues ids that way), so a partitioned store may keep a principal's
+///   sessions and index on one shard and change them in one atomic step.
+///   Such a store refuses a record whose key is routed elsewhere.
 pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
     /// The record under `key` (following a rotation alias), or `None`.
     ///

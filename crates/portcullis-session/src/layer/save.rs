@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use http::{HeaderValue, Response};
 use portcullis_core::audit::{Decision, Outcome};
-use portcullis_core::{AuthMethod, Identity, Rejection, RequestContext, ResponseBody, SharedResponder};
+use portcullis_core::{AuthMethod, Identity, Rejection, RequestContext, ResponseBody, Route, SharedResponder};
 
 use super::Config;
 use super::cookie::{removal_cookie, session_cookie};
@@ -146,7 +146,14 @@ pub(super) async fn save(
                 record.scopes = scopes.clone();
             }
             refresh(&mut record, config, now);
-            let id = SessionId::generate();
+            // A logged-in session lives on its principal's shard; an
+            // anonymous one keeps the shard it was on (one atomic step).
+            let route = match (&record.principal, &state.key) {
+                (Some(principal), _) => Route::of(principal),
+                (None, Some(old)) => old.route(),
+                (None, None) => Route::random(),
+            };
+            let id = SessionId::generate(route);
             let key = SessionKey::derive(&config.secret, &id);
             let ttl = record.ttl(now);
             match &state.key {
@@ -199,7 +206,7 @@ pub(super) async fn save(
                 let mut record = SessionRecord::new(now, config.idle, config.absolute);
                 record.user_agent = user_agent;
                 apply(&mut record.data, &state.changes);
-                let id = SessionId::generate();
+                let id = SessionId::generate(Route::random());
                 let key = SessionKey::derive(&config.secret, &id);
                 store.create(&key, &record, record.ttl(now)).await?;
                 return Ok(Some(session_cookie(config, &id)));
