@@ -245,8 +245,70 @@ async fn feed_loss_policies_and_catching_up_after_a_partition() {
         }
         assert_eq!(http_get(node, "/me", Some(&innocent)).await.body, "bob");
     }
-    assert!(store_c.stats().resyncs >= 2, "C reloaded after the partition");
-    assert!(store_c.stats().connected);
+    let stats = store_c.stats();
+    assert!(
+        stats.catch_ups >= 1 && stats.gaps == 0,
+        "C read on from its last entry after the partition (the stream still held it): {stats:?}"
+    );
+    assert!(stats.connected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_trimmed_past_the_last_entry_seen_is_a_detected_gap_and_a_reload() {
+    let server = RedisServer::start();
+    let key = SigningKey::generate_ed25519().expect("key");
+    let verifying = key.verifying_key();
+    let issuer = JwtIssuer::new(key, ISS, AUD);
+    let upstream: SocketAddr = format!("127.0.0.1:{}", server.port()).parse().expect("addr");
+    let link = Partition::to(upstream).await;
+    let store_a = Arc::new(
+        ReplicatedRevocationStore::start(&server.url(), options(FeedLossPolicy::FailClosed))
+            .await
+            .expect("a"),
+    );
+    let store_c = Arc::new(
+        ReplicatedRevocationStore::start(&link.redis_url(), options(FeedLossPolicy::FailClosed))
+            .await
+            .expect("c"),
+    );
+    let a = instance(verifying.clone(), store_a).await;
+    let c = instance(verifying, store_c.clone()).await;
+    let doomed = issuer.mint("alice", ["notes:read"]).expect("mint");
+    assert_eq!(http_get(c, "/me", Some(&doomed)).await.status, StatusCode::OK);
+    let before = store_c.stats();
+
+    link.cut();
+    assert_eq!(post_bearer(a, "/logout", &doomed).await, StatusCode::NO_CONTENT);
+    // The stream loses everything C has not read: trimmed to nothing.
+    let client = redis::Client::open(server.url()).expect("client");
+    let mut raw = client.get_multiplexed_async_connection().await.expect("connect");
+    let trimmed: i64 = redis::cmd("XTRIM")
+        .arg("{portcullis:rev}feed")
+        .arg("MAXLEN")
+        .arg(0)
+        .query_async(&mut raw)
+        .await
+        .expect("xtrim");
+    assert!(trimmed >= 1, "the revocation's feed entry is gone");
+    link.restore();
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = http_get(c, "/me", Some(&doomed)).await;
+        if answer.status == StatusCode::UNAUTHORIZED {
+            assert!(answer.header("www-authenticate").contains("token revoked"));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "C never learnt of the revocation: {}",
+            answer.status
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let after = store_c.stats();
+    assert!(after.gaps > before.gaps, "the gap was detected: {after:?}");
+    assert!(after.resyncs > before.resyncs, "and the hash reloaded: {after:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,15 +10,21 @@
 //! Redis sessions alone compile no JWT code:
 //! `portcullis-redis = { version = "0.1", default-features = false, features = ["sessions"] }`.
 //!
-//! The client is `redis` 1.x with its `ConnectionManager`: one multiplexed
-//! connection per store that reconnects by itself after an outage, so the
-//! layer recovers without an application restart. We chose it over `fred`
-//! for its smaller build and because the manager gives exactly the
-//! behaviour we need (fail fast while down, reconnect in the background),
-//! with per-command timeouts we set.
+//! Every store runs on one Redis, on a Redis Cluster, or on the primary a
+//! set of Sentinels names ([`RedisServers`]), with the same guarantees.
+//! The client is `redis` 1.x: on one node its `ConnectionManager`, on a
+//! Cluster its cluster connection (which follows `MOVED`/`ASK`, slot
+//! migrations and failovers), on Sentinel a connection that asks the
+//! Sentinels again after a failover. Each reconnects by itself after an
+//! outage, so the layer recovers without an application restart; while
+//! Redis is down, commands fail within the configured timeouts (a 503).
+//! We chose `redis` over `fred` for its smaller build and because it gives
+//! exactly the behaviour we need, with per-command timeouts we set.
 //!
 //! Every multi-step change is one Lua script (atomic on the server, one
-//! round trip); a read-only request costs one round trip.
+//! round trip); a read-only request costs one round trip. Scripts are
+//! called by hash and sent again after `NOSCRIPT` (a restarted or newly
+//! promoted node).
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -33,9 +39,23 @@
 //!
 //! # Redis Cluster
 //!
-//! The scripts address a session's rotation target and its subject index
-//! by name, which Redis Cluster does not allow across slots; this store is
-//! for a single Redis (or a primary with replicas) for now.
+//! Every key a script touches is passed in `KEYS`, and the keys of one
+//! script share a hash slot: everything of one principal (their
+//! sessions, the index of them, their refresh families, their "log out
+//! everywhere" generation) lives under the hash tag `{prefix + route}`,
+//! where the route ([`portcullis_core::Route`]) is carried by the session
+//! id and the family id, so a store finds the slot without a lookup. The
+//! revocation denylist and its feed share one tag. A test fails the build
+//! if a script names a key any other way.
+//!
+//! ```no_run
+//! use portcullis_redis::{RedisOptions, RedisServers, RedisSessionStore};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let cluster = RedisServers::cluster(["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"]);
+//! let store = RedisSessionStore::connect_with(cluster, RedisOptions::default()).await?;
+//! # Ok(()) }
+//! ```
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -47,7 +67,7 @@ mod revocation;
 #[cfg(feature = "sessions")]
 mod session;
 
-pub use connection::RedisOptions;
+pub use connection::{RedisConnection, RedisOptions, RedisServers, ReplicaAcks};
 #[cfg(feature = "sessions")]
 pub use portcullis_session::SessionStore;
 #[cfg(feature = "refresh")]
@@ -58,3 +78,6 @@ pub use revocation::{
 };
 #[cfg(feature = "sessions")]
 pub use session::RedisSessionStore;
+
+#[cfg(test)]
+mod script_keys;

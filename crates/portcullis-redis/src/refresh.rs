@@ -1,14 +1,15 @@
 //! Refresh-token families in Redis; every spend is one atomic Lua script.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
+use portcullis_core::Route;
 use portcullis_core::{StoreError, StoreFuture, StoreKind};
 use portcullis_refresh::{Family, RefreshStore, Spend, SpendRules};
-use redis::aio::ConnectionManager;
-use redis::{Script, Value};
+use redis::Value;
 
-use crate::connection::{RedisOptions, connect};
+use crate::connection::{Call, Connection, Lua, RedisOptions, RedisServers, connect};
 use portcullis_core::duration_millis as millis;
 
 fn unavailable(error: redis::RedisError) -> StoreError {
@@ -17,25 +18,35 @@ fn unavailable(error: redis::RedisError) -> StoreError {
 
 // One hash per family, whatever its number of rotations: `n` the live
 // token's number, `t` when it was made live, `d` when it idles out, `r`
-// revoked. It expires when the live token idles out (never past the
-// absolute deadline): then nothing of it can be spent.
+// revoked, `g` its subject's generation when it was made. It expires when
+// the live token idles out (never past the absolute deadline): then
+// nothing of it can be spent.
 
-// KEYS = family, subject set; ARGV = subject, scopes, created, absolute, idle deadline
+// KEYS = family, index, gen; ARGV = subject, scopes, created, absolute, idle deadline, index field
 const CREATE: &str = r"
-redis.call('HSET', KEYS[1], 'sub', ARGV[1], 'scopes', ARGV[2], 'c', ARGV[3], 'a', ARGV[4], 'r', '0', 'n', '0', 't', ARGV[3], 'd', ARGV[5])
+local g = redis.call('HGET', KEYS[3], ARGV[1]) or '0'
+redis.call('HSET', KEYS[1], 'sub', ARGV[1], 'scopes', ARGV[2], 'c', ARGV[3], 'a', ARGV[4], 'r', '0', 'n', '0', 't', ARGV[3], 'd', ARGV[5], 'g', g)
 redis.call('PEXPIREAT', KEYS[1], ARGV[5])
-redis.call('SADD', KEYS[2], KEYS[3])
-local ttl = redis.call('PTTL', KEYS[2])
-local wanted = tonumber(ARGV[4]) - tonumber(ARGV[3])
-if ttl < wanted then redis.call('PEXPIRE', KEYS[2], string.format('%.0f', wanted)) end
+redis.call('HSET', KEYS[2], ARGV[6], ARGV[4])
+local keep = tonumber(ARGV[4]) - tonumber(ARGV[3])
+for _, k in ipairs({KEYS[2], KEYS[3]}) do
+  if redis.call('PTTL', k) < keep then redis.call('PEXPIRE', k, string.format('%.0f', keep)) end
+end
+-- Sweep a few index entries of families past their absolute deadline.
+local sample = redis.call('HRANDFIELD', KEYS[2], 3, 'WITHVALUES')
+for i = 1, #sample, 2 do
+  if tonumber(sample[i + 1]) <= tonumber(ARGV[3]) then redis.call('HDEL', KEYS[2], sample[i]) end
+end
 return 1";
 
-// KEYS = family; ARGV = family id, seq, now, grace ms, idle ms, min interval ms
+// KEYS = family, gen; ARGV = family id, seq, now, grace ms, idle ms, min interval ms
 const SPEND: &str = r"
-local f = redis.call('HMGET', KEYS[1], 'sub', 'scopes', 'c', 'a', 'r', 'n', 't', 'd')
+local f = redis.call('HMGET', KEYS[1], 'sub', 'scopes', 'c', 'a', 'r', 'n', 't', 'd', 'g')
 if not f[1] then return {'unknown'} end
 local now = tonumber(ARGV[3])
 if f[5] == '1' or tonumber(f[4]) <= now then return {'ended'} end
+local current = redis.call('HGET', KEYS[2], f[1])
+if current and tonumber(current) > tonumber(f[9] or '0') then return {'ended'} end
 local out = {ARGV[1], f[1], f[2], f[3], f[4]}
 local seq, live = tonumber(ARGV[2]), tonumber(f[6])
 if seq == live then
@@ -59,33 +70,59 @@ if not fam[1] then return {} end
 if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'r', '1') end
 return {'found', ARGV[1], fam[1], fam[2], fam[3], fam[4]}";
 
-// KEYS = subject set; ARGV = prefix
-const REVOKE_SUBJECT: &str = r"
+// KEYS = index, gen; ARGV = subject, index field prefix. Moves the
+// subject to a new generation (every family made before is dead, indexed
+// or not) and returns the ids of its indexed families.
+const SUBJECT_FAMILIES: &str = r"
+redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+local keep = redis.call('PTTL', KEYS[1])
+if keep > 0 and redis.call('PTTL', KEYS[2]) < keep then redis.call('PEXPIRE', KEYS[2], keep) end
 local out = {}
-for _, fk in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if redis.call('EXISTS', fk) == 1 then
-    redis.call('HSET', fk, 'r', '1')
-    table.insert(out, string.sub(fk, #ARGV[1] + 4))
-  else
-    redis.call('SREM', KEYS[1], fk)
-  end
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(field, 1, #ARGV[2]) == ARGV[2] then table.insert(out, string.sub(field, #ARGV[2] + 1)) end
 end
 return out";
 
+// KEYS = index, family*; ARGV = index field prefix, id*. Marks each
+// family revoked; returns the ids of those that were still there.
+const REVOKE_FAMILIES: &str = r"
+local out = {}
+for i = 2, #KEYS do
+  local id = ARGV[i]
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('HSET', KEYS[i], 'r', '1')
+    table.insert(out, id)
+  end
+  redis.call('HDEL', KEYS[1], ARGV[1] .. id)
+end
+return out";
+
+/// Every script of the refresh store, for the static key check.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) const SCRIPTS: &[(&str, &str)] = &[
+    ("create", CREATE),
+    ("spend", SPEND),
+    ("family", FAMILY),
+    ("subject_families", SUBJECT_FAMILIES),
+    ("revoke_families", REVOKE_FAMILIES),
+];
+
 struct Scripts {
-    create: Script,
-    spend: Script,
-    family: Script,
-    revoke_subject: Script,
+    create: Lua,
+    spend: Lua,
+    family: Lua,
+    subject_families: Lua,
+    revoke_families: Lua,
 }
 
 fn scripts() -> &'static Scripts {
     static SCRIPTS: std::sync::OnceLock<Scripts> = std::sync::OnceLock::new();
     SCRIPTS.get_or_init(|| Scripts {
-        create: Script::new(CREATE),
-        spend: Script::new(SPEND),
-        family: Script::new(FAMILY),
-        revoke_subject: Script::new(REVOKE_SUBJECT),
+        create: Lua::new(CREATE),
+        spend: Lua::new(SPEND),
+        family: Lua::new(FAMILY),
+        subject_families: Lua::new(SUBJECT_FAMILIES),
+        revoke_families: Lua::new(REVOKE_FAMILIES),
     })
 }
 
@@ -93,24 +130,28 @@ fn scripts() -> &'static Scripts {
 /// tokens: a spend is one atomic script, so two instances spending one
 /// token at once never both rotate.
 ///
-/// Layout, under the prefix: `rf:{id}` per family (subject, scopes,
-/// created, absolute deadline, revoked, and the live token's number, when
-/// it was made live and when it idles out), `rs:{subject}` the set of a
-/// subject's family keys. One hash per family, whatever its number of
+/// Layout: everything of one subject lives under the hash tag
+/// `{prefix + route}`, the route every family id starts with
+/// ([`Route::of_subject`]), so on a Cluster it shares one slot:
+/// `{tag}rf:{id}` per family (subject, scopes, created, absolute deadline,
+/// revoked, the live token's number, when it was made live and when it
+/// idles out, and the subject's generation), `{tag}rs` the index of the
+/// route's families by subject, `{tag}rg` each subject's "revoke
+/// everything" generation (a family made before it is dead, even one that
+/// fell out of the index). One hash per family, whatever its number of
 /// rotations (tokens identify themselves). Keys expire with their
-/// deadlines. Like the
-/// session store, the scripts name keys across slots: a single Redis (or a
-/// primary with replicas), not Redis Cluster.
+/// deadlines. Spends and revocations are durable writes
+/// ([`RedisOptions::replica_acks`]).
 #[derive(Clone)]
 pub struct RedisRefreshStore {
-    connection: ConnectionManager,
-    prefix: String,
+    connection: Connection,
+    options: Arc<RedisOptions>,
 }
 
 impl fmt::Debug for RedisRefreshStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisRefreshStore")
-            .field("prefix", &self.prefix)
+            .field("prefix", &self.options.prefix)
             .finish_non_exhaustive()
     }
 }
@@ -147,34 +188,53 @@ fn parse_reply(reply: &[Value]) -> Result<(String, Option<Family>), StoreError> 
 }
 
 impl RedisRefreshStore {
-    /// Connects to `url`, failing if Redis cannot be reached now.
+    /// Connects to one Redis at `url`, failing if it cannot be reached now.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         Self::connect_with(url, RedisOptions::default()).await
     }
 
-    /// Connects with explicit options.
-    pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
-        let connection = connect(url, &options, StoreKind::Refresh).await?;
+    /// Connects to `servers` with explicit options.
+    pub async fn connect_with(servers: impl Into<RedisServers>, options: RedisOptions) -> Result<Self, StoreError> {
+        let connection = connect(&servers.into(), &options, StoreKind::Refresh, None).await?;
         Ok(Self {
             connection,
-            prefix: options.prefix,
+            options: Arc::new(options),
         })
     }
 
-    fn family_key(&self, id: &str) -> String {
-        format!("{}rf:{}", self.prefix, id)
+    fn family_key(&self, route: Route, id: &str) -> String {
+        format!("{}rf:{id}", self.options.tag(route))
+    }
+
+    fn index_key(&self, route: Route) -> String {
+        format!("{}rs", self.options.tag(route))
+    }
+
+    fn gen_key(&self, route: Route) -> String {
+        format!("{}rg", self.options.tag(route))
+    }
+
+    /// The index field prefix of `subject`: its length, `:`, itself, so
+    /// no subject's prefix is another's.
+    fn subject_prefix(subject: &str) -> String {
+        format!("{}:{subject}", subject.len())
     }
 
     async fn family_script(&self, id: &str, revoke: bool) -> Result<Option<Family>, StoreError> {
+        let Some(route) = Route::prefix_of(id) else {
+            return Ok(None);
+        };
         let mut connection = self.connection.clone();
-        let reply: Vec<Value> = scripts()
-            .family
-            .key(self.family_key(id))
+        let call = Call::new(&scripts().family)
+            .key(self.family_key(route, id))
             .arg(id)
-            .arg(if revoke { "1" } else { "0" })
-            .invoke_async(&mut connection)
-            .await
-            .map_err(unavailable)?;
+            .arg(if revoke { "1" } else { "0" });
+        let reply: Vec<Value> = if revoke {
+            call.run_durable(&mut connection, self.options.replica_acks).await
+        } else {
+            call.run(&mut connection).await
+        }
+        .map_err(unavailable)?;
         if reply.is_empty() {
             return Ok(None);
         }
@@ -186,22 +246,29 @@ impl RefreshStore for RedisRefreshStore {
     fn create(&self, family: &Family, idle: Duration) -> StoreFuture<'_, ()> {
         let family = family.clone();
         Box::pin(async move {
+            let route = Route::of_subject(&family.subject);
+            if Route::prefix_of(&family.id) != Some(route) {
+                return Err(StoreError::corrupt(
+                    StoreKind::Refresh,
+                    "a family id not routed to its subject (see Family::id)",
+                ));
+            }
             let mut connection = self.connection.clone();
             let idle_deadline = family
                 .created_ms
                 .saturating_add(millis(idle))
                 .min(family.absolute_deadline_ms);
-            let _: i64 = scripts()
-                .create
-                .key(self.family_key(&family.id))
-                .key(format!("{}rs:{}", self.prefix, family.subject))
-                .key(self.family_key(&family.id))
+            let _: i64 = Call::new(&scripts().create)
+                .key(self.family_key(route, &family.id))
+                .key(self.index_key(route))
+                .key(self.gen_key(route))
                 .arg(&family.subject)
                 .arg(family.scopes.join(" "))
                 .arg(family.created_ms)
                 .arg(family.absolute_deadline_ms)
                 .arg(idle_deadline)
-                .invoke_async(&mut connection)
+                .arg(format!("{}{}", Self::subject_prefix(&family.subject), family.id))
+                .run_durable(&mut connection, self.options.replica_acks)
                 .await
                 .map_err(unavailable)?;
             Ok(())
@@ -209,20 +276,22 @@ impl RefreshStore for RedisRefreshStore {
     }
 
     fn spend(&self, id: &str, seq: u64, now_ms: u64, rules: SpendRules) -> StoreFuture<'_, Spend> {
-        let key = self.family_key(id);
         let id = id.to_owned();
         Box::pin(async move {
+            let Some(route) = Route::prefix_of(&id) else {
+                return Ok(Spend::Unknown);
+            };
             let mut connection = self.connection.clone();
-            let reply: Vec<Value> = scripts()
-                .spend
-                .key(key)
+            let reply: Vec<Value> = Call::new(&scripts().spend)
+                .key(self.family_key(route, &id))
+                .key(self.gen_key(route))
                 .arg(&id)
                 .arg(seq)
                 .arg(now_ms)
                 .arg(millis(rules.grace))
                 .arg(millis(rules.idle))
                 .arg(millis(rules.min_interval))
-                .invoke_async(&mut connection)
+                .run_durable(&mut connection, self.options.replica_acks)
                 .await
                 .map_err(unavailable)?;
             let (kind, family) = parse_reply(&reply)?;
@@ -248,14 +317,31 @@ impl RefreshStore for RedisRefreshStore {
     }
 
     fn revoke_subject(&self, subject: &str) -> StoreFuture<'_, Vec<String>> {
-        let set = format!("{}rs:{}", self.prefix, subject);
+        let subject = subject.to_owned();
         Box::pin(async move {
+            let route = Route::of_subject(&subject);
+            let prefix = Self::subject_prefix(&subject);
             let mut connection = self.connection.clone();
-            scripts()
-                .revoke_subject
-                .key(set)
-                .arg(&self.prefix)
-                .invoke_async(&mut connection)
+            // The generation first: from then on every older family of the
+            // subject is dead, whatever happens next.
+            let ids: Vec<String> = Call::new(&scripts().subject_families)
+                .key(self.index_key(route))
+                .key(self.gen_key(route))
+                .arg(&subject)
+                .arg(&prefix)
+                .run_durable(&mut connection, self.options.replica_acks)
+                .await
+                .map_err(unavailable)?;
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut call = Call::new(&scripts().revoke_families).key(self.index_key(route));
+            for id in &ids {
+                call = call.key(self.family_key(route, id));
+            }
+            call.arg(&prefix)
+                .args(&ids)
+                .run_durable(&mut connection, self.options.replica_acks)
                 .await
                 .map_err(unavailable)
         })

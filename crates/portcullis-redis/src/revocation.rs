@@ -11,11 +11,10 @@ use portcullis_core::audit::TARGET as AUDIT;
 use portcullis_core::{StoreError, StoreFuture, StoreKind, epoch_millis};
 use portcullis_revocation::store_support::{Denylist, TokenFacts, decode_revocation, encode_target};
 use portcullis_revocation::{Revocation, RevocationStore, Revoked, Target};
-use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::streams::{StreamId, StreamRangeReply, StreamReadOptions, StreamReadReply};
-use redis::{AsyncCommands, Script};
+use redis::{AsyncCommands, Value};
 
-use crate::connection::{RedisOptions, connect};
+use crate::connection::{Call, Connection, Lua, RedisOptions, RedisServers, connect};
 
 fn unavailable(error: redis::RedisError) -> StoreError {
     StoreError::unavailable(StoreKind::Revocation, error)
@@ -48,19 +47,27 @@ for _, field in ipairs(stale) do
 end
 return 1";
 
+/// Every script of the revocation store, for the static key check.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) const SCRIPTS: &[(&str, &str)] = &[("revoke", REVOKE)];
+
 /// Revocations in Redis, asked on every check (one `HMGET` round trip).
 ///
-/// Layout, under the prefix: `rev:entries` is a hash from a target
-/// ([`encode_target`]) to `cutoff:expires`; `rev:expiry` a sorted set of
-/// the same targets by expiry (expired ones are dropped as new revocations
-/// arrive); `rev:feed` a stream of every revocation, which mirrors follow.
+/// Layout, all under the one hash tag `{prefix + "rev"}` (one slot on a
+/// Cluster: one shard's throughput is plenty for revocations, and a
+/// revocation is one atomic script): `entries` is a hash from a target
+/// ([`encode_target`]) to `cutoff:expires`; `expiry` a sorted set of the
+/// same targets by expiry (expired ones are dropped as new revocations
+/// arrive); `feed` a stream of every revocation, which mirrors follow. A
+/// revocation is a durable write ([`RedisOptions::replica_acks`]).
 ///
 /// For the per-request check prefer [`ReplicatedRevocationStore`]: this
 /// store is its writer, and the baseline the benchmarks compare it with.
 #[derive(Clone)]
 pub struct RedisRevocationStore {
-    connection: ConnectionManager,
+    connection: Connection,
     keys: Arc<Keys>,
+    options: Arc<RedisOptions>,
 }
 
 struct Keys {
@@ -77,28 +84,29 @@ impl fmt::Debug for RedisRevocationStore {
     }
 }
 
-fn script() -> &'static Script {
-    static SCRIPT: std::sync::OnceLock<Script> = std::sync::OnceLock::new();
-    SCRIPT.get_or_init(|| Script::new(REVOKE))
+fn script() -> &'static Lua {
+    static SCRIPT: std::sync::OnceLock<Lua> = std::sync::OnceLock::new();
+    SCRIPT.get_or_init(|| Lua::new(REVOKE))
 }
 
 impl RedisRevocationStore {
-    /// Connects to `url`, failing if Redis cannot be reached now.
+    /// Connects to one Redis at `url`, failing if it cannot be reached now.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         Self::connect_with(url, RedisOptions::default()).await
     }
 
-    /// Connects with explicit options.
-    pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
-        let connection = connect(url, &options, StoreKind::Revocation).await?;
-        let prefix = options.prefix;
+    /// Connects to `servers` with explicit options.
+    pub async fn connect_with(servers: impl Into<RedisServers>, options: RedisOptions) -> Result<Self, StoreError> {
+        let connection = connect(&servers.into(), &options, StoreKind::Revocation, None).await?;
+        let tag = options.shared_tag("rev");
         Ok(Self {
             connection,
             keys: Arc::new(Keys {
-                entries: format!("{prefix}rev:entries"),
-                expiry: format!("{prefix}rev:expiry"),
-                feed: format!("{prefix}rev:feed"),
+                entries: format!("{tag}entries"),
+                expiry: format!("{tag}expiry"),
+                feed: format!("{tag}feed"),
             }),
+            options: Arc::new(options),
         })
     }
 
@@ -123,7 +131,7 @@ impl RevocationStore for RedisRevocationStore {
     fn revoke(&self, revocation: Revocation) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             let mut connection = self.connection.clone();
-            let _: i64 = script()
+            let _: i64 = Call::new(script())
                 .key(&self.keys.entries)
                 .key(&self.keys.expiry)
                 .key(&self.keys.feed)
@@ -132,7 +140,7 @@ impl RevocationStore for RedisRevocationStore {
                 .arg(revocation.expires_ms)
                 .arg(now_ms())
                 .arg(FEED_LENGTH)
-                .invoke_async(&mut connection)
+                .run_durable(&mut connection, self.options.replica_acks)
                 .await
                 .map_err(unavailable)?;
             Ok(())
@@ -240,6 +248,12 @@ pub struct MirrorStats {
     pub applied: u64,
     /// Full resynchronizations (the first load included).
     pub resyncs: u64,
+    /// Reconnections that read on from the last entry seen (the stream
+    /// still held everything after it).
+    pub catch_ups: u64,
+    /// Reconnections that found a gap (the stream trimmed past the last
+    /// entry seen, or no longer reaching it) and so resynchronized.
+    pub gaps: u64,
     /// Propagation delays of the revocations applied from the feed (from
     /// Redis's timestamp of the entry to the mirror applying it), the
     /// latest 1,024.
@@ -258,6 +272,8 @@ struct Shared {
     connected: AtomicBool,
     applied: AtomicU64,
     resyncs: AtomicU64,
+    catch_ups: AtomicU64,
+    gaps: AtomicU64,
     delays: Mutex<std::collections::VecDeque<Duration>>,
 }
 
@@ -271,9 +287,12 @@ struct Shared {
 /// [`start`](ReplicatedRevocationStore::start) returns: a node is not
 /// ready without its denylist), then follows the stream with blocking
 /// reads. A stream, not pub/sub, because it has no gap: a node reads on
-/// from the last entry it saw. After a lost connection the node reloads the
-/// hash, then follows the stream from its end as it was before the reload,
-/// so nothing revoked meanwhile is missed. The mirror merges and never
+/// from the last entry it saw. After a lost connection (a restart, a
+/// Cluster or Sentinel failover) the node reads on from that entry when the
+/// stream still holds everything after it; when it does not (trimmed past
+/// it, or a new primary that lost writes) it reloads the hash, then
+/// follows the stream from its end as it was before the reload, so nothing
+/// revoked meanwhile is missed. The mirror merges and never
 /// drops an unexpired entry, even one Redis has lost (a restart without
 /// persistence).
 ///
@@ -319,16 +338,25 @@ impl fmt::Debug for ReplicatedRevocationStore {
 
 /// The feed's own connection: its reads block, so it shares nothing.
 struct Feed {
-    connection: MultiplexedConnection,
+    connection: Connection,
     last_id: String,
 }
 
+/// A stream entry id, `ms-seq`, as a pair that orders like the stream.
+fn entry_id(text: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = text.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
 impl Feed {
-    async fn connect(client: &redis::Client, options: &ReplicationOptions) -> Result<Self, redis::RedisError> {
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(options.redis.connection_timeout))
-            .set_response_timeout(Some(options.heartbeat + options.redis.response_timeout));
-        let connection = client.get_multiplexed_async_connection_with_config(&config).await?;
+    async fn connect(servers: &RedisServers, options: &ReplicationOptions) -> Result<Self, StoreError> {
+        let connection = connect(
+            servers,
+            &options.redis,
+            StoreKind::Revocation,
+            Some(options.heartbeat + options.redis.response_timeout),
+        )
+        .await?;
         Ok(Self {
             connection,
             last_id: "0-0".into(),
@@ -368,6 +396,51 @@ impl Feed {
             cursor = next;
         }
         shared.resyncs.fetch_add(1, Ordering::Relaxed);
+        shared.last_contact_ms.store(now_ms(), Ordering::Release);
+        shared.connected.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// After a lost connection (a restart, a failover): reads on from the
+    /// last entry seen when the stream still holds everything after it,
+    /// else resynchronizes from the hash. The stream still holds everything
+    /// after that entry exactly when it still holds the entry itself:
+    /// trimming drops the oldest entries first. An entry gone — trimmed
+    /// past, or never replicated to a new primary, or the stream itself
+    /// lost — is a gap. Before any entry was seen, a gap is an entry added
+    /// and trimmed since (`entries-added` above the length).
+    async fn recover(&mut self, shared: &Shared, last_id: String) -> Result<(), redis::RedisError> {
+        self.last_id = last_id;
+        let feed = &shared.writer.keys.feed;
+        let gap = if entry_id(&self.last_id).is_none_or(|seen| seen == (0, 0)) {
+            let info: Result<std::collections::HashMap<String, Value>, redis::RedisError> = redis::cmd("XINFO")
+                .arg("STREAM")
+                .arg(feed)
+                .query_async(&mut self.connection)
+                .await;
+            match info {
+                Ok(info) => {
+                    let number = |name: &str| {
+                        info.get(name)
+                            .and_then(|value| redis::from_redis_value_ref::<u64>(value).ok())
+                    };
+                    number("entries-added") != number("length")
+                }
+                Err(error) if error.to_string().contains("no such key") => false,
+                Err(error) => return Err(error),
+            }
+        } else {
+            let still_there: StreamRangeReply = self
+                .connection
+                .xrange_count(feed, &self.last_id, &self.last_id, 1)
+                .await?;
+            still_there.ids.is_empty()
+        };
+        if gap {
+            shared.gaps.fetch_add(1, Ordering::Relaxed);
+            return self.resync(shared).await;
+        }
+        shared.catch_ups.fetch_add(1, Ordering::Relaxed);
         shared.last_contact_ms.store(now_ms(), Ordering::Release);
         shared.connected.store(true, Ordering::Release);
         Ok(())
@@ -414,23 +487,24 @@ fn apply(shared: &Shared, entry: &StreamId, now: u64) {
     }
 }
 
-async fn run_feed(mut feed: Feed, client: redis::Client, shared: Arc<Shared>) {
+async fn run_feed(mut feed: Feed, servers: RedisServers, shared: Arc<Shared>) {
     loop {
         if let Err(error) = feed.follow(&shared).await {
             shared.connected.store(false, Ordering::Release);
             tracing::warn!(target: AUDIT, layer = "revocation", error = %error, "revocation feed lost; reconnecting");
+            let last_id = std::mem::take(&mut feed.last_id);
             let mut backoff = Duration::from_millis(50);
             feed = loop {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
-                let Ok(mut fresh) = Feed::connect(&client, &shared.options).await else {
+                let Ok(mut fresh) = Feed::connect(&servers, &shared.options).await else {
                     continue;
                 };
-                if fresh.resync(&shared).await.is_ok() {
+                if fresh.recover(&shared, last_id.clone()).await.is_ok() {
                     break fresh;
                 }
             };
-            tracing::warn!(target: AUDIT, layer = "revocation", "revocation feed restored; mirror resynchronized");
+            tracing::warn!(target: AUDIT, layer = "revocation", "revocation feed restored; mirror caught up");
         }
     }
 }
@@ -440,9 +514,9 @@ impl ReplicatedRevocationStore {
     /// following the feed (a task on the current tokio runtime). Fails if
     /// Redis cannot be reached now: a node without its denylist is not
     /// ready.
-    pub async fn start(url: &str, options: ReplicationOptions) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        let writer = RedisRevocationStore::connect_with(url, options.redis.clone()).await?;
+    pub async fn start(servers: impl Into<RedisServers>, options: ReplicationOptions) -> Result<Self, StoreError> {
+        let servers = servers.into();
+        let writer = RedisRevocationStore::connect_with(servers.clone(), options.redis.clone()).await?;
         let shared = Arc::new(Shared {
             denylist: Denylist::default(),
             max_staleness_ms: u64::try_from(options.max_staleness.as_millis()).unwrap_or(u64::MAX),
@@ -453,11 +527,13 @@ impl ReplicatedRevocationStore {
             connected: AtomicBool::new(false),
             applied: AtomicU64::new(0),
             resyncs: AtomicU64::new(0),
+            catch_ups: AtomicU64::new(0),
+            gaps: AtomicU64::new(0),
             delays: Mutex::default(),
         });
-        let mut feed = Feed::connect(&client, &shared.options).await.map_err(unavailable)?;
+        let mut feed = Feed::connect(&servers, &shared.options).await?;
         feed.resync(&shared).await.map_err(unavailable)?;
-        let task = tokio::spawn(run_feed(feed, client, shared.clone()));
+        let task = tokio::spawn(run_feed(feed, servers, shared.clone()));
         Ok(Self {
             shared,
             _feed: Arc::new(AbortOnDrop(task)),
@@ -472,6 +548,8 @@ impl ReplicatedRevocationStore {
             connected: shared.connected.load(Ordering::Acquire),
             applied: shared.applied.load(Ordering::Relaxed),
             resyncs: shared.resyncs.load(Ordering::Relaxed),
+            catch_ups: shared.catch_ups.load(Ordering::Relaxed),
+            gaps: shared.gaps.load(Ordering::Relaxed),
             recent_delays: shared
                 .delays
                 .lock()

@@ -3,198 +3,347 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis_core::Principal;
+use portcullis_core::{Principal, Route};
 use portcullis_session::{Changes, SessionKey, SessionRecord, SessionStore, StoreError, StoreFuture, StoreKind};
-use redis::aio::ConnectionManager;
+use redis::Value;
 
-use crate::connection::{RedisOptions, connect};
-use redis::{Script, Value};
+use crate::connection::{Call, Connection, Lua, RedisOptions, RedisServers, connect};
 
-/// Sessions in Redis: one hash per session, keyed by the session key (a
-/// keyed hash of the id, never the id), and one set per principal.
+/// Sessions in Redis — one node, a Cluster or a Sentinel-watched primary
+/// ([`RedisServers`]) — keyed by the session key (a keyed hash of the id,
+/// never the id).
 ///
-/// Layout, under the prefix: `s:{key}` is a hash with the metadata fields
-/// (`_principal`, `_scopes`, `_created`, `_idle`, `_absolute`, `_seen`,
-/// `_ua`) and one `d:{name}` field per value, so writes to different keys
-/// never overwrite each other; a rotated-away key holds only `_moved_to`
-/// for its grace period. `principal:{principal key}` is the set of a
-/// principal's session keys, by [`Principal::key`]'s unambiguous
-/// `{issuer length}:{issuer}{subject}` (never the subject alone: another
-/// issuer's `alice` is someone else). Every key expires on its own
-/// (`PEXPIRE`).
+/// Layout: everything of one principal lives under the hash tag
+/// `{prefix + route}` ([`SessionKey::route`], which the layer sets to the
+/// principal's [`Route`]), so on a Cluster it shares one slot and every
+/// change is one atomic script:
+///
+/// - `{tag}s:{key}` — a hash with the metadata fields (`_principal`,
+///   `_scopes`, `_created`, `_idle`, `_absolute`, `_seen`, `_ua`, `_gen`)
+///   and one `d:{name}` field per value, so writes to different keys never
+///   overwrite each other. A rotated-away key holds only `_moved_to` for
+///   its grace period.
+/// - `{tag}idx` — the index of the route's logged-in sessions: one field
+///   per session, its key followed by its principal's canonical
+///   [`Principal::key`] (never the subject alone: another issuer's `alice`
+///   is someone else), valued with the absolute deadline so stale entries
+///   are swept as new sessions arrive.
+/// - `{tag}gen` — per principal, the "log out everywhere" generation: a
+///   session made before its principal's current generation is dead on
+///   load, even one that fell out of the index (an eviction, a lost write).
+///
+/// A read costs one round trip (two while a grace alias points across
+/// routes). Every key a script touches is passed in `KEYS`; a rotation
+/// from one route to another (an anonymous session logging in) is two
+/// scripts, ordered so that a logout meanwhile stays final: the new record
+/// is written first, under an id nobody holds yet, and removed again if the
+/// old one turns out to have ended.
 #[derive(Clone)]
 pub struct RedisSessionStore {
-    connection: ConnectionManager,
-    prefix: String,
-    scripts: &'static Scripts,
+    connection: Connection,
+    options: Arc<RedisOptions>,
 }
 
 impl fmt::Debug for RedisSessionStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisSessionStore")
-            .field("prefix", &self.prefix)
+            .field("prefix", &self.options.prefix)
             .finish_non_exhaustive()
     }
 }
 
-struct Scripts {
-    load: Script,
-    create: Script,
-    update: Script,
-    rotate: Script,
-    delete: Script,
-    sessions_of: Script,
-    delete_all_of: Script,
-}
-
-fn scripts() -> &'static Scripts {
-    static SCRIPTS: std::sync::OnceLock<Scripts> = std::sync::OnceLock::new();
-    SCRIPTS.get_or_init(|| Scripts {
-        // ARGV[1] = prefix
-        load: Script::new(
-            r"
-            local h = redis.call('HGETALL', KEYS[1])
-            for i = 1, #h, 2 do
-              if h[i] == '_moved_to' then return redis.call('HGETALL', ARGV[1] .. 's:' .. h[i + 1]) end
-            end
-            return h",
-        ),
-        // ARGV = prefix, ttl_ms, member, index_ttl_ms, field/value pairs…
-        create: Script::new(CREATE),
-        // ARGV = prefix, nset, (name, value)*, nremove, name*, touch, idle, seen, ttl_ms
-        update: Script::new(
-            r"
-            local key = KEYS[1]
-            local moved = redis.call('HGET', key, '_moved_to')
-            if moved then key = ARGV[1] .. 's:' .. moved end
-            if redis.call('HEXISTS', key, '_created') == 0 then return 0 end
-            local i = 2
-            local n = tonumber(ARGV[i]); i = i + 1
-            for _ = 1, n do redis.call('HSET', key, 'd:' .. ARGV[i], ARGV[i + 1]); i = i + 2 end
-            n = tonumber(ARGV[i]); i = i + 1
-            for _ = 1, n do redis.call('HDEL', key, 'd:' .. ARGV[i]); i = i + 1 end
-            if ARGV[i] == '1' then
-              redis.call('HSET', key, '_idle', ARGV[i + 1], '_seen', ARGV[i + 2])
-              redis.call('PEXPIRE', key, ARGV[i + 3])
-            end
-            return 1",
-        ),
-        // KEYS = old, new; ARGV = prefix, ttl_ms, new member, index_ttl_ms, grace_ms ('' for none), old member, pairs…
-        rotate: Script::new(ROTATE),
-        // KEYS = key; ARGV = prefix
-        delete: Script::new(
-            r"
-            local function drop(key, member)
-              local principal = redis.call('HGET', key, '_principal')
-              if principal then redis.call('SREM', ARGV[1] .. 'principal:' .. principal, member) end
-              redis.call('DEL', key)
-            end
-            local moved = redis.call('HGET', KEYS[1], '_moved_to')
-            if moved then drop(ARGV[1] .. 's:' .. moved, moved) end
-            drop(KEYS[1], ARGV[2])
-            return 1",
-        ),
-        // KEYS = index; ARGV = prefix
-        sessions_of: Script::new(
-            r"
-            local out = {}
-            for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-              local h = redis.call('HGETALL', ARGV[1] .. 's:' .. member)
-              if #h == 0 then redis.call('SREM', KEYS[1], member)
-              else table.insert(out, member); table.insert(out, h) end
-            end
-            return out",
-        ),
-        // KEYS = index; ARGV = prefix
-        delete_all_of: Script::new(
-            r"
-            local ended = 0
-            for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-              ended = ended + redis.call('DEL', ARGV[1] .. 's:' .. member)
-            end
-            redis.call('DEL', KEYS[1])
-            return ended",
-        ),
-    })
-}
-
-/// The Lua function both `create` and `rotate` use to write a record and
-/// index it under its principal.
-macro_rules! create_fn {
+/// The Lua functions the scripts share. `live(key, gen)` is the record
+/// under `key` if it is live (created, and of its principal's current
+/// generation); `create` writes and indexes a record; `retire` removes a
+/// live record (and its index entry), leaving grace aliases if asked.
+macro_rules! functions {
     () => {
         r"
-local function create(key, ttl, member, index_ttl, first)
+local function live(key, gen)
+  local f = redis.call('HMGET', key, '_created', '_principal', '_gen')
+  if not f[1] then return false end
+  if f[2] then
+    local current = redis.call('HGET', gen, f[2])
+    if current and tonumber(current) > tonumber(f[3] or '0') then return false end
+  end
+  return true, f[2]
+end
+local function create(key, idx, gen, ttl, member, deadline, principal, first)
   redis.call('DEL', key)
   redis.call('HSET', key, unpack(ARGV, first))
-  redis.call('PEXPIRE', key, ttl)
-  local principal = redis.call('HGET', key, '_principal')
-  if principal then
-    local index = ARGV[1] .. 'principal:' .. principal
-    redis.call('SADD', index, member)
-    if redis.call('PTTL', index) < tonumber(index_ttl) then redis.call('PEXPIRE', index, index_ttl) end
+  if principal ~= '' then
+    redis.call('HSET', key, '_gen', redis.call('HGET', gen, principal) or '0')
+    redis.call('HSET', idx, member .. principal, deadline)
+    local keep = tonumber(deadline) - tonumber(ARGV[1])
+    for _, k in ipairs({idx, gen}) do
+      if redis.call('PTTL', k) < keep then redis.call('PEXPIRE', k, string.format('%.0f', keep)) end
+    end
+    -- Sweep a few index entries whose sessions reached their deadline.
+    local sample = redis.call('HRANDFIELD', idx, 3, 'WITHVALUES')
+    for i = 1, #sample, 2 do
+      if tonumber(sample[i + 1]) <= tonumber(ARGV[1]) then redis.call('HDEL', idx, sample[i]) end
+    end
   end
+  redis.call('PEXPIRE', key, ttl)
 end
 "
     };
 }
 
-const CREATE: &str = concat!(create_fn!(), "create(KEYS[1], ARGV[2], ARGV[3], ARGV[4], 5)\nreturn 1");
+// Every script: ARGV[1] = now (ms).
 
-// Finality: nothing is written when the old key resolves to no live
-// record (a logout meanwhile). Through a grace alias, the record it points
-// to is the one moved: one live session, never two.
-const ROTATE: &str = concat!(
-    create_fn!(),
+// KEYS = session, gen. A record, nothing (`{}`), or `{'@moved', member}`.
+// One HGETALL, and one HGET of the generation for a logged-in session.
+const LOAD: &str = r"
+local h = redis.call('HGETALL', KEYS[1])
+local principal, gen
+for i = 1, #h, 2 do
+  local name = h[i]
+  if name == '_moved_to' then return {'@moved', h[i + 1]}
+  elseif name == '_principal' then principal = h[i + 1]
+  elseif name == '_gen' then gen = h[i + 1] end
+end
+if principal then
+  local current = redis.call('HGET', KEYS[2], principal)
+  if current and tonumber(current) > tonumber(gen or '0') then return {} end
+end
+return h";
+
+// KEYS = session, idx, gen; ARGV = now, ttl, member, deadline, principal, pairs…
+const CREATE: &str = concat!(
+    functions!(),
+    "create(KEYS[1], KEYS[2], KEYS[3], ARGV[2], ARGV[3], ARGV[4], ARGV[5], 6)\nreturn 1"
+);
+
+// KEYS = session, gen; ARGV = now, nset, (name, value)*, nremove, name*, touch, idle, seen, ttl
+const UPDATE: &str = concat!(
+    functions!(),
     r"
-local live, live_member = KEYS[1], ARGV[6]
 local moved = redis.call('HGET', KEYS[1], '_moved_to')
-if moved then live, live_member = ARGV[1] .. 's:' .. moved, moved end
-if redis.call('HEXISTS', live, '_created') == 0 then return 0 end
-local old_principal = redis.call('HGET', live, '_principal')
-if old_principal then redis.call('SREM', ARGV[1] .. 'principal:' .. old_principal, live_member) end
-redis.call('DEL', live)
-redis.call('DEL', KEYS[1])
-create(KEYS[2], ARGV[2], ARGV[3], ARGV[4], 7)
-if ARGV[5] ~= '' then
-  for _, key in ipairs({live, KEYS[1]}) do
-    redis.call('HSET', key, '_moved_to', ARGV[3])
-    redis.call('PEXPIRE', key, ARGV[5])
-  end
+if moved then return {'@moved', moved} end
+if not live(KEYS[1], KEYS[2]) then return 0 end
+local i = 2
+local n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do redis.call('HSET', KEYS[1], 'd:' .. ARGV[i], ARGV[i + 1]); i = i + 2 end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do redis.call('HDEL', KEYS[1], 'd:' .. ARGV[i]); i = i + 1 end
+if ARGV[i] == '1' then
+  redis.call('HSET', KEYS[1], '_idle', ARGV[i + 1], '_seen', ARGV[i + 2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[i + 3])
 end
 return 1"
 );
 
+// Removes the live record KEYS[2] that KEYS[1] resolves to (itself, or
+// through the alias the caller found: ARGV[2] names it, '' for none),
+// with grace aliases to ARGV[5] for ARGV[4] ms ('' for none). 0 when
+// there is no live record (a logout meanwhile: nothing is written);
+// `{'@moved', member}` when the alias is not the one the caller declared.
+macro_rules! retire {
+    () => {
+        r"
+local function retire(old, target, idx, gen, expected, target_member, grace, new_member)
+  local moved = redis.call('HGET', old, '_moved_to')
+  if (moved or '') ~= expected then return {'@moved', moved or ''} end
+  local ok, principal = live(target, gen)
+  if not ok then return 0 end
+  if principal then redis.call('HDEL', idx, target_member .. principal) end
+  redis.call('DEL', target)
+  redis.call('DEL', old)
+  if grace ~= '' then
+    for _, k in ipairs({target, old}) do
+      redis.call('HSET', k, '_moved_to', new_member)
+      redis.call('PEXPIRE', k, grace)
+    end
+  end
+  return 1
+end
+"
+    };
+}
+
+// KEYS = old, target, idx, gen; ARGV = now, expected alias, target member, grace, new member
+const RETIRE: &str = concat!(
+    functions!(),
+    retire!(),
+    "return retire(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[2], ARGV[3], ARGV[4], ARGV[5])"
+);
+
+// Rotation within one route: retire and create in one step.
+// KEYS = old, target, new, idx, gen;
+// ARGV = now, expected alias, target member, grace, new member, ttl, deadline, principal, pairs…
+const ROTATE: &str = concat!(
+    functions!(),
+    retire!(),
+    r"
+local retired = retire(KEYS[1], KEYS[2], KEYS[4], KEYS[5], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+if retired ~= 1 then return retired end
+create(KEYS[3], KEYS[4], KEYS[5], ARGV[6], ARGV[5], ARGV[7], ARGV[8], 9)
+return 1"
+);
+
+// KEYS = session, idx; ARGV = now, member, follow ('1': report an alias
+// instead of deleting it)
+const DELETE: &str = r"
+local moved = redis.call('HGET', KEYS[1], '_moved_to')
+if moved and ARGV[3] == '1' then return {'@moved', moved} end
+local principal = redis.call('HGET', KEYS[1], '_principal')
+if principal then redis.call('HDEL', KEYS[2], ARGV[2] .. principal) end
+return redis.call('DEL', KEYS[1])";
+
+// KEYS = idx; ARGV = now, principal. The members of the principal's
+// sessions in the index.
+const MEMBERS: &str = r"
+local out = {}
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(field, 65) == ARGV[2] then table.insert(out, string.sub(field, 1, 64)) end
+end
+return out";
+
+// KEYS = idx, gen, session*; ARGV = now, principal, end ('1' to delete),
+// member*. Each session's record (`{}` when gone; its index entry is
+// dropped), or with end = '1' the number of live sessions deleted, after
+// which the principal moves to a new generation: every older session of
+// theirs, listed here or not (created meanwhile, or fallen out of the
+// index), is dead on load.
+const SESSIONS: &str = concat!(
+    functions!(),
+    r"
+local out, ended = {}, 0
+for i = 3, #KEYS do
+  local member = ARGV[i + 1]
+  local ok, principal = live(KEYS[i], KEYS[2])
+  if ok and principal == ARGV[2] then
+    if ARGV[3] == '1' then
+      redis.call('DEL', KEYS[i]); ended = ended + 1
+      redis.call('HDEL', KEYS[1], member .. ARGV[2])
+    else
+      table.insert(out, member); table.insert(out, redis.call('HGETALL', KEYS[i]))
+    end
+  else
+    redis.call('HDEL', KEYS[1], member .. ARGV[2])
+  end
+end
+if ARGV[3] == '1' then
+  redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+  local keep = redis.call('PTTL', KEYS[1])
+  if keep > 0 and redis.call('PTTL', KEYS[2]) < keep then redis.call('PEXPIRE', KEYS[2], keep) end
+  return ended
+end
+return out"
+);
+
+/// Every script of the session store, for the static key check.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) const SCRIPTS: &[(&str, &str)] = &[
+    ("load", LOAD),
+    ("create", CREATE),
+    ("update", UPDATE),
+    ("retire", RETIRE),
+    ("rotate", ROTATE),
+    ("delete", DELETE),
+    ("members", MEMBERS),
+    ("sessions", SESSIONS),
+];
+
+struct Scripts {
+    load: Lua,
+    create: Lua,
+    update: Lua,
+    retire: Lua,
+    rotate: Lua,
+    delete: Lua,
+    members: Lua,
+    sessions: Lua,
+}
+
+fn scripts() -> &'static Scripts {
+    static SCRIPTS: std::sync::OnceLock<Scripts> = std::sync::OnceLock::new();
+    SCRIPTS.get_or_init(|| Scripts {
+        load: Lua::new(LOAD),
+        create: Lua::new(CREATE),
+        update: Lua::new(UPDATE),
+        retire: Lua::new(RETIRE),
+        rotate: Lua::new(ROTATE),
+        delete: Lua::new(DELETE),
+        members: Lua::new(MEMBERS),
+        sessions: Lua::new(SESSIONS),
+    })
+}
+
+/// How many grace aliases a read follows: the layer never chains them
+/// (a rotation through an alias re-points it), so one is the most seen.
+const MAX_ALIAS_HOPS: usize = 2;
+
 fn ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+fn now_ms() -> u64 {
+    portcullis_core::epoch_millis(std::time::SystemTime::now())
 }
 
 fn unavailable(error: redis::RedisError) -> StoreError {
     StoreError::unavailable(StoreKind::Session, error)
 }
 
+fn corrupt(what: impl fmt::Display) -> StoreError {
+    StoreError::corrupt(StoreKind::Session, what)
+}
+
+/// A script's answer: its value, or the alias it stopped at.
+enum Answer {
+    Value(Value),
+    Moved(String),
+}
+
+fn answer(value: Value) -> Answer {
+    if let Value::Array(items) = &value
+        && let [Value::BulkString(marker), Value::BulkString(member)] = items.as_slice()
+        && marker == b"@moved"
+    {
+        return Answer::Moved(String::from_utf8_lossy(member).into_owned());
+    }
+    Answer::Value(value)
+}
+
 impl RedisSessionStore {
-    /// Connects to `url` (`redis://…`), failing if Redis cannot be reached
-    /// now.
+    /// Connects to one Redis at `url` (`redis://…`), failing if it cannot
+    /// be reached now.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         Self::connect_with(url, RedisOptions::default()).await
     }
 
-    /// Connects with explicit options.
-    pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
-        let connection = connect(url, &options, StoreKind::Session).await?;
+    /// Connects to `servers` (one node, a Cluster, or a Sentinel-watched
+    /// primary) with explicit options.
+    pub async fn connect_with(servers: impl Into<RedisServers>, options: RedisOptions) -> Result<Self, StoreError> {
+        let connection = connect(&servers.into(), &options, StoreKind::Session, None).await?;
         Ok(Self {
             connection,
-            prefix: options.prefix,
-            scripts: scripts(),
+            options: Arc::new(options),
         })
     }
 
-    fn session_key(&self, key: &SessionKey) -> String {
-        format!("{}s:{}", self.prefix, key.to_hex())
+    fn session_key_of(&self, route: Route, member: &str) -> String {
+        format!("{}s:{member}", self.options.tag(route))
     }
 
-    fn index_key(&self, principal: &Principal) -> String {
-        format!("{}principal:{}", self.prefix, principal.key())
+    fn session_key(&self, key: &SessionKey) -> String {
+        self.session_key_of(key.route(), &key.to_hex())
+    }
+
+    fn idx(&self, route: Route) -> String {
+        format!("{}idx", self.options.tag(route))
+    }
+
+    fn gen_key(&self, route: Route) -> String {
+        format!("{}gen", self.options.tag(route))
+    }
+
+    /// The key and route of an alias's target.
+    fn target(member: &str) -> Result<(SessionKey, Route), StoreError> {
+        let key = SessionKey::from_hex(member).ok_or_else(|| corrupt("field _moved_to"))?;
+        Ok((key, key.route()))
     }
 
     fn fields(record: &SessionRecord) -> Vec<String> {
@@ -222,11 +371,78 @@ impl RedisSessionStore {
         fields
     }
 
-    fn index_ttl(record: &SessionRecord) -> u64 {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        record.absolute_deadline_ms.saturating_sub(now).max(1)
+    /// A record's principal, checked to be routed where its key is.
+    fn principal_of(record: &SessionRecord, key: &SessionKey) -> Result<String, StoreError> {
+        match &record.principal {
+            Some(principal) if Route::of(principal) != key.route() => Err(corrupt(
+                "a session key not routed to its principal (see SessionKey::route)",
+            )),
+            Some(principal) => Ok(principal.key()),
+            None => Ok(String::new()),
+        }
+    }
+
+    async fn create_record(&self, key: &SessionKey, record: &SessionRecord, ttl: Duration) -> Result<(), StoreError> {
+        let principal = Self::principal_of(record, key)?;
+        let route = key.route();
+        let mut connection = self.connection.clone();
+        let _: i64 = Call::new(&scripts().create)
+            .key(self.session_key(key))
+            .key(self.idx(route))
+            .key(self.gen_key(route))
+            .arg(now_ms())
+            .arg(ms(ttl))
+            .arg(key.to_hex())
+            .arg(record.absolute_deadline_ms)
+            .arg(principal)
+            .args(Self::fields(record))
+            .run_durable(&mut connection, self.options.replica_acks)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn delete_one(&self, key: &SessionKey, follow: bool) -> Result<Option<String>, StoreError> {
+        let mut connection = self.connection.clone();
+        let reply: Value = Call::new(&scripts().delete)
+            .key(self.session_key(key))
+            .key(self.idx(key.route()))
+            .arg(now_ms())
+            .arg(key.to_hex())
+            .arg(if follow { "1" } else { "0" })
+            .run_durable(&mut connection, self.options.replica_acks)
+            .await
+            .map_err(unavailable)?;
+        Ok(match answer(reply) {
+            Answer::Moved(member) => Some(member),
+            Answer::Value(_) => None,
+        })
+    }
+
+    /// The members (key hex) of `principal`'s indexed sessions.
+    async fn members(&self, principal: &Principal) -> Result<Vec<String>, StoreError> {
+        let mut connection = self.connection.clone();
+        Call::new(&scripts().members)
+            .key(self.idx(Route::of(principal)))
+            .arg(now_ms())
+            .arg(principal.key())
+            .run(&mut connection)
+            .await
+            .map_err(unavailable)
+    }
+
+    fn sessions_call(&self, principal: &Principal, members: &[String], end: bool) -> Call {
+        let route = Route::of(principal);
+        let mut call = Call::new(&scripts().sessions)
+            .key(self.idx(route))
+            .key(self.gen_key(route));
+        for member in members {
+            call = call.key(self.session_key_of(route, member));
+        }
+        call.arg(now_ms())
+            .arg(principal.key())
+            .arg(if end { "1" } else { "0" })
+            .args(members)
     }
 }
 
@@ -244,7 +460,7 @@ fn parse_record(flat: Vec<String>) -> Result<Option<SessionRecord>, StoreError> 
         fields
             .get(name)
             .and_then(|v| v.parse().ok())
-            .ok_or_else(|| StoreError::corrupt(StoreKind::Session, format!("field {name}")))
+            .ok_or_else(|| corrupt(format!("field {name}")))
     };
     let mut record = SessionRecord::default();
     record.created_ms = number("_created")?;
@@ -252,16 +468,12 @@ fn parse_record(flat: Vec<String>) -> Result<Option<SessionRecord>, StoreError> 
     record.absolute_deadline_ms = number("_absolute")?;
     record.last_seen_ms = number("_seen")?;
     record.principal = match fields.get("_principal") {
-        Some(key) => {
-            Some(Principal::from_key(key).ok_or_else(|| StoreError::corrupt(StoreKind::Session, "field _principal"))?)
-        }
+        Some(key) => Some(Principal::from_key(key).ok_or_else(|| corrupt("field _principal"))?),
         None => None,
     };
     record.user_agent = fields.get("_ua").cloned();
     record.scopes = match fields.get("_scopes") {
-        Some(text) => {
-            serde_json::from_str(text).map_err(|_| StoreError::corrupt(StoreKind::Session, "field _scopes"))?
-        }
+        Some(text) => serde_json::from_str(text).map_err(|_| corrupt("field _scopes"))?,
         None => Vec::new(),
     };
     for (name, value) in fields {
@@ -274,47 +486,36 @@ fn parse_record(flat: Vec<String>) -> Result<Option<SessionRecord>, StoreError> 
 
 impl SessionStore for RedisSessionStore {
     fn load(&self, key: &SessionKey) -> StoreFuture<'_, Option<Arc<SessionRecord>>> {
-        let redis_key = self.session_key(key);
+        let mut at = *key;
         Box::pin(async move {
             let mut connection = self.connection.clone();
-            let flat: Vec<String> = self
-                .scripts
-                .load
-                .key(&redis_key)
-                .arg(&self.prefix)
-                .invoke_async(&mut connection)
-                .await
-                .map_err(unavailable)?;
-            Ok(parse_record(flat)?.map(Arc::new))
+            for _ in 0..=MAX_ALIAS_HOPS {
+                let reply: Value = Call::new(&scripts().load)
+                    .key(self.session_key(&at))
+                    .key(self.gen_key(at.route()))
+                    .arg(now_ms())
+                    .run(&mut connection)
+                    .await
+                    .map_err(unavailable)?;
+                match answer(reply) {
+                    Answer::Moved(member) => at = Self::target(&member)?.0,
+                    Answer::Value(value) => {
+                        let flat: Vec<String> = redis::from_redis_value(value).map_err(corrupt)?;
+                        return Ok(parse_record(flat)?.map(Arc::new));
+                    }
+                }
+            }
+            Ok(None)
         })
     }
 
     fn create(&self, key: &SessionKey, record: &SessionRecord, ttl: Duration) -> StoreFuture<'_, ()> {
-        let redis_key = self.session_key(key);
-        let member = key.to_hex();
-        let fields = Self::fields(record);
-        let index_ttl = Self::index_ttl(record);
-        Box::pin(async move {
-            let mut connection = self.connection.clone();
-            let _: i64 = self
-                .scripts
-                .create
-                .key(&redis_key)
-                .arg(&self.prefix)
-                .arg(ms(ttl))
-                .arg(&member)
-                .arg(index_ttl)
-                .arg(&fields)
-                .invoke_async(&mut connection)
-                .await
-                .map_err(unavailable)?;
-            Ok(())
-        })
+        let (key, record) = (*key, record.clone());
+        Box::pin(async move { self.create_record(&key, &record, ttl).await })
     }
 
     fn update(&self, key: &SessionKey, changes: &Changes) -> StoreFuture<'_, bool> {
-        let redis_key = self.session_key(key);
-        let mut args: Vec<String> = vec![self.prefix.clone(), changes.set.len().to_string()];
+        let mut args: Vec<String> = vec![now_ms().to_string(), changes.set.len().to_string()];
         for (name, value) in &changes.set {
             args.extend([name.clone(), value.clone()]);
         }
@@ -329,17 +530,23 @@ impl SessionStore for RedisSessionStore {
             ]),
             None => args.push("0".to_owned()),
         }
+        let mut at = *key;
         Box::pin(async move {
             let mut connection = self.connection.clone();
-            let updated: i64 = self
-                .scripts
-                .update
-                .key(&redis_key)
-                .arg(&args)
-                .invoke_async(&mut connection)
-                .await
-                .map_err(unavailable)?;
-            Ok(updated == 1)
+            for _ in 0..=MAX_ALIAS_HOPS {
+                let reply: Value = Call::new(&scripts().update)
+                    .key(self.session_key(&at))
+                    .key(self.gen_key(at.route()))
+                    .args(&args)
+                    .run(&mut connection)
+                    .await
+                    .map_err(unavailable)?;
+                match answer(reply) {
+                    Answer::Moved(member) => at = Self::target(&member)?.0,
+                    Answer::Value(value) => return Ok(redis::from_redis_value::<i64>(value).map_err(corrupt)? == 1),
+                }
+            }
+            Ok(false)
         })
     }
 
@@ -351,71 +558,118 @@ impl SessionStore for RedisSessionStore {
         ttl: Duration,
         grace: Option<Duration>,
     ) -> StoreFuture<'_, bool> {
-        let (old_key, new_key) = (self.session_key(old), self.session_key(new));
-        let (old_member, new_member) = (old.to_hex(), new.to_hex());
-        let fields = Self::fields(record);
-        let index_ttl = Self::index_ttl(record);
+        let (old, new, record) = (*old, *new, record.clone());
         let grace = grace.map(|g| ms(g).to_string()).unwrap_or_default();
         Box::pin(async move {
+            let principal = Self::principal_of(&record, &new)?;
             let mut connection = self.connection.clone();
-            let moved: i64 = self
-                .scripts
-                .rotate
-                .key(&old_key)
-                .key(&new_key)
-                .arg(&self.prefix)
-                .arg(ms(ttl))
-                .arg(&new_member)
-                .arg(index_ttl)
-                .arg(&grace)
-                .arg(&old_member)
-                .arg(&fields)
-                .invoke_async(&mut connection)
-                .await
-                .map_err(unavailable)?;
-            Ok(moved == 1)
+            // The live record `old` resolves to, as last seen: itself, or
+            // the target of its alias. A script that finds another alias
+            // says so, and we go again.
+            let mut alias = String::new();
+            for _ in 0..=MAX_ALIAS_HOPS {
+                let (target, route) = if alias.is_empty() {
+                    (old, old.route())
+                } else {
+                    Self::target(&alias)?
+                };
+                if route != old.route() {
+                    // An alias across routes: the layer never makes one
+                    // (grace is for the same subject); no rotation
+                    // through it.
+                    return Ok(false);
+                }
+                let reply: Value = if route == new.route() {
+                    Call::new(&scripts().rotate)
+                        .key(self.session_key(&old))
+                        .key(self.session_key(&target))
+                        .key(self.session_key(&new))
+                        .key(self.idx(route))
+                        .key(self.gen_key(route))
+                        .arg(now_ms())
+                        .arg(&alias)
+                        .arg(target.to_hex())
+                        .arg(&grace)
+                        .arg(new.to_hex())
+                        .arg(ms(ttl))
+                        .arg(record.absolute_deadline_ms)
+                        .arg(&principal)
+                        .args(Self::fields(&record))
+                        .run_durable(&mut connection, self.options.replica_acks)
+                        .await
+                        .map_err(unavailable)?
+                } else {
+                    // Across routes (a login): the new record first, under
+                    // an id nobody holds yet; then the old one retired; and
+                    // if it had ended meanwhile, the new one removed again.
+                    self.create_record(&new, &record, ttl).await?;
+                    let retired: Result<Value, redis::RedisError> = Call::new(&scripts().retire)
+                        .key(self.session_key(&old))
+                        .key(self.session_key(&target))
+                        .key(self.idx(route))
+                        .key(self.gen_key(route))
+                        .arg(now_ms())
+                        .arg(&alias)
+                        .arg(target.to_hex())
+                        .arg(&grace)
+                        .arg(new.to_hex())
+                        .run_durable(&mut connection, self.options.replica_acks)
+                        .await;
+                    match retired {
+                        Ok(Value::Int(1)) => Value::Int(1),
+                        other => {
+                            self.delete_one(&new, false).await?;
+                            other.map_err(unavailable)?
+                        }
+                    }
+                };
+                match answer(reply) {
+                    Answer::Moved(member) => alias = member,
+                    Answer::Value(value) => return Ok(redis::from_redis_value::<i64>(value).map_err(corrupt)? == 1),
+                }
+            }
+            Ok(false)
         })
     }
 
     fn delete(&self, key: &SessionKey) -> StoreFuture<'_, ()> {
-        let redis_key = self.session_key(key);
-        let member = key.to_hex();
+        let key = *key;
         Box::pin(async move {
-            let mut connection = self.connection.clone();
-            let _: i64 = self
-                .scripts
-                .delete
-                .key(&redis_key)
-                .arg(&self.prefix)
-                .arg(&member)
-                .invoke_async(&mut connection)
-                .await
-                .map_err(unavailable)?;
+            // A grace alias: its target first, then the alias itself.
+            let mut at = key;
+            for _ in 0..MAX_ALIAS_HOPS {
+                match self.delete_one(&at, true).await? {
+                    Some(member) => at = Self::target(&member)?.0,
+                    None => break,
+                }
+            }
+            if at != key {
+                self.delete_one(&at, false).await?;
+                self.delete_one(&key, false).await?;
+            }
             Ok(())
         })
     }
 
     fn sessions_of(&self, principal: &Principal) -> StoreFuture<'_, Vec<(SessionKey, SessionRecord)>> {
-        let index = self.index_key(principal);
+        let principal = principal.clone();
         Box::pin(async move {
+            let members = self.members(&principal).await?;
+            if members.is_empty() {
+                return Ok(Vec::new());
+            }
             let mut connection = self.connection.clone();
             let answer: Vec<Value> = self
-                .scripts
-                .sessions_of
-                .key(&index)
-                .arg(&self.prefix)
-                .invoke_async(&mut connection)
+                .sessions_call(&principal, &members, false)
+                .run(&mut connection)
                 .await
                 .map_err(unavailable)?;
             let mut sessions = Vec::new();
             let mut iter = answer.into_iter();
             while let (Some(member), Some(fields)) = (iter.next(), iter.next()) {
-                let member: String =
-                    redis::from_redis_value(member).map_err(|e| StoreError::corrupt(StoreKind::Session, e))?;
-                let flat: Vec<String> =
-                    redis::from_redis_value(fields).map_err(|e| StoreError::corrupt(StoreKind::Session, e))?;
-                let key = SessionKey::from_hex(&member)
-                    .ok_or_else(|| StoreError::corrupt(StoreKind::Session, "index member"))?;
+                let member: String = redis::from_redis_value(member).map_err(corrupt)?;
+                let flat: Vec<String> = redis::from_redis_value(fields).map_err(corrupt)?;
+                let key = SessionKey::from_hex(&member).ok_or_else(|| corrupt("index member"))?;
                 if let Some(record) = parse_record(flat)? {
                     sessions.push((key, record));
                 }
@@ -426,15 +680,15 @@ impl SessionStore for RedisSessionStore {
     }
 
     fn delete_all_of(&self, principal: &Principal) -> StoreFuture<'_, usize> {
-        let index = self.index_key(principal);
+        let principal = principal.clone();
         Box::pin(async move {
+            // The listed sessions end, and the generation moves in the same
+            // step, which ends every other older one too.
+            let members = self.members(&principal).await?;
             let mut connection = self.connection.clone();
             let ended: i64 = self
-                .scripts
-                .delete_all_of
-                .key(&index)
-                .arg(&self.prefix)
-                .invoke_async(&mut connection)
+                .sessions_call(&principal, &members, true)
+                .run_durable(&mut connection, self.options.replica_acks)
                 .await
                 .map_err(unavailable)?;
             Ok(usize::try_from(ended).unwrap_or(0))

@@ -180,7 +180,10 @@ mod tests {
 
     #[test]
     fn two_ids_differ_and_keys_depend_on_the_secret() {
-        let (a, b) = (SessionId::generate(Route::random()), SessionId::generate(Route::random()));
+        let (a, b) = (
+            SessionId::generate(Route::random()),
+            SessionId::generate(Route::random()),
+        );
         assert_ne!(a.0, b.0);
         let k1 = IdHasher::new(&[1; 32]);
         let k2 = IdHasher::new(&[2; 32]);
@@ -195,12 +198,19 @@ mod tests {
     fn the_key_carries_the_route_of_the_id() {
         let alice = portcullis_core::Principal::new("https://app.test", "alice");
         let hasher = IdHasher::new(&[1; 32]);
-        let (one, two) = (SessionId::generate(Route::of(&alice)), SessionId::generate(Route::of(&alice)));
+        let (one, two) = (
+            SessionId::generate(Route::of(&alice)),
+            SessionId::generate(Route::of(&alice)),
+        );
         let (k1, k2) = (SessionKey::derive(&hasher, &one), SessionKey::derive(&hasher, &two));
         assert_eq!(k1.route(), Route::of(&alice));
         assert_eq!(k2.route(), Route::of(&alice));
         assert_ne!(k1, k2, "same route, different sessions");
         assert_ne!(one.0[2..], two.0[2..], "the rest of the id is random");
-        assert_eq!(&k1.to_hex()[..4], Route::of(&alice).to_string(), "the hex form starts with the route");
+        assert_eq!(
+            &k1.to_hex()[..4],
+            Route::of(&alice).to_string(),
+            "the hex form starts with the route"
+        );
     }
 }

@@ -2,11 +2,16 @@
 
 use std::time::Duration;
 
+use portcullis::redis::RedisServers;
+
 /// Everything the stack reads from its environment.
 #[derive(Debug)]
 pub(crate) struct Config {
     pub(crate) addr: String,
-    pub(crate) redis_url: Option<String>,
+    /// Where the Redis stores live, when they do.
+    pub(crate) redis: Option<RedisServers>,
+    /// Replicas a durable Redis write waits for (0: none).
+    pub(crate) redis_replica_acks: u32,
     pub(crate) signing_key: Option<String>,
     pub(crate) issuer: Option<String>,
     pub(crate) audience: String,
@@ -34,6 +39,38 @@ fn seconds(name: &str, default: u64) -> Result<Duration, String> {
     }
 }
 
+/// `PORTCULLIS_REDIS_URL` (one node), `PORTCULLIS_REDIS_CLUSTER` (seed
+/// nodes, comma-separated) or `PORTCULLIS_REDIS_SENTINEL` (Sentinels,
+/// comma-separated) with `PORTCULLIS_REDIS_SENTINEL_MASTER`: at most one.
+fn redis_servers() -> Result<Option<RedisServers>, String> {
+    let list = |text: String| -> Vec<String> {
+        text.split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let single = var("PORTCULLIS_REDIS_URL");
+    let cluster = var("PORTCULLIS_REDIS_CLUSTER").map(list);
+    let sentinel = var("PORTCULLIS_REDIS_SENTINEL").map(list);
+    let master = var("PORTCULLIS_REDIS_SENTINEL_MASTER");
+    match (single, cluster, sentinel, master) {
+        (None, None, None, None) => Ok(None),
+        (Some(url), None, None, None) => Ok(Some(RedisServers::single(url))),
+        (None, Some(seeds), None, None) if !seeds.is_empty() => Ok(Some(RedisServers::cluster(seeds))),
+        (None, None, Some(sentinels), Some(master)) if !sentinels.is_empty() => {
+            Ok(Some(RedisServers::sentinel(sentinels, master)))
+        }
+        (None, None, Some(_), None) | (None, None, None, Some(_)) => {
+            Err("PORTCULLIS_REDIS_SENTINEL and PORTCULLIS_REDIS_SENTINEL_MASTER go together".into())
+        }
+        _ => Err(
+            "set one of PORTCULLIS_REDIS_URL, PORTCULLIS_REDIS_CLUSTER or PORTCULLIS_REDIS_SENTINEL (each with at least one address)"
+                .into(),
+        ),
+    }
+}
+
 impl Config {
     pub(crate) fn from_env() -> Result<Self, String> {
         let external_issuer = var("PORTCULLIS_EXTERNAL_ISSUER");
@@ -41,9 +78,18 @@ impl Config {
         if external_issuer.is_some() != external_jwks.is_some() {
             return Err("PORTCULLIS_EXTERNAL_ISSUER and PORTCULLIS_EXTERNAL_JWKS go together".into());
         }
+        let redis = redis_servers()?;
+        let replicated = matches!(redis, Some(RedisServers::Cluster(_) | RedisServers::Sentinel { .. }));
+        let redis_replica_acks = match var("PORTCULLIS_REDIS_REPLICA_ACKS") {
+            None => u32::from(replicated),
+            Some(text) => text
+                .parse()
+                .map_err(|_| format!("PORTCULLIS_REDIS_REPLICA_ACKS must be a whole number, got {text:?}"))?,
+        };
         Ok(Self {
             addr: var("PORTCULLIS_ADDR").unwrap_or_else(|| "127.0.0.1:3000".into()),
-            redis_url: var("PORTCULLIS_REDIS_URL"),
+            redis,
+            redis_replica_acks,
             signing_key: var("PORTCULLIS_SIGNING_KEY"),
             issuer: var("PORTCULLIS_ISSUER"),
             audience: var("PORTCULLIS_AUDIENCE").unwrap_or_else(|| "reference-stack".into()),

@@ -8,8 +8,8 @@ use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{Output, SaltString};
 use argon2::{Argon2, Block, Params, PasswordHash, PasswordHasher};
 use portcullis::Principal;
+use portcullis::redis::RedisConnection;
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
 /// A user who can log in.
@@ -125,7 +125,7 @@ pub(crate) struct Note {
 /// someone else, with notes of her own.
 pub(crate) enum Notes {
     Memory(Mutex<HashMap<String, Vec<Note>>>),
-    Redis(ConnectionManager),
+    Redis(RedisConnection),
 }
 
 impl Notes {

@@ -2,8 +2,9 @@
 //! real product runs. Browsers log in with a form and get an opaque
 //! session cookie (CSRF-protected); API clients get short-lived access
 //! tokens with rotating refresh tokens; both reach the same handlers as one
-//! `Identity`. In memory by default, on Redis with `PORTCULLIS_REDIS_URL`
-//! (several instances then share every store).
+//! `Identity`. In memory by default; on Redis with `PORTCULLIS_REDIS_URL`,
+//! on a Redis Cluster with `PORTCULLIS_REDIS_CLUSTER`, or on Sentinel with
+//! `PORTCULLIS_REDIS_SENTINEL` (several instances then share every store).
 //!
 //! ```text
 //! PORTCULLIS_INSECURE_HTTP=1 cargo run -p reference-stack
@@ -24,7 +25,10 @@ use std::sync::{Arc, Mutex};
 use portcullis::csrf::CsrfLayer;
 use portcullis::jwt::remote::{RemoteKeys, RemoteOptions};
 use portcullis::jwt::{CacheLimits, JwtVerifier, Keys, Validation};
-use portcullis::redis::{RedisRefreshStore, RedisSessionStore, ReplicatedRevocationStore, ReplicationOptions};
+use portcullis::redis::{
+    RedisConnection, RedisOptions, RedisRefreshStore, RedisSessionStore, ReplicaAcks, ReplicatedRevocationStore,
+    ReplicationOptions,
+};
 use portcullis::revocation::{MemoryRefreshStore, MemoryRevocationStore, RefreshTokens, RevocationLayer, Revocations};
 use portcullis::session::{MemoryStore, SessionLayer, SessionStore};
 use portcullis::{JwtIssuer, JwtLayer, SigningKey, SystemClock};
@@ -43,7 +47,7 @@ type Stores = (
     Arc<dyn portcullis::revocation::RevocationStore>,
     Arc<dyn portcullis::revocation::RefreshStore>,
     Notes,
-    Option<redis::aio::ConnectionManager>,
+    Option<RedisConnection>,
 );
 
 /// A secret for `label`: derived from the signing key when one is
@@ -89,14 +93,22 @@ async fn build(config: &Config) -> Result<(axum::Router, String), Error> {
     let issuer = JwtIssuer::new(key, issuer_name.clone(), config.audience.clone()).access_token_ttl(config.access_ttl);
 
     // Stores: Redis when configured, else in process.
-    let (session_store, revocation_store, refresh_store, notes, redis): Stores = match &config.redis_url {
-        Some(url) => {
-            let client = redis::Client::open(url.as_str())?;
-            let connection = redis::aio::ConnectionManager::new(client).await?;
+    let (session_store, revocation_store, refresh_store, notes, redis): Stores = match &config.redis {
+        Some(servers) => {
+            let mut options = RedisOptions::default();
+            // On a Cluster or Sentinel, logins, logouts, refresh spends and
+            // revocations wait for a replica, so a failover keeps them.
+            options.replica_acks = (config.redis_replica_acks > 0).then_some(ReplicaAcks {
+                replicas: config.redis_replica_acks,
+                timeout: std::time::Duration::from_millis(500),
+            });
+            let mut replication = ReplicationOptions::default();
+            replication.redis = options.clone();
+            let connection = RedisConnection::connect(servers, &options).await?;
             (
-                Arc::new(RedisSessionStore::connect(url).await?),
-                Arc::new(ReplicatedRevocationStore::start(url, ReplicationOptions::default()).await?),
-                Arc::new(RedisRefreshStore::connect(url).await?),
+                Arc::new(RedisSessionStore::connect_with(servers.clone(), options.clone()).await?),
+                Arc::new(ReplicatedRevocationStore::start(servers.clone(), replication).await?),
+                Arc::new(RedisRefreshStore::connect_with(servers.clone(), options).await?),
                 Notes::Redis(connection.clone()),
                 Some(connection),
             )

@@ -31,7 +31,7 @@ pub(crate) struct App {
     pub(crate) verifier: JwtVerifier,
     pub(crate) issuer: JwtIssuer,
     pub(crate) remote: Option<RemoteKeys>,
-    pub(crate) redis: Option<redis::aio::ConnectionManager>,
+    pub(crate) redis: Option<portcullis::redis::RedisConnection>,
 }
 
 type Shared = Arc<App>;
