@@ -89,7 +89,7 @@ pub use portcullis_core::Claims;
 pub use portcullis_core::{
     AuthMethod, AuthenticatorRan, Clock, DefaultResponder, Identity, IdentityBuilder, LayerBody, ManualClock,
     Principal, Protocol, Rejection, RejectionKind, RenderedRejection, RequestContext, RequireAuth, RequireAuthLayer,
-    Responder, ResponderLayer, ResponderService, ResponseBody, SharedClock, SharedResponder, StackResponder,
+    Responder, ResponderLayer, ResponderService, ResponseBody, Route, SharedClock, SharedResponder, StackResponder,
     StoreError, StoreFuture, StoreKind, SystemClock, TokenTransport, audit, guard, require_auth, responder_for,
 };
 

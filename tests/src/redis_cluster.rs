@@ -1,0 +1,565 @@
+//! A real Redis Cluster (3 primaries, 3 replicas) and a real Sentinel
+//! setup (a primary, a replica, three Sentinels), started by the tests on
+//! free loopback ports and stopped by pid with them. A missing binary
+//! fails loudly.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SERVER_HINT: &str = "redis-server not found on PATH: install it (Debian: `apt-get install redis-server`; \
+     `.ci/install-test-deps` does this) — the Redis Cluster and Sentinel suites never skip";
+const CLI_HINT: &str = "redis-cli not found on PATH: install it (Debian: `apt-get install redis-tools`; \
+     `.ci/install-test-deps` does this) — the Redis Cluster suites never skip";
+
+/// A port that is free, with its cluster bus port (port + 10000) free
+/// too: drawn at random from 20000–45000 (so the bus port fits), never the
+/// same twice in this process.
+fn free_cluster_port() -> u16 {
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        ^ std::process::id().wrapping_mul(2_654_435_761);
+    for attempt in 0..5_000u32 {
+        let port = 20_000 + u16::try_from(seed.wrapping_add(attempt.wrapping_mul(7_919)) % 25_000).unwrap_or(0);
+        if !handed_out.contains(&port)
+            && TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok()
+        {
+            handed_out.push(port);
+            return port;
+        }
+    }
+    panic!("no free port pair (port, port + 10000) in 20000–45000 on loopback");
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind a loopback port")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn temp_dir(kind: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("portcullis-{kind}-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn wait_until(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !ready() {
+        assert!(Instant::now() < deadline, "{what} within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One command to `127.0.0.1:port`, its answer as text (or the error's).
+pub fn query(port: u16, args: &[&str]) -> Result<String, String> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).map_err(|e| e.to_string())?;
+    let mut connection = client
+        .get_connection_with_timeout(Duration::from_secs(2))
+        .map_err(|e| e.to_string())?;
+    let mut cmd = redis::cmd(args[0]);
+    for arg in &args[1..] {
+        cmd.arg(*arg);
+    }
+    let value: redis::Value = cmd.query(&mut connection).map_err(|e| e.to_string())?;
+    Ok(text(&value))
+}
+
+fn text(value: &redis::Value) -> String {
+    match value {
+        redis::Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        redis::Value::SimpleString(text) | redis::Value::VerbatimString { text, .. } => text.clone(),
+        redis::Value::Int(number) => number.to_string(),
+        redis::Value::Array(items) | redis::Value::Set(items) => items.iter().map(text).collect::<Vec<_>>().join("\n"),
+        other => format!("{other:?}"),
+    }
+}
+
+/// One `redis-server` process.
+#[derive(Debug)]
+struct Node {
+    port: u16,
+    child: Option<Child>,
+    args: Vec<String>,
+}
+
+impl Node {
+    fn start(port: u16, args: Vec<String>) -> Self {
+        let mut node = Self {
+            port,
+            child: None,
+            args,
+        };
+        node.spawn();
+        node
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| panic!("{SERVER_HINT} ({error})"));
+        self.child = Some(child);
+        let port = self.port;
+        wait_until(&format!("redis on {port} listens"), Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A running 3-primary, 3-replica Redis Cluster owned by one test.
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<Node>,
+    dir: PathBuf,
+}
+
+fn cluster_node_args(port: u16, dir: &Path) -> Vec<String> {
+    let node_dir = dir.join(port.to_string());
+    std::fs::create_dir_all(&node_dir).expect("node dir");
+    [
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        "nodes.conf",
+        // A killed primary's replica takes over in about 3–4 s (see
+        // TESTING-NOTES: without the validity factor a fresh replica may
+        // refuse to).
+        "--cluster-node-timeout",
+        "2000",
+        "--cluster-replica-validity-factor",
+        "0",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--enable-debug-command",
+        "local",
+        // A replica is in sync at once, not after the default 5 s wait for
+        // more replicas to share the transfer (until then WAIT counts 0).
+        "--repl-diskless-sync-delay",
+        "0",
+        "--dir",
+    ]
+    .iter()
+    .map(|arg| (*arg).to_owned())
+    .chain([node_dir.display().to_string()])
+    .collect()
+}
+
+impl RedisCluster {
+    /// Starts six empty nodes and joins them into a cluster with one
+    /// replica per primary; returns once every node says `cluster_state:ok`
+    /// and every primary has its replica.
+    pub fn start() -> Self {
+        let dir = temp_dir("cluster");
+        let mut ports: Vec<u16> = Vec::new();
+        while ports.len() < 6 {
+            let port = free_cluster_port();
+            if !ports.contains(&port) {
+                ports.push(port);
+            }
+        }
+        let nodes = ports
+            .iter()
+            .map(|&port| Node::start(port, cluster_node_args(port, &dir)))
+            .collect();
+        let cluster = Self { nodes, dir };
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for port in &ports {
+            create.arg(format!("127.0.0.1:{port}"));
+        }
+        let output = create
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|error| panic!("{CLI_HINT} ({error})"));
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        cluster.wait_healthy(Duration::from_secs(30));
+        cluster
+    }
+
+    /// Waits until every running node says `cluster_state:ok`, every slot
+    /// is served, and every primary has a replica in sync (`state=online`).
+    pub fn wait_healthy(&self, limit: Duration) {
+        wait_until("the cluster is healthy", limit, || {
+            let running: Vec<u16> = self.running_ports();
+            let all_ok = running.iter().all(|&port| {
+                query(port, &["CLUSTER", "INFO"])
+                    .is_ok_and(|info| info.contains("cluster_state:ok") && info.contains("cluster_slots_ok:16384"))
+            });
+            all_ok
+                && self.primaries().iter().all(|&port| {
+                    query(port, &["INFO", "replication"])
+                        .is_ok_and(|info| info.contains("connected_slaves:1") && info.contains("state=online"))
+                })
+        });
+    }
+
+    fn running_ports(&self) -> Vec<u16> {
+        self.nodes
+            .iter()
+            .filter(|node| node.child.is_some())
+            .map(|node| node.port)
+            .collect()
+    }
+
+    /// The seed URLs of every node.
+    pub fn seeds(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|node| format!("redis://127.0.0.1:{}", node.port))
+            .collect()
+    }
+
+    /// The ports of the running primaries, as the cluster sees them now.
+    pub fn primaries(&self) -> Vec<u16> {
+        let running = self.running_ports();
+        let mut primaries: Vec<u16> = running
+            .iter()
+            .copied()
+            .filter(|&port| query(port, &["ROLE"]).is_ok_and(|role| role.starts_with("master")))
+            .collect();
+        primaries.sort_unstable();
+        primaries
+    }
+
+    /// The port of the primary that serves `key`'s slot now.
+    pub fn primary_for(&self, key: &str) -> u16 {
+        let slot: u16 = self
+            .running_ports()
+            .iter()
+            .find_map(|&port| query(port, &["CLUSTER", "KEYSLOT", key]).ok())
+            .and_then(|slot| slot.parse().ok())
+            .expect("CLUSTER KEYSLOT");
+        self.primary_for_slot(slot)
+    }
+
+    /// The port of the primary that serves `slot` now.
+    pub fn primary_for_slot(&self, slot: u16) -> u16 {
+        for port in self.primaries() {
+            let Ok(nodes) = query(port, &["CLUSTER", "NODES"]) else {
+                continue;
+            };
+            for line in nodes.lines() {
+                let fields: Vec<&str> = line.split(' ').collect();
+                if fields.len() < 9 || !fields[2].contains("master") || fields[2].contains("fail") {
+                    continue;
+                }
+                let serves = fields[8..].iter().any(|range| match range.split_once('-') {
+                    Some((low, high)) => {
+                        low.parse::<u16>().is_ok_and(|low| low <= slot)
+                            && high.parse::<u16>().is_ok_and(|high| slot <= high)
+                    }
+                    None => range.parse::<u16>().is_ok_and(|single| single == slot),
+                });
+                if serves {
+                    let address = fields[1].split('@').next().unwrap_or_default();
+                    if let Some(port) = address.rsplit(':').next().and_then(|p| p.parse().ok()) {
+                        return port;
+                    }
+                }
+            }
+        }
+        panic!("no primary serves slot {slot}");
+    }
+
+    /// Keys held by each running primary (`DBSIZE`), by port.
+    pub fn keys_per_primary(&self) -> BTreeMap<u16, u64> {
+        self.primaries()
+            .into_iter()
+            .map(|port| {
+                let size = query(port, &["DBSIZE"]).ok().and_then(|n| n.parse().ok()).unwrap_or(0);
+                (port, size)
+            })
+            .collect()
+    }
+
+    /// Calls of each command summed over the running primaries (`INFO
+    /// commandstats`), without `info`, `config`, `cluster` and `ping`.
+    pub fn command_calls(&self) -> BTreeMap<String, u64> {
+        let mut calls = BTreeMap::new();
+        for port in self.primaries() {
+            let Ok(info) = query(port, &["INFO", "commandstats"]) else {
+                continue;
+            };
+            for line in info.lines() {
+                let Some(line) = line.strip_prefix("cmdstat_") else {
+                    continue;
+                };
+                let Some((name, rest)) = line.split_once(':') else {
+                    continue;
+                };
+                if [
+                    "info", "config", "cluster", "ping", "role", "dbsize", "command", "hello", "client", "readonly",
+                ]
+                .iter()
+                .any(|skip| name.starts_with(skip))
+                {
+                    continue;
+                }
+                let count: u64 = rest
+                    .strip_prefix("calls=")
+                    .and_then(|rest| rest.split(',').next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                *calls.entry(name.to_owned()).or_insert(0) += count;
+            }
+        }
+        calls
+    }
+
+    /// Resets `INFO commandstats` on every running primary.
+    pub fn reset_stats(&self) {
+        for port in self.primaries() {
+            let _ = query(port, &["CONFIG", "RESETSTAT"]);
+        }
+    }
+
+    /// Kills the node on `port` (SIGKILL).
+    pub fn kill(&mut self, port: u16) {
+        for node in &mut self.nodes {
+            if node.port == port {
+                node.kill();
+            }
+        }
+    }
+
+    /// Starts the killed node on `port` again; it rejoins as a replica.
+    pub fn restart(&mut self, port: u16) {
+        for node in &mut self.nodes {
+            if node.port == port && node.child.is_none() {
+                node.spawn();
+            }
+        }
+    }
+
+    /// Waits until `port` is no longer a primary and every slot is served
+    /// again (a replica was promoted).
+    pub fn wait_failover_from(&self, port: u16, limit: Duration) {
+        wait_until("a replica is promoted", limit, || {
+            let running = self.running_ports();
+            !self.primaries().contains(&port)
+                && self.primaries().len() == 3
+                && running.iter().all(|&p| {
+                    query(p, &["CLUSTER", "INFO"])
+                        .is_ok_and(|info| info.contains("cluster_state:ok") && info.contains("cluster_slots_ok:16384"))
+                })
+        });
+    }
+
+    /// Moves `count` slots from the primary on `from` to the one on `to`
+    /// (`redis-cli --cluster reshard`), while clients keep working.
+    pub fn reshard(&self, from: u16, to: u16, count: u32) {
+        let id = |port: u16| query(port, &["CLUSTER", "MYID"]).expect("CLUSTER MYID");
+        let output = Command::new("redis-cli")
+            .args(["--cluster", "reshard", &format!("127.0.0.1:{from}")])
+            .args(["--cluster-from", &id(from), "--cluster-to", &id(to)])
+            .args(["--cluster-slots", &count.to_string(), "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|error| panic!("{CLI_HINT} ({error})"));
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster reshard failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        self.nodes.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A primary, its replica and three Sentinels watching it as
+/// [`RedisSentinel::MASTER`].
+#[derive(Debug)]
+pub struct RedisSentinel {
+    servers: Vec<Node>,
+    sentinels: Vec<Node>,
+    dir: PathBuf,
+}
+
+impl RedisSentinel {
+    /// The monitored primary's name.
+    pub const MASTER: &'static str = "portcullis";
+
+    /// Starts the setup and returns once every Sentinel knows the primary,
+    /// its replica and the other two Sentinels.
+    pub fn start() -> Self {
+        let dir = temp_dir("sentinel");
+        let (primary, replica) = (free_port(), free_port());
+        let server_args = |port: u16, replica_of: Option<u16>| {
+            let node_dir = dir.join(port.to_string());
+            std::fs::create_dir_all(&node_dir).expect("node dir");
+            let mut args: Vec<String> = [
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--enable-debug-command",
+                "local",
+                "--repl-diskless-sync-delay",
+                "0",
+            ]
+            .iter()
+            .map(|arg| (*arg).to_owned())
+            .collect();
+            args.extend(["--dir".to_owned(), node_dir.display().to_string()]);
+            if let Some(of) = replica_of {
+                args.extend(["--replicaof".to_owned(), "127.0.0.1".to_owned(), of.to_string()]);
+            }
+            args
+        };
+        let servers = vec![
+            Node::start(primary, server_args(primary, None)),
+            Node::start(replica, server_args(replica, Some(primary))),
+        ];
+        wait_until("the replica syncs", Duration::from_secs(15), || {
+            query(primary, &["INFO", "replication"])
+                .is_ok_and(|info| info.contains("connected_slaves:1") && info.contains("state=online"))
+        });
+        let sentinels = (0..3)
+            .map(|_| {
+                let port = free_port();
+                let conf = dir.join(format!("sentinel-{port}.conf"));
+                std::fs::write(
+                    &conf,
+                    format!(
+                        "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                         sentinel monitor {master} 127.0.0.1 {primary} 2\n\
+                         sentinel down-after-milliseconds {master} 1000\n\
+                         sentinel failover-timeout {master} 5000\n\
+                         sentinel parallel-syncs {master} 1\n",
+                        dir = dir.display(),
+                        master = Self::MASTER,
+                    ),
+                )
+                .expect("sentinel.conf");
+                Node::start(port, vec![conf.display().to_string(), "--sentinel".to_owned()])
+            })
+            .collect();
+        let setup = Self {
+            servers,
+            sentinels,
+            dir,
+        };
+        setup.wait_settled(Duration::from_secs(30));
+        setup
+    }
+
+    fn wait_settled(&self, limit: Duration) {
+        wait_until(
+            "every Sentinel knows the primary, its replica and the others",
+            limit,
+            || {
+                self.sentinels.iter().filter(|s| s.child.is_some()).all(|sentinel| {
+                    query(sentinel.port, &["SENTINEL", "MASTER", Self::MASTER]).is_ok_and(|info| {
+                        let fields: Vec<&str> = info.lines().collect();
+                        let field = |name: &str| {
+                            fields
+                                .iter()
+                                .position(|f| *f == name)
+                                .and_then(|i| fields.get(i + 1))
+                                .copied()
+                                .unwrap_or_default()
+                        };
+                        field("num-slaves") == "1"
+                            && field("num-other-sentinels") == "2"
+                            && !field("flags").contains("down")
+                    })
+                })
+            },
+        );
+    }
+
+    /// The Sentinels' URLs.
+    pub fn sentinel_urls(&self) -> Vec<String> {
+        self.sentinels
+            .iter()
+            .map(|node| format!("redis://127.0.0.1:{}", node.port))
+            .collect()
+    }
+
+    /// The port of the primary the Sentinels name now.
+    pub fn primary(&self) -> u16 {
+        self.sentinels
+            .iter()
+            .filter(|s| s.child.is_some())
+            .find_map(|sentinel| {
+                let answer = query(sentinel.port, &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", Self::MASTER]).ok()?;
+                answer.lines().nth(1)?.parse().ok()
+            })
+            .expect("a Sentinel names the primary")
+    }
+
+    /// Kills the primary (SIGKILL) and returns its port.
+    pub fn kill_primary(&mut self) -> u16 {
+        let primary = self.primary();
+        for node in &mut self.servers {
+            if node.port == primary {
+                node.kill();
+            }
+        }
+        primary
+    }
+
+    /// Waits until the Sentinels name a primary other than `old` and it
+    /// answers as one.
+    pub fn wait_failover_from(&self, old: u16, limit: Duration) -> u16 {
+        let mut promoted = 0;
+        wait_until("the Sentinels promote the replica", limit, || {
+            promoted = self.primary();
+            promoted != old && query(promoted, &["ROLE"]).is_ok_and(|role| role.starts_with("master"))
+        });
+        promoted
+    }
+}
+
+impl Drop for RedisSentinel {
+    fn drop(&mut self) {
+        self.sentinels.clear();
+        self.servers.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,280 @@
+//! Every Redis store on a real 3-primary, 3-replica Redis Cluster: the
+//! conformance suites unchanged, keys spread over every shard, a session
+//! read in one round trip, the "log out everywhere" generation, and a
+//! slot migration under load.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use portcullis::Principal;
+use portcullis::redis::{
+    RedisOptions, RedisRefreshStore, RedisRevocationStore, RedisServers, RedisSessionStore, ReplicaAcks,
+    ReplicatedRevocationStore, ReplicationOptions,
+};
+use portcullis::session::{SessionKey, SessionRecord, SessionStore};
+use portcullis_tests::redis_cluster::{RedisCluster, query};
+
+fn options(prefix: &str) -> RedisOptions {
+    let mut options = RedisOptions::default();
+    options.prefix = prefix.to_owned();
+    options
+}
+
+fn servers(cluster: &RedisCluster) -> RedisServers {
+    RedisServers::cluster(cluster.seeds())
+}
+
+fn record_of(principal: &Principal) -> SessionRecord {
+    let mut record = SessionRecord::new(SystemTime::now(), Duration::from_secs(600), Duration::from_secs(3600));
+    record.principal = Some(principal.clone());
+    record
+}
+
+/// A fresh key routed to `principal`, as the layer makes them.
+fn key_of(principal: &Principal, n: u64) -> SessionKey {
+    let mut bytes = [0u8; 32];
+    let salt = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    bytes[2..10].copy_from_slice(&salt.to_le_bytes());
+    bytes[10..18].copy_from_slice(&n.to_le_bytes());
+    SessionKey::from_bytes(bytes).with_route(portcullis::Route::of(principal))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_conformance_suite_runs_unchanged_on_a_cluster() {
+    let cluster = RedisCluster::start();
+    let sessions = RedisSessionStore::connect_with(servers(&cluster), options("conformance:"))
+        .await
+        .expect("sessions");
+    portcullis::session::conformance::run(Arc::new(sessions), "cluster").await;
+
+    let direct = RedisRevocationStore::connect_with(servers(&cluster), options("direct:"))
+        .await
+        .expect("revocations");
+    portcullis::revocation::conformance::run(Arc::new(direct)).await;
+
+    let mut replication = ReplicationOptions::default();
+    replication.redis = options("replicated:");
+    let replicated = ReplicatedRevocationStore::start(servers(&cluster), replication)
+        .await
+        .expect("replicated revocations");
+    portcullis::revocation::conformance::run(Arc::new(replicated)).await;
+
+    let refresh = RedisRefreshStore::connect_with(servers(&cluster), options("conformance:"))
+        .await
+        .expect("refresh");
+    portcullis::refresh::conformance::run(Arc::new(refresh)).await;
+
+    // The suites wrote on more than one shard: the layout really spreads.
+    let spread = cluster.keys_per_primary();
+    assert!(
+        spread.values().filter(|&&keys| keys > 0).count() >= 2,
+        "keys on several primaries: {spread:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_subjects_spread_over_every_primary_and_a_read_is_one_round_trip() {
+    let cluster = RedisCluster::start();
+    let store = RedisSessionStore::connect_with(servers(&cluster), RedisOptions::default())
+        .await
+        .expect("connect");
+    let mut keys = Vec::new();
+    for n in 0..300u64 {
+        let person = Principal::new("https://app.test", format!("user-{n}"));
+        let key = key_of(&person, n);
+        store
+            .create(&key, &record_of(&person), Duration::from_secs(600))
+            .await
+            .expect("create");
+        keys.push(key);
+    }
+    let spread = cluster.keys_per_primary();
+    println!("keys per primary after 300 subjects logged in: {spread:?}");
+    assert_eq!(spread.len(), 3, "three primaries: {spread:?}");
+    for (port, count) in &spread {
+        // 300 sessions with their indexes and generations: about a third
+        // of the keys each; a shard with under a sixth means no spread.
+        let total: u64 = spread.values().sum();
+        assert!(
+            *count * 6 >= total,
+            "primary {port} holds {count} of {total} keys: {spread:?}"
+        );
+    }
+
+    // 1,000 reads of one session: one script call each, on its primary
+    // (after one that loads the script there: a node's first call of a
+    // script is an EVALSHA refused with NOSCRIPT, then an EVAL).
+    assert!(store.load(&keys[7]).await.expect("load").is_some());
+    cluster.reset_stats();
+    for _ in 0..1_000 {
+        assert!(store.load(&keys[7]).await.expect("load").is_some());
+    }
+    let calls = cluster.command_calls();
+    println!("commands on all primaries for 1000 session reads: {calls:?}");
+    assert_eq!(calls.get("evalsha"), Some(&1_000), "one round trip per read: {calls:?}");
+    assert_eq!(
+        calls
+            .keys()
+            .filter(|name| !["evalsha", "hgetall", "hget"].contains(&name.as_str()))
+            .count(),
+        0,
+        "nothing else was asked: {calls:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_out_everywhere_ends_a_session_that_fell_out_of_the_index() {
+    let cluster = RedisCluster::start();
+    let store = RedisSessionStore::connect_with(servers(&cluster), RedisOptions::default())
+        .await
+        .expect("connect");
+    let alice = Principal::new("https://app.test", "alice-gen");
+    let (indexed, lost) = (key_of(&alice, 1), key_of(&alice, 2));
+    for key in [&indexed, &lost] {
+        store
+            .create(key, &record_of(&alice), Duration::from_secs(600))
+            .await
+            .expect("create");
+    }
+    // The index loses one entry (an eviction, a write lost in a failover).
+    let route = portcullis::Route::of(&alice);
+    let idx = format!("{{portcullis:{route}}}idx");
+    let field = format!("{}{}", lost.to_hex(), alice.key());
+    let primary = cluster.primary_for(&idx);
+    assert_eq!(
+        query(primary, &["HDEL", &idx, &field]).as_deref(),
+        Ok("1"),
+        "the entry was there"
+    );
+    assert_eq!(
+        store.sessions_of(&alice).await.expect("list").len(),
+        1,
+        "one left in the index"
+    );
+
+    assert_eq!(store.delete_all_of(&alice).await.expect("log out everywhere"), 1);
+    assert_eq!(
+        store.load(&indexed).await.expect("load"),
+        None,
+        "the indexed session ended"
+    );
+    assert_eq!(
+        store.load(&lost).await.expect("load"),
+        None,
+        "the unindexed one is dead too: it predates the principal's generation"
+    );
+    // A login after the log-out-everywhere is a live session again.
+    let fresh = key_of(&alice, 3);
+    store
+        .create(&fresh, &record_of(&alice), Duration::from_secs(600))
+        .await
+        .expect("create");
+    assert!(store.load(&fresh).await.expect("load").is_some(), "a new login works");
+    // A write to the dead session reports it gone and brings nothing back.
+    let mut changes = portcullis::session::Changes::default();
+    changes.set.insert("late".into(), "1".into());
+    assert!(
+        !store.update(&lost, &changes).await.expect("update"),
+        "gone for writes too"
+    );
+    assert_eq!(store.load(&lost).await.expect("load"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_migration_under_load_loses_nothing() {
+    let cluster = RedisCluster::start();
+    let mut options = RedisOptions::default();
+    options.replica_acks = Some(ReplicaAcks {
+        replicas: 1,
+        timeout: Duration::from_secs(1),
+    });
+    let store = Arc::new(
+        RedisSessionStore::connect_with(servers(&cluster), options)
+            .await
+            .expect("connect"),
+    );
+    // Sessions on every shard; the soak adds keys to them.
+    const SESSIONS: usize = 200;
+    let mut sessions = Vec::new();
+    for n in 0..SESSIONS as u64 {
+        let person = Principal::new("https://app.test", format!("mover-{n}"));
+        let key = key_of(&person, n);
+        store
+            .create(&key, &record_of(&person), Duration::from_secs(600))
+            .await
+            .expect("create");
+        sessions.push(key);
+    }
+    let sessions = Arc::new(sessions);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (writes, failures) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..4u64)
+        .map(|worker| {
+            let (store, sessions, stop) = (store.clone(), sessions.clone(), stop.clone());
+            let (writes, failures) = (writes.clone(), failures.clone());
+            tokio::spawn(async move {
+                let mut round = 0u64;
+                // Bounded in count and time.
+                while !stop.load(Ordering::Relaxed) && round < 20_000 && started.elapsed() < Duration::from_secs(60) {
+                    let index = usize::try_from(round * 4 + worker).unwrap_or(0) % SESSIONS;
+                    let key = sessions[index];
+                    let mut changes = portcullis::session::Changes::default();
+                    changes.set.insert(format!("w{worker}-r{round}"), "1".into());
+                    match store.update(&key, &changes).await {
+                        Ok(true) => {
+                            writes.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(false) => panic!("a session vanished during the migration"),
+                        Err(_) => {
+                            failures.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    round += 1;
+                }
+                round
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let primaries = cluster.primaries();
+    let (from, to) = (primaries[0], primaries[1]);
+    let name = |key: &SessionKey| format!("{{portcullis:{}}}s:{}", key.route(), key.to_hex());
+    let before: Vec<u16> = sessions.iter().map(|key| cluster.primary_for(&name(key))).collect();
+    let cluster = Arc::new(cluster);
+    let moving = cluster.clone();
+    tokio::task::spawn_blocking(move || moving.reshard(from, to, 500))
+        .await
+        .expect("reshard");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut rounds = Vec::new();
+    for worker in workers {
+        rounds.push(worker.await.expect("worker"));
+    }
+    let (writes, failures) = (writes.load(Ordering::Relaxed), failures.load(Ordering::Relaxed));
+    let moved = sessions
+        .iter()
+        .zip(&before)
+        .filter(|(key, was)| cluster.primary_for(&name(key)) != **was)
+        .count();
+    println!(
+        "slot migration of 500 slots under 4 writers: {moved} of {SESSIONS} sessions moved shard; \
+         {writes} writes acknowledged, {failures} refused (503)"
+    );
+    assert!(moved >= 1, "the migration moved some of the soaked sessions");
+    assert!(writes > 100, "the soak ran through the migration: {writes}");
+    // Every acknowledged write is there: count the keys per session.
+    let mut found = 0u64;
+    for key in sessions.iter() {
+        let record = store.load(key).await.expect("load").expect("every session survives");
+        found += record.data.len() as u64;
+    }
+    assert!(
+        found >= writes,
+        "every acknowledged write survived the migration: {found} found, {writes} acknowledged"
+    );
+}
