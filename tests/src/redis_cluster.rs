@@ -544,6 +544,16 @@ impl RedisSentinel {
         primary
     }
 
+    /// Starts the killed server on `port` again; the Sentinels make it a
+    /// replica of the new primary.
+    pub fn restart(&mut self, port: u16) {
+        for node in &mut self.servers {
+            if node.port == port && node.child.is_none() {
+                node.spawn();
+            }
+        }
+    }
+
     /// Waits until the Sentinels name a primary other than `old` and it
     /// answers as one.
     pub fn wait_failover_from(&self, old: u16, limit: Duration) -> u16 {

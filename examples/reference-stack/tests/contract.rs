@@ -10,6 +10,7 @@ use common::{SAME_ORIGIN, csrf_token_of, password_grant, start, start_with_exter
 use http::{Method, StatusCode};
 use portcullis_tests::client::{Body, Client};
 use portcullis_tests::grpc::who_am_i_at;
+use portcullis_tests::redis_cluster::{RedisCluster, RedisSentinel};
 use portcullis_tests::redis_server::RedisServer;
 use serde_json::json;
 
@@ -362,19 +363,47 @@ async fn the_contract_in_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_contract_on_redis_across_two_instances() {
     let redis = RedisServer::start();
-    let dir = std::env::temp_dir().join(format!("portcullis-reference-{}", std::process::id()));
+    contract_across_two_instances("single", ("PORTCULLIS_REDIS_URL", redis.url())).await;
+}
+
+/// Two instances on `redis_env` (which names the servers), sharing a
+/// signing key and an issuer, through the whole contract.
+async fn contract_across_two_instances(tag: &str, redis_env: (&str, String)) {
+    contract_across_two_instances_with(tag, &[redis_env]).await;
+}
+
+async fn contract_across_two_instances_with(tag: &str, redis_env: &[(&str, String)]) {
+    let dir = std::env::temp_dir().join(format!("portcullis-reference-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let key_path = dir.join("signing.pem");
     std::fs::write(&key_path, p256_pem()).expect("write key");
-    let env = [
-        ("PORTCULLIS_REDIS_URL", redis.url()),
-        ("PORTCULLIS_SIGNING_KEY", key_path.display().to_string()),
-        ("PORTCULLIS_ISSUER", "https://reference.test".to_owned()),
-    ];
+    let mut env = redis_env.to_vec();
+    env.push(("PORTCULLIS_SIGNING_KEY", key_path.display().to_string()));
+    env.push(("PORTCULLIS_ISSUER", "https://reference.test".to_owned()));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let (one, two) = (start(&env).await, start(&env).await);
     contract(one.addr, two.addr).await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_contract_on_a_redis_cluster_across_two_instances() {
+    let cluster = RedisCluster::start();
+    contract_across_two_instances("cluster", ("PORTCULLIS_REDIS_CLUSTER", cluster.seeds().join(","))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_contract_on_sentinel_across_two_instances() {
+    let setup = RedisSentinel::start();
+    let sentinels = setup.sentinel_urls().join(",");
+    contract_across_two_instances_with(
+        "sentinel",
+        &[
+            ("PORTCULLIS_REDIS_SENTINEL", sentinels),
+            ("PORTCULLIS_REDIS_SENTINEL_MASTER", RedisSentinel::MASTER.to_owned()),
+        ],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
