@@ -79,14 +79,20 @@ async fn a_sentinel_failover_under_load_keeps_every_acknowledged_login() {
     // it) and read their session back, bounded in count and time.
     let workers: Vec<_> = (0..4u64)
         .map(|worker| {
-            let (store, stop, ok, refused, acknowledged) =
-                (store.clone(), stop.clone(), ok.clone(), refused.clone(), acknowledged.clone());
+            let (store, stop, ok, refused, acknowledged) = (
+                store.clone(),
+                stop.clone(),
+                ok.clone(),
+                refused.clone(),
+                acknowledged.clone(),
+            );
             tokio::spawn(async move {
                 let mut round = 0u64;
                 while !stop.load(Ordering::Relaxed) && round < 50_000 && started.elapsed() < Duration::from_secs(60) {
                     let person = Principal::new("https://app.test", format!("w{worker}-{round}"));
                     let key = key_of(&person, round);
-                    let mut record = SessionRecord::new(SystemTime::now(), Duration::from_secs(600), Duration::from_secs(3600));
+                    let mut record =
+                        SessionRecord::new(SystemTime::now(), Duration::from_secs(600), Duration::from_secs(3600));
                     record.principal = Some(person);
                     match store.create(&key, &record, Duration::from_secs(600)).await {
                         Ok(()) => {
@@ -127,7 +133,12 @@ async fn a_sentinel_failover_under_load_keeps_every_acknowledged_login() {
     let promoted_after = killed_at.elapsed();
     // Reads recover within a bounded time of the promotion: a session
     // acknowledged before the kill is found on the new primary.
-    let witness = acknowledged.lock().expect("lock").first().copied().expect("a login before the kill");
+    let witness = acknowledged
+        .lock()
+        .expect("lock")
+        .first()
+        .copied()
+        .expect("a login before the kill");
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         match store.load(&witness).await {
@@ -155,7 +166,10 @@ async fn a_sentinel_failover_under_load_keeps_every_acknowledged_login() {
         {
             break;
         }
-        assert!(Instant::now() < deadline, "durable logins never recovered once a replica was back");
+        assert!(
+            Instant::now() < deadline,
+            "durable logins never recovered once a replica was back"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let recovered_after = killed_at.elapsed();

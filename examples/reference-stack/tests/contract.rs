@@ -6,7 +6,9 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{SAME_ORIGIN, csrf_token_of, password_grant, start, start_with_external_issuer, wait_until_healthy};
+use common::{
+    SAME_ORIGIN, csrf_token_of, p256_pem, password_grant, start, start_with_external_issuer, wait_until_healthy,
+};
 use http::{Method, StatusCode};
 use portcullis_tests::client::{Body, Client};
 use portcullis_tests::grpc::who_am_i_at;
@@ -333,25 +335,6 @@ async fn contract(addr: SocketAddr, other: SocketAddr) {
         again.call(addr, Method::GET, "/me", Body::None, &[]).await.status,
         StatusCode::UNAUTHORIZED
     );
-}
-
-/// A fresh P-256 private key, PKCS#8 PEM (what an operator would mount).
-fn p256_pem() -> String {
-    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
-    use base64::Engine;
-    let document =
-        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &aws_lc_rs::rand::SystemRandom::new())
-            .expect("generate");
-    let body = base64::engine::general_purpose::STANDARD.encode(document.as_ref());
-    let lines: Vec<&str> = body
-        .as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).expect("ascii"))
-        .collect();
-    format!(
-        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-        lines.join("\n")
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

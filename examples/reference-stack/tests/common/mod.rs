@@ -88,3 +88,22 @@ pub async fn form_login(browser: &mut Client, addr: SocketAddr, user: &str, pass
         .await;
     (login, token)
 }
+
+/// A fresh P-256 private key, PKCS#8 PEM (what an operator would mount).
+pub fn p256_pem() -> String {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+    use base64::Engine;
+    let document =
+        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &aws_lc_rs::rand::SystemRandom::new())
+            .expect("generate");
+    let body = base64::engine::general_purpose::STANDARD.encode(document.as_ref());
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).expect("ascii"))
+        .collect();
+    format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        lines.join("\n")
+    )
+}
