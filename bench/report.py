@@ -21,6 +21,7 @@ BASELINES = {
     "session_": "tower_sessions_memory",
     "csrf_protected_post": "tower_http_csrf",
     "revocation_check_1M": "redis_round_trip_clean",
+    "redis_session_": "single_node",
 }
 START = "<!-- generated:start (bench/run) -->"
 END = "<!-- generated:end -->"

@@ -1,6 +1,6 @@
 //! End-to-end load over loopback HTTP: requests/s and p50/p99 latency for
 //! a bare axum server, the same behind JwtLayer + RevocationLayer, and
-//! behind SessionLayer + CsrfLayer (memory and Redis). Bounded: 16
+//! behind SessionLayer + CsrfLayer (memory, Redis, Redis Cluster). Bounded: 16
 //! connections for 5 s per stack (`LOAD_SECS`), loopback only. Client and
 //! server share the machine's cores, so absolute numbers are a floor.
 //! Writes the table to `target/load.md` for `report.py`.
@@ -17,11 +17,12 @@ use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use portcullis::csrf::{CsrfLayer, CsrfToken};
-use portcullis::redis::RedisSessionStore;
+use portcullis::redis::{RedisOptions, RedisServers, RedisSessionStore};
 use portcullis::revocation::{MemoryRevocationStore, RevocationLayer, Revocations};
 use portcullis::session::{MemoryStore, Session, SessionLayer, SessionStore};
 use portcullis::{JwtIssuer, JwtLayer, SigningKey, Validation};
 use portcullis_bench::start_redis;
+use portcullis_tests::redis_cluster::RedisCluster;
 use tower::ServiceBuilder;
 
 const CONNECTIONS: usize = 16;
@@ -153,12 +154,20 @@ async fn main() {
     // SessionLayer + CsrfLayer, a protected POST, memory then Redis.
     let (_redis, url) = start_redis();
     let redis_store: Arc<dyn SessionStore> = Arc::new(RedisSessionStore::connect(&url).await.expect("redis"));
+    // A 3-primary, 3-replica cluster (blocking setup, off the runtime).
+    let cluster = tokio::task::spawn_blocking(RedisCluster::start).await.expect("cluster");
+    let cluster_store: Arc<dyn SessionStore> = Arc::new(
+        RedisSessionStore::connect_with(RedisServers::cluster(cluster.seeds()), RedisOptions::default())
+            .await
+            .expect("cluster"),
+    );
     for (label, store) in [
         (
             "SessionLayer + CsrfLayer, POST (memory)",
             Arc::new(MemoryStore::new()) as Arc<dyn SessionStore>,
         ),
         ("SessionLayer + CsrfLayer, POST (Redis)", redis_store),
+        ("SessionLayer + CsrfLayer, POST (Redis Cluster)", cluster_store),
     ] {
         let (addr, cookie, token) = session_stack(store).await;
         let post: Arc<dyn Fn(SocketAddr) -> Request<Body> + Send + Sync> = Arc::new(move |addr| {
