@@ -308,7 +308,7 @@ impl RedisCluster {
     }
 
     /// Calls of each command summed over the running primaries (`INFO
-    /// commandstats`), without `info`, `config`, `cluster` and `ping`.
+    /// commandstats`), without admin commands and replication traffic.
     pub fn command_calls(&self) -> BTreeMap<String, u64> {
         let mut calls = BTreeMap::new();
         for port in self.primaries() {
@@ -322,8 +322,11 @@ impl RedisCluster {
                 let Some((name, rest)) = line.split_once(':') else {
                     continue;
                 };
+                // Admin traffic, and replication's own (replicas acknowledge
+                // with REPLCONF).
                 if [
                     "info", "config", "cluster", "ping", "role", "dbsize", "command", "hello", "client", "readonly",
+                    "replconf", "psync", "sync", "script",
                 ]
                 .iter()
                 .any(|skip| name.starts_with(skip))

@@ -123,6 +123,26 @@ async fn many_subjects_spread_over_every_primary_and_a_read_is_one_round_trip() 
         0,
         "nothing else was asked: {calls:?}"
     );
+
+    // Every node forgets its scripts (a restart, a promoted replica): the
+    // store sends the script again and goes on.
+    for port in cluster.primaries() {
+        assert!(query(port, &["SCRIPT", "FLUSH"]).is_ok(), "SCRIPT FLUSH on {port}");
+    }
+    cluster.reset_stats();
+    assert!(store.load(&keys[7]).await.expect("load after NOSCRIPT").is_some());
+    assert!(store.load(&keys[7]).await.expect("load").is_some());
+    let calls = cluster.command_calls();
+    assert_eq!(
+        calls.get("eval"),
+        Some(&1),
+        "sent by source once after NOSCRIPT: {calls:?}"
+    );
+    assert_eq!(
+        calls.get("evalsha"),
+        Some(&2),
+        "the refused call, then by hash again: {calls:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,6 +211,7 @@ async fn a_slot_migration_under_load_loses_nothing() {
         replicas: 1,
         timeout: Duration::from_secs(1),
     });
+    options.response_timeout = Duration::from_secs(2);
     let store = Arc::new(
         RedisSessionStore::connect_with(servers(&cluster), options)
             .await
@@ -277,4 +298,82 @@ async fn a_slot_migration_under_load_loses_nothing() {
         found >= writes,
         "every acknowledged write survived the migration: {found} found, {writes} acknowledged"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_revocation_mirror_follows_its_feed_across_a_failover() {
+    use portcullis::revocation::{Revocation, RevocationStore, Target};
+    let mut cluster = RedisCluster::start();
+    let mut options = RedisOptions::default();
+    options.replica_acks = Some(ReplicaAcks {
+        replicas: 1,
+        timeout: Duration::from_secs(1),
+    });
+    options.response_timeout = Duration::from_secs(2);
+    let mut replication = ReplicationOptions::default();
+    replication.redis = options.clone();
+    let writer = RedisRevocationStore::connect_with(servers(&cluster), options)
+        .await
+        .expect("writer");
+    let mirror = ReplicatedRevocationStore::start(servers(&cluster), replication)
+        .await
+        .expect("mirror");
+    let expires = SystemTime::now() + Duration::from_secs(600);
+    let revoke = |n: u32| Revocation::token("https://iss.test", format!("jti-{n}"), expires);
+    for n in 0..5 {
+        writer
+            .revoke(revoke(n))
+            .await
+            .expect("acknowledged before the failover");
+    }
+    let feed_primary = cluster.primary_for("{portcullis:rev}feed");
+    cluster.kill(feed_primary);
+    // The cluster heals (a replica promoted, the old primary back as its
+    // replica, so durable writes can be acknowledged again) while
+    // revocations go on, each retried until acknowledged (503s meanwhile),
+    // bounded in time.
+    let healing = tokio::task::spawn_blocking(move || {
+        cluster.wait_failover_from(feed_primary, Duration::from_secs(30));
+        cluster.restart(feed_primary);
+        cluster.wait_healthy(Duration::from_secs(30));
+        cluster
+    });
+    for n in 5..10 {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while writer.revoke(revoke(n)).await.is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "revocation {n} never acknowledged after the failover"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let cluster = healing.await.expect("the cluster healed");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let entries = mirror.entries().await.expect("entries");
+        let seen = (0..10)
+            .filter(|n| {
+                entries
+                    .iter()
+                    .any(|entry| matches!(&entry.target, Target::Token { jti, .. } if *jti == format!("jti-{n}")))
+            })
+            .count();
+        if seen == 10 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the mirror has {seen} of 10 revocations after the failover"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stats = mirror.stats();
+    println!("mirror across a cluster failover: {stats:?}");
+    assert!(
+        stats.catch_ups + stats.gaps >= 1,
+        "the feed reconnected and caught up: {stats:?}"
+    );
+    assert!(stats.connected, "{stats:?}");
+    drop(cluster);
 }

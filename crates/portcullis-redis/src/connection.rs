@@ -6,7 +6,9 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use portcullis_core::{Route, StoreError, StoreKind};
+#[cfg(any(feature = "sessions", feature = "refresh", test))]
+use portcullis_core::Route;
+use portcullis_core::{StoreError, StoreKind};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
@@ -111,7 +113,9 @@ pub struct ReplicaAcks {
     /// How many replicas must have the write.
     pub replicas: u32,
     /// How long to wait for them; past it the write is reported as a
-    /// store outage (a 503), though the primary has it.
+    /// store outage (a 503), though the primary has it. Keep it below
+    /// [`RedisOptions::response_timeout`]: the wait is part of the write's
+    /// command.
     pub timeout: Duration,
 }
 
@@ -151,12 +155,14 @@ impl Default for RedisOptions {
 impl RedisOptions {
     /// The hash tag of `route`'s keys: `{prefix + route}`. Everything of
     /// one principal shares it, so lives in one slot.
+    #[cfg(any(feature = "sessions", feature = "refresh", test))]
     pub(crate) fn tag(&self, route: Route) -> String {
         format!("{{{}{route}}}", self.prefix)
     }
 
     /// The hash tag of state that is one for everybody (the revocation
     /// denylist and its feed): `{prefix + name}`.
+    #[cfg(any(feature = "revocation", test))]
     pub(crate) fn shared_tag(&self, name: &str) -> String {
         format!("{{{}{name}}}", self.prefix)
     }
@@ -386,6 +392,15 @@ pub(crate) async fn connect(
             "the key prefix must not contain `{` or `}` (it is part of a hash tag)",
         ));
     }
+    if options
+        .replica_acks
+        .is_some_and(|acks| acks.timeout >= options.response_timeout || acks.replicas == 0)
+    {
+        return Err(StoreError::unavailable(
+            store,
+            "replica_acks needs at least one replica and a timeout below response_timeout",
+        ));
+    }
     let unavailable = |error: RedisError| StoreError::unavailable(store, error);
     let response_timeout = response_timeout.unwrap_or(options.response_timeout);
     match servers {
@@ -433,11 +448,19 @@ pub(crate) async fn connect(
 }
 
 /// A Lua script: its source, and the SHA-1 it is called by.
+#[cfg_attr(
+    not(any(feature = "sessions", feature = "revocation", feature = "refresh")),
+    allow(dead_code)
+)]
 pub(crate) struct Lua {
     source: &'static str,
     hash: String,
 }
 
+#[cfg_attr(
+    not(any(feature = "sessions", feature = "revocation", feature = "refresh")),
+    allow(dead_code)
+)]
 impl Lua {
     pub(crate) fn new(source: &'static str) -> Self {
         Self {
@@ -449,12 +472,20 @@ impl Lua {
 
 /// One script call: its keys (every key it touches, all in one slot) and
 /// arguments.
+#[cfg_attr(
+    not(any(feature = "sessions", feature = "revocation", feature = "refresh")),
+    allow(dead_code)
+)]
 pub(crate) struct Call {
     script: &'static Lua,
     keys: Vec<String>,
     args: Vec<String>,
 }
 
+#[cfg_attr(
+    not(any(feature = "sessions", feature = "revocation", feature = "refresh")),
+    allow(dead_code)
+)]
 impl Call {
     pub(crate) fn new(script: &'static Lua) -> Self {
         Self {
@@ -474,6 +505,7 @@ impl Call {
         self
     }
 
+    #[cfg_attr(not(any(feature = "sessions", feature = "refresh")), allow(dead_code))]
     pub(crate) fn args<I: IntoIterator<Item = S>, S: ToString>(mut self, args: I) -> Self {
         self.args.extend(args.into_iter().map(|arg| arg.to_string()));
         self
@@ -539,6 +571,10 @@ impl Call {
     }
 }
 
+#[cfg_attr(
+    not(any(feature = "sessions", feature = "revocation", feature = "refresh")),
+    allow(dead_code)
+)]
 fn is_no_script(error: &RedisError) -> bool {
     error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) || error.to_string().contains("NOSCRIPT")
 }
@@ -571,5 +607,26 @@ mod tests {
         .err()
         .expect("refused");
         assert!(error.to_string().contains("must not contain"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_replica_wait_longer_than_the_command_timeout_is_refused() {
+        let options = RedisOptions {
+            replica_acks: Some(ReplicaAcks {
+                replicas: 1,
+                timeout: Duration::from_secs(1),
+            }),
+            ..RedisOptions::default()
+        };
+        let error = connect(
+            &RedisServers::single("redis://127.0.0.1:1"),
+            &options,
+            StoreKind::Session,
+            None,
+        )
+        .await
+        .err()
+        .expect("refused");
+        assert!(error.to_string().contains("below response_timeout"), "{error}");
     }
 }

@@ -98,10 +98,15 @@ async fn build(config: &Config) -> Result<(axum::Router, String), Error> {
             let mut options = RedisOptions::default();
             // On a Cluster or Sentinel, logins, logouts, refresh spends and
             // revocations wait for a replica, so a failover keeps them.
-            options.replica_acks = (config.redis_replica_acks > 0).then_some(ReplicaAcks {
-                replicas: config.redis_replica_acks,
-                timeout: std::time::Duration::from_millis(500),
-            });
+            // A write waits up to 1 s for its replica; the command timeout
+            // leaves room for that wait on top of the script itself.
+            if config.redis_replica_acks > 0 {
+                options.replica_acks = Some(ReplicaAcks {
+                    replicas: config.redis_replica_acks,
+                    timeout: std::time::Duration::from_secs(1),
+                });
+                options.response_timeout = std::time::Duration::from_secs(2);
+            }
             let mut replication = ReplicationOptions::default();
             replication.redis = options.clone();
             let connection = RedisConnection::connect(servers, &options).await?;

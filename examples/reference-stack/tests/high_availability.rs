@@ -165,8 +165,11 @@ async fn killing_the_primary_of_a_users_slot_under_load_is_only_200_or_503() {
     })
     .await
     .expect("wait for the failover");
-    load.finish(&format!("cluster failover of primary {doomed} (alice's slot)"), killed_at)
-        .await;
+    load.finish(
+        &format!("cluster failover of primary {doomed} (alice's slot)"),
+        killed_at,
+    )
+    .await;
     every_session_still_works(&mut devices, [a.addr, b.addr]).await;
     drop(cluster);
     let _ = std::fs::remove_dir_all(&dir);
@@ -192,7 +195,8 @@ async fn a_sentinel_failover_under_load_is_only_200_or_503() {
     })
     .await
     .expect("wait for the failover");
-    load.finish(&format!("sentinel failover of primary {old}"), killed_at).await;
+    load.finish(&format!("sentinel failover of primary {old}"), killed_at)
+        .await;
     every_session_still_works(&mut devices, [a.addr, b.addr]).await;
     drop(setup);
     let _ = std::fs::remove_dir_all(&dir);
@@ -218,7 +222,13 @@ async fn every_session_still_works(devices: &mut [(String, Client)], addrs: [Soc
     for (user, device) in devices {
         for addr in addrs {
             let me = device.call(addr, Method::GET, "/me", Body::None, &[]).await;
-            assert_eq!(me.status, StatusCode::OK, "{user}'s session survived on {addr}: {} {:?}", me.body, std::time::SystemTime::now());
+            assert_eq!(
+                me.status,
+                StatusCode::OK,
+                "{user}'s session survived on {addr}: {} {:?}",
+                me.body,
+                std::time::SystemTime::now()
+            );
             assert_eq!(me.json()["subject"], user.as_str());
         }
     }
@@ -296,7 +306,10 @@ impl Load {
             if quiet_since.elapsed() > Duration::from_secs(2) {
                 break;
             }
-            assert!(Instant::now() < deadline, "{what}: requests never recovered after the promotion");
+            assert!(
+                Instant::now() < deadline,
+                "{what}: requests never recovered after the promotion"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
