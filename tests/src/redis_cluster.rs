@@ -51,6 +51,18 @@ fn temp_dir(kind: &str) -> PathBuf {
     dir
 }
 
+/// A fresh session key routed to `principal`, as `SessionLayer` makes
+/// them, for store-level tests: unique per call (`n` and the clock).
+pub fn routed_key(principal: &portcullis::Principal, n: u64) -> portcullis::session::SessionKey {
+    let mut bytes = [0u8; 32];
+    let salt = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    bytes[2..10].copy_from_slice(&salt.to_le_bytes());
+    bytes[10..18].copy_from_slice(&n.to_le_bytes());
+    portcullis::session::SessionKey::from_bytes(bytes).with_route(portcullis::Route::of(principal))
+}
+
 fn wait_until(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !ready() {

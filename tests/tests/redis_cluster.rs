@@ -13,7 +13,7 @@ use portcullis::redis::{
     ReplicatedRevocationStore, ReplicationOptions,
 };
 use portcullis::session::{SessionKey, SessionRecord, SessionStore};
-use portcullis_tests::redis_cluster::{RedisCluster, query};
+use portcullis_tests::redis_cluster::{RedisCluster, query, routed_key};
 
 fn options(prefix: &str) -> RedisOptions {
     let mut options = RedisOptions::default();
@@ -29,17 +29,6 @@ fn record_of(principal: &Principal) -> SessionRecord {
     let mut record = SessionRecord::new(SystemTime::now(), Duration::from_secs(600), Duration::from_secs(3600));
     record.principal = Some(principal.clone());
     record
-}
-
-/// A fresh key routed to `principal`, as the layer makes them.
-fn key_of(principal: &Principal, n: u64) -> SessionKey {
-    let mut bytes = [0u8; 32];
-    let salt = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    bytes[2..10].copy_from_slice(&salt.to_le_bytes());
-    bytes[10..18].copy_from_slice(&n.to_le_bytes());
-    SessionKey::from_bytes(bytes).with_route(portcullis::Route::of(principal))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,7 +73,7 @@ async fn many_subjects_spread_over_every_primary_and_a_read_is_one_round_trip() 
     let mut keys = Vec::new();
     for n in 0..300u64 {
         let person = Principal::new("https://app.test", format!("user-{n}"));
-        let key = key_of(&person, n);
+        let key = routed_key(&person, n);
         store
             .create(&key, &record_of(&person), Duration::from_secs(600))
             .await
@@ -152,7 +141,7 @@ async fn log_out_everywhere_ends_a_session_that_fell_out_of_the_index() {
         .await
         .expect("connect");
     let alice = Principal::new("https://app.test", "alice-gen");
-    let (indexed, lost) = (key_of(&alice, 1), key_of(&alice, 2));
+    let (indexed, lost) = (routed_key(&alice, 1), routed_key(&alice, 2));
     for key in [&indexed, &lost] {
         store
             .create(key, &record_of(&alice), Duration::from_secs(600))
@@ -187,7 +176,7 @@ async fn log_out_everywhere_ends_a_session_that_fell_out_of_the_index() {
         "the unindexed one is dead too: it predates the principal's generation"
     );
     // A login after the log-out-everywhere is a live session again.
-    let fresh = key_of(&alice, 3);
+    let fresh = routed_key(&alice, 3);
     store
         .create(&fresh, &record_of(&alice), Duration::from_secs(600))
         .await
@@ -222,7 +211,7 @@ async fn a_slot_migration_under_load_loses_nothing() {
     let mut sessions = Vec::new();
     for n in 0..SESSIONS as u64 {
         let person = Principal::new("https://app.test", format!("mover-{n}"));
-        let key = key_of(&person, n);
+        let key = routed_key(&person, n);
         store
             .create(&key, &record_of(&person), Duration::from_secs(600))
             .await
@@ -376,4 +365,62 @@ async fn the_revocation_mirror_follows_its_feed_across_a_failover() {
     );
     assert!(stats.connected, "{stats:?}");
     drop(cluster);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_subject_ends_a_refresh_family_that_fell_out_of_the_index() {
+    use portcullis::refresh::{Family, RefreshStore, Spend, SpendRules};
+    let cluster = RedisCluster::start();
+    let store = RedisRefreshStore::connect_with(servers(&cluster), RedisOptions::default())
+        .await
+        .expect("connect");
+    let subject = "dave-gen";
+    let route = portcullis::Route::of_subject(subject);
+    let now = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let family = |id: &str| Family {
+        id: format!("{route}{id}"),
+        subject: subject.to_owned(),
+        scopes: vec!["notes:read".into()],
+        created_ms: now,
+        absolute_deadline_ms: now + 600_000,
+    };
+    let (indexed, lost) = (family("indexed"), family("lost"));
+    for f in [&indexed, &lost] {
+        store.create(f, Duration::from_secs(600)).await.expect("create");
+    }
+    let index = format!("{{portcullis:{route}}}rs");
+    let field = format!("{}:{subject}{}", subject.len(), lost.id);
+    assert_eq!(
+        query(cluster.primary_for(&index), &["HDEL", &index, &field]).as_deref(),
+        Ok("1"),
+        "the index entry was there"
+    );
+    let revoked = store.revoke_subject(subject).await.expect("revoke subject");
+    assert_eq!(revoked, vec![indexed.id.clone()], "only the indexed family is listed");
+    let rules = SpendRules::new(Duration::ZERO, Duration::from_secs(600));
+    for f in [&indexed, &lost] {
+        assert_eq!(
+            store.spend(&f.id, 0, now + 1, rules).await.expect("spend"),
+            Spend::Ended,
+            "family {} predates the subject's generation",
+            f.id
+        );
+    }
+    // A family created after the revocation lives.
+    let fresh = family("fresh");
+    store.create(&fresh, Duration::from_secs(600)).await.expect("create");
+    assert!(matches!(
+        store.spend(&fresh.id, 0, now + 1, rules).await.expect("spend"),
+        Spend::Rotated(_)
+    ));
+    // A family id not routed to its subject is refused, with its reason.
+    let mut misrouted = family("x");
+    misrouted.id = format!("zz{}", misrouted.id);
+    let error = store
+        .create(&misrouted, Duration::from_secs(600))
+        .await
+        .expect_err("refused");
+    assert!(error.to_string().contains("not routed to its subject"), "{error}");
 }

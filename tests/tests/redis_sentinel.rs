@@ -11,8 +11,8 @@ use portcullis::redis::{
     RedisOptions, RedisRefreshStore, RedisRevocationStore, RedisServers, RedisSessionStore, ReplicaAcks,
     ReplicatedRevocationStore, ReplicationOptions,
 };
-use portcullis::session::{SessionKey, SessionRecord, SessionStore};
-use portcullis_tests::redis_cluster::RedisSentinel;
+use portcullis::session::{SessionRecord, SessionStore};
+use portcullis_tests::redis_cluster::{RedisSentinel, routed_key};
 
 fn options(prefix: &str) -> RedisOptions {
     let mut options = RedisOptions::default();
@@ -47,17 +47,6 @@ async fn every_conformance_suite_runs_unchanged_on_sentinel() {
     portcullis::refresh::conformance::run(Arc::new(refresh)).await;
 }
 
-/// A fresh key routed to `principal`, as the layer makes them.
-fn key_of(principal: &Principal, n: u64) -> SessionKey {
-    let mut bytes = [0u8; 32];
-    let salt = SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    bytes[2..10].copy_from_slice(&salt.to_le_bytes());
-    bytes[10..18].copy_from_slice(&n.to_le_bytes());
-    SessionKey::from_bytes(bytes).with_route(portcullis::Route::of(principal))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sentinel_failover_under_load_keeps_every_acknowledged_login() {
     let mut setup = RedisSentinel::start();
@@ -90,7 +79,7 @@ async fn a_sentinel_failover_under_load_keeps_every_acknowledged_login() {
                 let mut round = 0u64;
                 while !stop.load(Ordering::Relaxed) && round < 50_000 && started.elapsed() < Duration::from_secs(60) {
                     let person = Principal::new("https://app.test", format!("w{worker}-{round}"));
-                    let key = key_of(&person, round);
+                    let key = routed_key(&person, round);
                     let mut record =
                         SessionRecord::new(SystemTime::now(), Duration::from_secs(600), Duration::from_secs(3600));
                     record.principal = Some(person);
@@ -158,7 +147,7 @@ async fn a_sentinel_failover_under_load_keeps_every_acknowledged_login() {
     let person = Principal::new("https://app.test", "after-failover");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let key = key_of(&person, 0);
+        let key = routed_key(&person, 0);
         let mut record = SessionRecord::new(SystemTime::now(), Duration::from_secs(600), Duration::from_secs(3600));
         record.principal = Some(person.clone());
         if store.create(&key, &record, Duration::from_secs(600)).await.is_ok()

@@ -447,3 +447,40 @@ async fn refresh_rotation_on_redis_shared_by_two_engines() {
     }
     assert_eq!(winners, 1, "one token, one rotation, across instances");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_of_the_layout_before_the_cluster_one_are_still_honoured() {
+    use portcullis::revocation::{RevocationStore, Revoked};
+    let server = RedisServer::start();
+    // A revocation as the previous version wrote it: `portcullis:rev:entries`.
+    let client = redis::Client::open(server.url()).expect("client");
+    let mut raw = client.get_multiplexed_async_connection().await.expect("connect");
+    let expires = std::time::SystemTime::now() + Duration::from_secs(600);
+    let expires_ms = expires
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after the epoch")
+        .as_millis() as u64;
+    let revocation = portcullis::revocation::Revocation::token(ISS, "old-jti", expires);
+    let field = portcullis::revocation::store_support::encode_target(&revocation.target);
+    let _: i64 = redis::cmd("HSET")
+        .arg("portcullis:rev:entries")
+        .arg(&field)
+        .arg(format!("0:{expires_ms}"))
+        .query_async(&mut raw)
+        .await
+        .expect("hset");
+
+    let store = ReplicatedRevocationStore::start(&server.url(), ReplicationOptions::default())
+        .await
+        .expect("start");
+    let identity = portcullis::Identity::builder(
+        "alice",
+        portcullis::AuthMethod::bearer(Some("old-jti".into()), Some(ISS.into())),
+    )
+    .build();
+    assert_eq!(
+        store.check(identity).await.expect("check"),
+        Some(Revoked::Token),
+        "a token revoked before the upgrade stays revoked after it"
+    );
+}

@@ -97,9 +97,11 @@ impl RedisRevocationStore {
 
     /// Connects to `servers` with explicit options.
     pub async fn connect_with(servers: impl Into<RedisServers>, options: RedisOptions) -> Result<Self, StoreError> {
-        let connection = connect(&servers.into(), &options, StoreKind::Revocation, None).await?;
+        let servers = servers.into();
+        let connection = connect(&servers, &options, StoreKind::Revocation, None).await?;
         let tag = options.shared_tag("rev");
-        Ok(Self {
+        let legacy = format!("{}rev:entries", options.prefix);
+        let store = Self {
             connection,
             keys: Arc::new(Keys {
                 entries: format!("{tag}entries"),
@@ -107,7 +109,32 @@ impl RedisRevocationStore {
                 feed: format!("{tag}feed"),
             }),
             options: Arc::new(options),
-        })
+        };
+        if matches!(servers, RedisServers::Single(_)) {
+            store.adopt_legacy_entries(&legacy).await?;
+        }
+        Ok(store)
+    }
+
+    /// Revocations written by a version before the Cluster-safe layout
+    /// (`{prefix}rev:entries`, one node only) are merged into this one at
+    /// connect, so an upgrade never accepts a token that was revoked
+    /// before it. Merging is idempotent and the old hash is left for nodes
+    /// still on the old version; sessions and refresh families of the old
+    /// layout are not carried over (an upgrade logs their holders out once,
+    /// the safe direction).
+    async fn adopt_legacy_entries(&self, legacy: &str) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        let flat: Vec<(String, String)> = connection.hgetall(legacy).await.map_err(unavailable)?;
+        let now = now_ms();
+        for revocation in flat
+            .iter()
+            .filter_map(|(target, value)| decode_revocation(target, value))
+            .filter(|revocation| revocation.expires_ms > now)
+        {
+            self.revoke(revocation).await?;
+        }
+        Ok(())
     }
 
     async fn all(&self) -> Result<Vec<Revocation>, StoreError> {
