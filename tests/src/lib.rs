@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 
 pub mod client;
 pub mod example;
+pub mod postgres_server;
 pub mod redis_cluster;
 pub mod redis_server;
 pub mod webdriver;

@@ -51,13 +51,15 @@ local out = {ARGV[1], f[1], f[2], f[3], f[4]}
 local seq, live = tonumber(ARGV[2]), tonumber(f[6])
 if seq == live then
   if tonumber(f[8]) <= now then return {'ended'} end
-  if now - tonumber(f[7]) < tonumber(ARGV[6]) then return {'throttled'} end
+  if math.max(now - tonumber(f[7]), 0) < tonumber(ARGV[6]) then return {'throttled'} end
   local d = string.format('%.0f', math.min(now + tonumber(ARGV[5]), tonumber(f[4])))
   redis.call('HSET', KEYS[1], 'n', string.format('%.0f', live + 1), 't', ARGV[3], 'd', d)
   redis.call('PEXPIREAT', KEYS[1], d)
   return {'rotated', out[1], out[2], out[3], out[4], out[5]}
 end
-if seq + 1 == live and now - tonumber(f[7]) < tonumber(ARGV[4]) then
+-- A spend stamped before the rotation it raced counts as 0 ms after
+-- it, never as negative (inside any grace window, even a zero one).
+if seq + 1 == live and math.max(now - tonumber(f[7]), 0) < tonumber(ARGV[4]) then
   return {'retry', out[1], out[2], out[3], out[4], out[5]}
 end
 redis.call('HSET', KEYS[1], 'r', '1')

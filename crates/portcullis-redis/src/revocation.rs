@@ -10,7 +10,7 @@ use portcullis_core::Identity;
 use portcullis_core::audit::TARGET as AUDIT;
 use portcullis_core::{StoreError, StoreFuture, StoreKind, epoch_millis};
 use portcullis_revocation::store_support::{Denylist, TokenFacts, decode_revocation, encode_target};
-use portcullis_revocation::{Revocation, RevocationStore, Revoked, Target};
+use portcullis_revocation::{FeedLossPolicy, Revocation, RevocationStore, Revoked, Target};
 use redis::streams::{StreamId, StreamRangeReply, StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands, Value};
 
@@ -222,19 +222,6 @@ impl RevocationStore for RedisRevocationStore {
     fn entries(&self) -> StoreFuture<'_, Vec<Revocation>> {
         Box::pin(self.all())
     }
-}
-
-/// What a node does when its mirror has lost the feed from Redis for
-/// longer than the allowed staleness.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum FeedLossPolicy {
-    /// Refuse bearer requests with a 503 (gRPC `UNAVAILABLE`): no revoked
-    /// token can slip through. The default.
-    #[default]
-    FailClosed,
-    /// Keep answering from the stale mirror, with a warning audit event
-    /// (at most one a second): availability first, knowingly.
-    FailOpen,
 }
 
 /// Options of [`ReplicatedRevocationStore`].

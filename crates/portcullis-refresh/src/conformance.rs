@@ -242,6 +242,27 @@ pub async fn concurrent_spends_rotate_once(store: Arc<dyn RefreshStore>, space: 
     assert_eq!(rotated, 1, "exactly one concurrent spend rotates");
 }
 
+/// Without a grace window, a second use of a spent token is always a
+/// reuse — also one stamped a moment before the rotation it raced (its
+/// elapsed time counts as zero, never as negative and so "within grace").
+pub async fn no_grace_means_no_retry_even_for_a_racing_spend(store: Arc<dyn RefreshStore>, space: &str) {
+    let tag = tag(space);
+    let f9 = family(&tag, "f9", "grace");
+    store.create(&f9, IDLE).await.expect("create");
+    let strict = SpendRules::new(Duration::ZERO, IDLE);
+    let at = now();
+    assert!(matches!(spend(&*store, &f9, 0, at, strict).await, Spend::Rotated(_)));
+    assert!(
+        matches!(spend(&*store, &f9, 0, at - 5, strict).await, Spend::Reused(_)),
+        "a racing spend stamped before the rotation is a reuse without grace"
+    );
+    assert_eq!(
+        spend(&*store, &f9, 1, at, strict).await,
+        Spend::Ended,
+        "and the reuse revoked the family"
+    );
+}
+
 /// Runs every rule in turn against `store` (the macro runs them as
 /// separate tests instead).
 pub async fn run(store: Arc<dyn RefreshStore>) {
@@ -251,6 +272,7 @@ pub async fn run(store: Arc<dyn RefreshStore>) {
     idle_and_absolute_expiry(store.clone(), "idle_and_absolute_expiry").await;
     revoke_family_and_subject(store.clone(), "revoke_family_and_subject").await;
     a_rate_cap_throttles_without_spending(store.clone(), "a_rate_cap_throttles_without_spending").await;
+    no_grace_means_no_retry_even_for_a_racing_spend(store.clone(), "no_grace_means_no_retry").await;
     concurrent_spends_rotate_once(store, "concurrent_spends_rotate_once").await;
 }
 
@@ -281,6 +303,7 @@ macro_rules! refresh_store_conformance {
             idle_and_absolute_expiry,
             revoke_family_and_subject,
             a_rate_cap_throttles_without_spending,
+            no_grace_means_no_retry_even_for_a_racing_spend,
             concurrent_spends_rotate_once
         );
     };

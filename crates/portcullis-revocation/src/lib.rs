@@ -50,7 +50,8 @@ pub use denylist::{Revocation, Revoked, Target};
 pub use layer::{CheckWait, RevocationCheck, RevocationLayer, RevocationService};
 pub use memory::MemoryRevocationStore;
 pub use store::{
-    DEFAULT_CLOCK_SKEW, DEFAULT_KEEP_CUTOFFS_FOR, RevocationStore, Revocations, StoreError, StoreFuture, StoreKind,
+    DEFAULT_CLOCK_SKEW, DEFAULT_KEEP_CUTOFFS_FOR, FeedLossPolicy, RevocationStore, Revocations, StoreError,
+    StoreFuture, StoreKind,
 };
 
 pub(crate) const LAYER: &str = "revocation";

@@ -156,3 +156,15 @@ impl Revocations {
             .await
     }
 }
+/// What a node does when its replicated mirror (Redis or PostgreSQL) has
+/// lost its feed for longer than the allowed staleness.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FeedLossPolicy {
+    /// Refuse bearer requests with a 503 (gRPC `UNAVAILABLE`): no revoked
+    /// token can slip through. The default.
+    #[default]
+    FailClosed,
+    /// Keep answering from the stale mirror, with a warning audit event
+    /// (at most one a second): availability first, knowingly.
+    FailOpen,
+}

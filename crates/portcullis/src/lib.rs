@@ -9,6 +9,7 @@
 //! | `csrf` | `CsrfLayer`, `CsrfToken` (needs `session`) | no |
 //! | `revocation` | `RevocationLayer`, `Revocations` (`portcullis-revocation`); `RefreshTokens`, the OAuth refresh and revocation endpoints (`portcullis-refresh`) | no |
 //! | `redis` | `redis`: Redis implementations of every store, the replicated revocation mirror | no |
+//! | `postgres` | `postgres`: PostgreSQL session and refresh-family stores, schema migrations | no |
 //! | `redis-sessions` | `redis::RedisSessionStore` alone: Redis sessions with no JWT code compiled | no |
 //! | `conformance` | the store conformance suites, for your own stores' tests | no |
 //! | `test-util` | test helpers: `jwt::sign_compact` (signs any header), `session::SessionKey::from_bytes` | no |
@@ -148,4 +149,11 @@ pub use portcullis_revocation::{RevocationLayer, Revocations};
 #[cfg(any(feature = "redis", feature = "redis-sessions"))]
 pub mod redis {
     pub use portcullis_redis::*;
+}
+
+/// PostgreSQL implementations of the stores: the whole
+/// `portcullis-postgres` crate.
+#[cfg(feature = "postgres")]
+pub mod postgres {
+    pub use portcullis_postgres::*;
 }

@@ -1,0 +1,184 @@
+//! PostgreSQL implementations of the Portcullis stores, one feature per
+//! store family (both by default; the revocation store with its local
+//! mirror is the next to come, its table is in the schema already):
+//!
+//! | feature | stores |
+//! |---|---|
+//! | `sessions` | [`PostgresSessionStore`]: a `SessionStore` for `SessionLayer` |
+//! | `refresh` | [`PostgresRefreshStore`]: refresh-token families, spent by a single-row compare-and-set |
+//!
+//! The driver is `tokio-postgres` with a `deadpool-postgres` pool: no
+//! macros, no compile-time database, a small build on two cores (sqlx's
+//! postgres feature alone compiles about twice the code). Every statement
+//! runs under the options' timeout, so a database that is down or slow is
+//! a bounded `StoreError::Unavailable` (a 503), and the pool replaces
+//! broken connections by itself. TLS: the pool connects without TLS; for a
+//! database off the machine, put the connection through a local TLS
+//! tunnel or a sidecar for now (rustls support through
+//! `tokio-postgres-rustls` is the next step, left out to keep one crypto
+//! backend and the build small).
+//!
+//! The schema ships with the crate and is applied by [`migrate`], under
+//! an advisory lock so several instances may start at once:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use portcullis_postgres::{PostgresOptions, PostgresSessionStore, connect, migrate};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let options = PostgresOptions::default();
+//! let pool = connect("postgres://app@127.0.0.1/app", &options)?;
+//! migrate(&pool, &options).await?;
+//! let sessions = PostgresSessionStore::new(pool, &options);
+//! # let _ = Arc::new(sessions);
+//! # Ok(()) }
+//! ```
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(feature = "refresh")]
+mod refresh;
+mod schema;
+#[cfg(feature = "sessions")]
+mod session;
+
+use std::time::Duration;
+
+pub use deadpool_postgres::Pool;
+use portcullis_core::{StoreError, StoreKind};
+pub use schema::migrate;
+
+#[cfg(feature = "refresh")]
+pub use refresh::PostgresRefreshStore;
+#[cfg(feature = "sessions")]
+pub use session::PostgresSessionStore;
+
+/// Options of the PostgreSQL stores.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct PostgresOptions {
+    /// The schema the tables live in (default `portcullis`): lowercase
+    /// letters, digits and `_`, starting with a letter.
+    pub schema: String,
+    /// How long one store operation may take, waiting for a pooled
+    /// connection included, before the request gets a 503 (default 1 s).
+    pub statement_timeout: Duration,
+    /// How long opening a connection may take (default 1 s).
+    pub connect_timeout: Duration,
+    /// Connections in the pool (default 16).
+    pub pool_size: usize,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self {
+            schema: "portcullis".into(),
+            statement_timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+            pool_size: 16,
+        }
+    }
+}
+
+impl PostgresOptions {
+    /// `schema.name`, the schema checked to be a plain identifier.
+    #[cfg_attr(not(any(feature = "sessions", feature = "refresh")), allow(dead_code))]
+    pub(crate) fn table(&self, name: &str) -> String {
+        format!("{}.{name}", self.schema)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let mut chars = self.schema.chars();
+        let plain = chars.next().is_some_and(|c| c.is_ascii_lowercase())
+            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            && self.schema.len() <= 48;
+        if plain {
+            Ok(())
+        } else {
+            Err(format!(
+                "schema {:?} is not a plain identifier (lowercase letters, digits, `_`)",
+                self.schema
+            ))
+        }
+    }
+}
+
+/// A pool of connections to `url` (`postgres://user@host:port/db`). No
+/// connection is opened yet: the first store call opens one, and a
+/// database that is down then is an `Unavailable` error, not a hang.
+pub fn connect(url: &str, options: &PostgresOptions) -> Result<Pool, StoreError> {
+    let invalid = |reason: String| StoreError::unavailable(StoreKind::Session, reason);
+    options.check().map_err(invalid)?;
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|error: tokio_postgres::Error| invalid(format!("invalid database URL: {error}")))?;
+    config.connect_timeout(options.connect_timeout);
+    let manager = deadpool_postgres::Manager::from_config(
+        config,
+        tokio_postgres::NoTls,
+        deadpool_postgres::ManagerConfig {
+            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(options.pool_size)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(options.statement_timeout))
+        .create_timeout(Some(options.connect_timeout))
+        .recycle_timeout(Some(options.connect_timeout))
+        .build()
+        .map_err(|error| invalid(error.to_string()))
+}
+
+/// Runs `work` with a pooled connection, bounded by the statement timeout:
+/// every failure (no connection, a driver error, too slow) is `store`'s
+/// `Unavailable` error.
+#[cfg_attr(not(any(feature = "sessions", feature = "refresh")), allow(dead_code))]
+pub(crate) async fn with_client<T, F>(
+    pool: &Pool,
+    timeout: Duration,
+    store: StoreKind,
+    work: impl FnOnce(deadpool_postgres::Object) -> F,
+) -> Result<T, StoreError>
+where
+    F: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+{
+    let unavailable = |reason: String| StoreError::unavailable(store, reason);
+    let run = async {
+        let client = pool.get().await.map_err(|error| unavailable(error.to_string()))?;
+        work(client).await.map_err(|error| unavailable(error.to_string()))
+    };
+    tokio::time::timeout(timeout, run)
+        .await
+        .map_err(|_| unavailable(format!("no answer within {timeout:?}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_schema_names_are_accepted() {
+        for good in ["portcullis", "app_auth", "a1"] {
+            let options = PostgresOptions {
+                schema: good.into(),
+                ..PostgresOptions::default()
+            };
+            assert!(options.check().is_ok(), "{good}");
+        }
+        for bad in ["", "1app", "App", "a-b", "a;drop", "a.b", "\"x\""] {
+            let options = PostgresOptions {
+                schema: bad.into(),
+                ..PostgresOptions::default()
+            };
+            let error = options.check().expect_err(bad);
+            assert!(error.contains("not a plain identifier"), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_bad_url_is_a_clear_error() {
+        let error = connect("not a url", &PostgresOptions::default()).expect_err("refused");
+        assert!(error.to_string().contains("invalid database URL"), "{error}");
+    }
+}

@@ -1,0 +1,110 @@
+//! The schema, versioned, and the one way it is applied.
+
+use portcullis_core::{StoreError, StoreKind};
+
+use crate::{Pool, PostgresOptions};
+
+/// The migrations, in order; `{s}` is the schema. Never edit one that has
+/// shipped: add the next.
+const MIGRATIONS: &[&str] = &[
+    // 1: sessions, grace aliases, refresh families, revocations.
+    r"
+CREATE TABLE {s}.sessions (
+    key text PRIMARY KEY,                -- SessionKey hex: a keyed hash of the id, never the id
+    principal text,                      -- Principal::key(); NULL while anonymous
+    scopes text NOT NULL,                -- JSON array
+    created_ms bigint NOT NULL,
+    idle_deadline_ms bigint NOT NULL,
+    absolute_deadline_ms bigint NOT NULL,
+    last_seen_ms bigint NOT NULL,
+    user_agent text,
+    data jsonb NOT NULL DEFAULT '{}',    -- name -> JSON text (as a string, so it round-trips exactly)
+    expires_ms bigint NOT NULL           -- when the store may forget it (the layer's TTL)
+);
+CREATE INDEX sessions_by_principal ON {s}.sessions (principal) WHERE principal IS NOT NULL;
+CREATE INDEX sessions_by_expiry ON {s}.sessions (expires_ms);
+CREATE INDEX sessions_by_absolute_deadline ON {s}.sessions (absolute_deadline_ms);
+CREATE TABLE {s}.session_aliases (
+    key text PRIMARY KEY,                -- a rotated-away key, for its grace period
+    target text NOT NULL,
+    until_ms bigint NOT NULL
+);
+CREATE INDEX session_aliases_by_target ON {s}.session_aliases (target);
+CREATE INDEX session_aliases_by_expiry ON {s}.session_aliases (until_ms);
+CREATE TABLE {s}.refresh_families (
+    id text PRIMARY KEY,
+    subject text NOT NULL,
+    scopes text NOT NULL,                -- space-separated
+    created_ms bigint NOT NULL,
+    absolute_deadline_ms bigint NOT NULL,
+    revoked boolean NOT NULL DEFAULT false,
+    live_seq bigint NOT NULL DEFAULT 0,  -- the live token's number (tokens identify themselves)
+    live_since_ms bigint NOT NULL,
+    idle_deadline_ms bigint NOT NULL
+);
+CREATE INDEX refresh_families_by_subject ON {s}.refresh_families (subject);
+CREATE INDEX refresh_families_by_idle_deadline ON {s}.refresh_families (idle_deadline_ms);
+CREATE SEQUENCE {s}.revocation_seq;
+CREATE TABLE {s}.revocations (
+    target text PRIMARY KEY,             -- store_support::encode_target
+    cutoff_secs bigint NOT NULL,
+    expires_ms bigint NOT NULL,
+    seq bigint NOT NULL                  -- from revocation_seq: mirrors read on from the last one seen
+);
+CREATE INDEX revocations_by_seq ON {s}.revocations (seq);
+CREATE INDEX revocations_by_expiry ON {s}.revocations (expires_ms);
+",
+];
+
+/// Applies every migration not yet applied, in one transaction under an
+/// advisory lock (instances starting at once apply each exactly once; the
+/// others wait, then find nothing to do). Returns the schema version.
+pub async fn migrate(pool: &Pool, options: &PostgresOptions) -> Result<usize, StoreError> {
+    let unavailable = |error: String| StoreError::unavailable(StoreKind::Session, format!("migration: {error}"));
+    options.check().map_err(unavailable)?;
+    let mut client = pool.get().await.map_err(|error| unavailable(error.to_string()))?;
+    let transaction = client
+        .transaction()
+        .await
+        .map_err(|error| unavailable(error.to_string()))?;
+    let schema = &options.schema;
+    let run = async {
+        transaction
+            .execute(
+                "SELECT pg_advisory_xact_lock(hashtext('portcullis-migrate:' || $1::text))",
+                &[schema],
+            )
+            .await?;
+        transaction
+            .batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {schema};
+                 CREATE TABLE IF NOT EXISTS {schema}.schema_version (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());"
+            ))
+            .await?;
+        let applied: i32 = transaction
+            .query_one(
+                &format!("SELECT coalesce(max(version), 0) FROM {schema}.schema_version"),
+                &[],
+            )
+            .await?
+            .get(0);
+        let applied = usize::try_from(applied).unwrap_or(0);
+        for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
+            transaction.batch_execute(&migration.replace("{s}", schema)).await?;
+            let version = i32::try_from(index + 1).unwrap_or(i32::MAX);
+            transaction
+                .execute(
+                    &format!("INSERT INTO {schema}.schema_version (version) VALUES ($1)"),
+                    &[&version],
+                )
+                .await?;
+        }
+        Ok::<usize, tokio_postgres::Error>(MIGRATIONS.len())
+    };
+    let version = run.await.map_err(|error| unavailable(error.to_string()))?;
+    transaction
+        .commit()
+        .await
+        .map_err(|error| unavailable(error.to_string()))?;
+    Ok(version)
+}

@@ -1,0 +1,403 @@
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use portcullis_core::{Principal, epoch_millis};
+use portcullis_session::{Changes, SessionKey, SessionRecord, SessionStore, StoreError, StoreFuture, StoreKind};
+use tokio_postgres::Row;
+
+use crate::{Pool, PostgresOptions, with_client};
+
+/// Sessions in PostgreSQL, correct by construction:
+///
+/// - The primary key is the session key (a keyed hash of the id), never
+///   the id.
+/// - A create is `INSERT … ON CONFLICT DO NOTHING` with a row count check;
+///   every later change is `UPDATE … WHERE` or `DELETE`, never an upsert,
+///   so a session deleted meanwhile (a logout) stays deleted.
+/// - An update merges its keys into the `jsonb` data in the row
+///   (`data - removed || set`), so concurrent requests writing different
+///   keys keep every write.
+/// - A rotation with its grace alias is one transaction that locks the
+///   live row first.
+/// - Reads filter on the expiry, so nothing depends on the sweep;
+///   [`sweep`](PostgresSessionStore::sweep) deletes expired rows in
+///   batches that several nodes can run at once (`FOR UPDATE SKIP
+///   LOCKED`).
+///
+/// The idle deadline is refreshed at most once per fraction of the idle
+/// window (the layer decides; an ordinary read writes nothing).
+#[derive(Clone)]
+pub struct PostgresSessionStore {
+    pool: Pool,
+    sql: Arc<Sql>,
+    timeout: Duration,
+}
+
+impl fmt::Debug for PostgresSessionStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresSessionStore").finish_non_exhaustive()
+    }
+}
+
+/// The statements, with the schema filled in.
+struct Sql {
+    load: String,
+    create: String,
+    update: String,
+    resolve_for_update: String,
+    delete_row: String,
+    insert: String,
+    drop_aliases: String,
+    alias: String,
+    repoint_aliases: String,
+    delete: String,
+    sessions_of: String,
+    delete_all_of: String,
+    sweep_sessions: String,
+    sweep_aliases: String,
+}
+
+const COLUMNS: &str =
+    "principal, scopes, created_ms, idle_deadline_ms, absolute_deadline_ms, last_seen_ms, user_agent, data::text";
+
+impl Sql {
+    fn new(options: &PostgresOptions) -> Self {
+        let sessions = options.table("sessions");
+        let aliases = options.table("session_aliases");
+        // The key a request's key resolves to: the target of its live
+        // grace alias, else itself.
+        let resolved = format!("coalesce((SELECT target FROM {aliases} WHERE key = $1 AND until_ms > $2), $1)");
+        Self {
+            load: format!("SELECT {COLUMNS} FROM {sessions} WHERE key = {resolved} AND expires_ms > $2"),
+            create: format!(
+                "INSERT INTO {sessions} (key, principal, scopes, created_ms, idle_deadline_ms, absolute_deadline_ms, \
+                 last_seen_ms, user_agent, data, expires_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb, $10) \
+                 ON CONFLICT (key) DO NOTHING"
+            ),
+            update: format!(
+                "UPDATE {sessions} SET data = (data - $3::text[]) || $4::text::jsonb, \
+                 idle_deadline_ms = CASE WHEN $5 THEN $6 ELSE idle_deadline_ms END, \
+                 last_seen_ms = CASE WHEN $5 THEN $7 ELSE last_seen_ms END, \
+                 expires_ms = CASE WHEN $5 THEN $8 ELSE expires_ms END \
+                 WHERE key = {resolved} AND expires_ms > $2"
+            ),
+            resolve_for_update: format!(
+                "SELECT key FROM {sessions} WHERE key = {resolved} AND expires_ms > $2 FOR UPDATE"
+            ),
+            delete_row: format!("DELETE FROM {sessions} WHERE key = $1"),
+            insert: format!(
+                "INSERT INTO {sessions} (key, principal, scopes, created_ms, idle_deadline_ms, absolute_deadline_ms, \
+                 last_seen_ms, user_agent, data, expires_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb, $10)"
+            ),
+            drop_aliases: format!("DELETE FROM {aliases} WHERE key = $1 OR key = $2"),
+            alias: format!(
+                "INSERT INTO {aliases} (key, target, until_ms) VALUES ($1, $2, $3) \
+                 ON CONFLICT (key) DO UPDATE SET target = excluded.target, until_ms = excluded.until_ms"
+            ),
+            repoint_aliases: format!("UPDATE {aliases} SET target = $2 WHERE target = $1"),
+            delete: format!(
+                "WITH target AS (SELECT {resolved} AS key), \
+                 gone AS (DELETE FROM {sessions} WHERE key = (SELECT key FROM target)) \
+                 DELETE FROM {aliases} WHERE key = $1 OR target = (SELECT key FROM target)"
+            ),
+            sessions_of: format!(
+                "SELECT key, {COLUMNS} FROM {sessions} WHERE principal = $1 AND expires_ms > $2 ORDER BY created_ms"
+            ),
+            delete_all_of: format!(
+                "WITH gone AS (DELETE FROM {sessions} WHERE principal = $1 RETURNING key, expires_ms), \
+                 aliases AS (DELETE FROM {aliases} WHERE target IN (SELECT key FROM gone)) \
+                 SELECT count(*) FROM gone WHERE expires_ms > $2"
+            ),
+            sweep_sessions: format!(
+                "DELETE FROM {sessions} WHERE key IN \
+                 (SELECT key FROM {sessions} WHERE expires_ms <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)"
+            ),
+            sweep_aliases: format!(
+                "DELETE FROM {aliases} WHERE key IN \
+                 (SELECT key FROM {aliases} WHERE until_ms <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)"
+            ),
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    ms_i64(epoch_millis(SystemTime::now()))
+}
+
+fn ms_i64(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+fn duration_ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX).max(1)
+}
+
+fn corrupt(what: impl fmt::Display) -> StoreError {
+    StoreError::corrupt(StoreKind::Session, what)
+}
+
+/// The row's values, bound in the order of the insert statements.
+struct Values {
+    principal: Option<String>,
+    scopes: String,
+    created: i64,
+    idle: i64,
+    absolute: i64,
+    seen: i64,
+    user_agent: Option<String>,
+    data: String,
+    expires: i64,
+}
+
+impl Values {
+    fn of(record: &SessionRecord, ttl: Duration) -> Self {
+        Self {
+            principal: record.principal.as_ref().map(Principal::key),
+            scopes: serde_json::to_string(&record.scopes).unwrap_or_else(|_| "[]".into()),
+            created: ms_i64(record.created_ms),
+            idle: ms_i64(record.idle_deadline_ms),
+            absolute: ms_i64(record.absolute_deadline_ms),
+            seen: ms_i64(record.last_seen_ms),
+            user_agent: record.user_agent.clone(),
+            data: serde_json::to_string(&record.data).unwrap_or_else(|_| "{}".into()),
+            expires: now_ms().saturating_add(duration_ms(ttl)),
+        }
+    }
+}
+
+/// A record from the columns of [`COLUMNS`], starting at `first`.
+fn record_of(row: &Row, first: usize) -> Result<SessionRecord, StoreError> {
+    let number = |index: usize, name: &str| -> Result<u64, StoreError> {
+        let value: i64 = row
+            .try_get(first + index)
+            .map_err(|_| corrupt(format!("column {name}")))?;
+        u64::try_from(value).map_err(|_| corrupt(format!("column {name}")))
+    };
+    let mut record = SessionRecord::default();
+    let principal: Option<String> = row.try_get(first).map_err(|_| corrupt("column principal"))?;
+    record.principal = match principal {
+        Some(key) => Some(Principal::from_key(&key).ok_or_else(|| corrupt("column principal"))?),
+        None => None,
+    };
+    let scopes: String = row.try_get(first + 1).map_err(|_| corrupt("column scopes"))?;
+    record.scopes = serde_json::from_str(&scopes).map_err(|_| corrupt("column scopes"))?;
+    record.created_ms = number(2, "created_ms")?;
+    record.idle_deadline_ms = number(3, "idle_deadline_ms")?;
+    record.absolute_deadline_ms = number(4, "absolute_deadline_ms")?;
+    record.last_seen_ms = number(5, "last_seen_ms")?;
+    record.user_agent = row.try_get(first + 6).map_err(|_| corrupt("column user_agent"))?;
+    let data: String = row.try_get(first + 7).map_err(|_| corrupt("column data"))?;
+    record.data = serde_json::from_str::<BTreeMap<String, String>>(&data).map_err(|_| corrupt("column data"))?;
+    Ok(record)
+}
+
+impl PostgresSessionStore {
+    /// Sessions on `pool` (from [`connect`](crate::connect)), in the
+    /// options' schema (apply it first with [`migrate`](crate::migrate)).
+    pub fn new(pool: Pool, options: &PostgresOptions) -> Self {
+        Self {
+            pool,
+            sql: Arc::new(Sql::new(options)),
+            timeout: options.statement_timeout,
+        }
+    }
+
+    /// Deletes up to `batch` expired sessions and `batch` expired grace
+    /// aliases; returns how many rows went. Several nodes may sweep at
+    /// once: each skips the rows another is deleting.
+    pub async fn sweep(&self, batch: i64) -> Result<u64, StoreError> {
+        let sql = self.sql.clone();
+        with_client(&self.pool, self.timeout, StoreKind::Session, |client| async move {
+            let now = now_ms();
+            let sessions = client.execute(&sql.sweep_sessions, &[&now, &batch]).await?;
+            let aliases = client.execute(&sql.sweep_aliases, &[&now, &batch]).await?;
+            Ok(sessions + aliases)
+        })
+        .await
+    }
+}
+
+impl SessionStore for PostgresSessionStore {
+    fn load(&self, key: &SessionKey) -> StoreFuture<'_, Option<Arc<SessionRecord>>> {
+        let key = key.to_hex();
+        Box::pin(async move {
+            let row = with_client(&self.pool, self.timeout, StoreKind::Session, |client| async move {
+                let statement = client.prepare_cached(&self.sql.load).await?;
+                client.query_opt(&statement, &[&key, &now_ms()]).await
+            })
+            .await?;
+            row.map(|row| record_of(&row, 0).map(Arc::new)).transpose()
+        })
+    }
+
+    fn create(&self, key: &SessionKey, record: &SessionRecord, ttl: Duration) -> StoreFuture<'_, ()> {
+        let key = key.to_hex();
+        let values = Values::of(record, ttl);
+        Box::pin(async move {
+            let inserted = with_client(&self.pool, self.timeout, StoreKind::Session, |client| async move {
+                let statement = client.prepare_cached(&self.sql.create).await?;
+                client
+                    .execute(
+                        &statement,
+                        &[
+                            &key,
+                            &values.principal,
+                            &values.scopes,
+                            &values.created,
+                            &values.idle,
+                            &values.absolute,
+                            &values.seen,
+                            &values.user_agent,
+                            &values.data,
+                            &values.expires,
+                        ],
+                    )
+                    .await
+            })
+            .await?;
+            if inserted == 1 {
+                Ok(())
+            } else {
+                // 240 random bits never collide: a second create of one key
+                // is a bug, and it must not overwrite the first.
+                Err(corrupt("a session with this key already exists"))
+            }
+        })
+    }
+
+    fn update(&self, key: &SessionKey, changes: &Changes) -> StoreFuture<'_, bool> {
+        let key = key.to_hex();
+        let removed: Vec<String> = changes.removed.clone();
+        let set = serde_json::to_string(&changes.set).unwrap_or_else(|_| "{}".into());
+        let touch = changes.touch;
+        Box::pin(async move {
+            let updated = with_client(&self.pool, self.timeout, StoreKind::Session, |client| async move {
+                let statement = client.prepare_cached(&self.sql.update).await?;
+                let (touched, idle, seen, expires) = match touch {
+                    Some(touch) => (
+                        true,
+                        ms_i64(touch.idle_deadline_ms),
+                        ms_i64(touch.last_seen_ms),
+                        now_ms().saturating_add(duration_ms(touch.ttl)),
+                    ),
+                    None => (false, 0, 0, 0),
+                };
+                client
+                    .execute(
+                        &statement,
+                        &[&key, &now_ms(), &removed, &set, &touched, &idle, &seen, &expires],
+                    )
+                    .await
+            })
+            .await?;
+            Ok(updated == 1)
+        })
+    }
+
+    fn rotate(
+        &self,
+        old: &SessionKey,
+        new: &SessionKey,
+        record: &SessionRecord,
+        ttl: Duration,
+        grace: Option<Duration>,
+    ) -> StoreFuture<'_, bool> {
+        let (old, new) = (old.to_hex(), new.to_hex());
+        let values = Values::of(record, ttl);
+        Box::pin(async move {
+            let sql = self.sql.clone();
+            with_client(&self.pool, self.timeout, StoreKind::Session, |mut client| async move {
+                let transaction = client.transaction().await?;
+                let now = now_ms();
+                // The live record `old` resolves to, locked: a logout
+                // meanwhile either finished (no row: nothing is written) or
+                // waits for us.
+                let Some(live) = transaction.query_opt(&sql.resolve_for_update, &[&old, &now]).await? else {
+                    return Ok(false);
+                };
+                let live: String = live.get(0);
+                transaction.execute(&sql.delete_row, &[&live]).await?;
+                transaction
+                    .execute(
+                        &sql.insert,
+                        &[
+                            &new,
+                            &values.principal,
+                            &values.scopes,
+                            &values.created,
+                            &values.idle,
+                            &values.absolute,
+                            &values.seen,
+                            &values.user_agent,
+                            &values.data,
+                            &values.expires,
+                        ],
+                    )
+                    .await?;
+                transaction.execute(&sql.drop_aliases, &[&old, &live]).await?;
+                match grace {
+                    Some(grace) => {
+                        let until = now.saturating_add(duration_ms(grace));
+                        for key in [&old, &live] {
+                            transaction.execute(&sql.alias, &[key, &new, &until]).await?;
+                        }
+                        // Any other alias of the old record follows it: one
+                        // live session, never two.
+                        transaction.execute(&sql.repoint_aliases, &[&live, &new]).await?;
+                    }
+                    None => {
+                        transaction.execute(&sql.repoint_aliases, &[&live, &new]).await?;
+                    }
+                }
+                transaction.commit().await?;
+                Ok(true)
+            })
+            .await
+        })
+    }
+
+    fn delete(&self, key: &SessionKey) -> StoreFuture<'_, ()> {
+        let key = key.to_hex();
+        Box::pin(async move {
+            with_client(&self.pool, self.timeout, StoreKind::Session, |client| async move {
+                let statement = client.prepare_cached(&self.sql.delete).await?;
+                client.execute(&statement, &[&key, &now_ms()]).await
+            })
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn sessions_of(&self, principal: &Principal) -> StoreFuture<'_, Vec<(SessionKey, SessionRecord)>> {
+        let principal = principal.key();
+        Box::pin(async move {
+            let rows = with_client(&self.pool, self.timeout, StoreKind::Session, |client| async move {
+                let statement = client.prepare_cached(&self.sql.sessions_of).await?;
+                client.query(&statement, &[&principal, &now_ms()]).await
+            })
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    let key: String = row.try_get(0).map_err(|_| corrupt("column key"))?;
+                    let key = SessionKey::from_hex(&key).ok_or_else(|| corrupt("column key"))?;
+                    Ok((key, record_of(row, 1)?))
+                })
+                .collect()
+        })
+    }
+
+    fn delete_all_of(&self, principal: &Principal) -> StoreFuture<'_, usize> {
+        let principal = principal.key();
+        Box::pin(async move {
+            let row = with_client(&self.pool, self.timeout, StoreKind::Session, |client| async move {
+                let statement = client.prepare_cached(&self.sql.delete_all_of).await?;
+                client.query_one(&statement, &[&principal, &now_ms()]).await
+            })
+            .await?;
+            let ended: i64 = row.try_get(0).map_err(|_| corrupt("count"))?;
+            Ok(usize::try_from(ended).unwrap_or(0))
+        })
+    }
+}

@@ -1,0 +1,236 @@
+//! The PostgreSQL stores on a throwaway PostgreSQL the tests start: the
+//! conformance suites unchanged, migrations racing, concurrent writers,
+//! a logout racing a write, a refresh race, and an outage.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use portcullis::Principal;
+use portcullis::postgres::{PostgresOptions, PostgresRefreshStore, PostgresSessionStore, connect, migrate};
+use portcullis::session::{Changes, SessionRecord, SessionStore};
+use portcullis_tests::postgres_server::PostgresServer;
+use portcullis_tests::redis_cluster::routed_key;
+
+async fn ready(server: &PostgresServer, options: &PostgresOptions) -> portcullis::postgres::Pool {
+    let pool = connect(&server.url(), options).expect("pool");
+    migrate(&pool, options).await.expect("migrate");
+    pool
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_conformance_suite_runs_unchanged_on_postgres() {
+    let server = tokio::task::spawn_blocking(PostgresServer::start)
+        .await
+        .expect("server");
+    let options = PostgresOptions::default();
+    let pool = ready(&server, &options).await;
+    portcullis::session::conformance::run(Arc::new(PostgresSessionStore::new(pool.clone(), &options)), "pg").await;
+    portcullis::refresh::conformance::run(Arc::new(PostgresRefreshStore::new(pool, &options))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_migrating_at_once_apply_the_schema_once() {
+    let server = tokio::task::spawn_blocking(PostgresServer::start)
+        .await
+        .expect("server");
+    let mut options = PostgresOptions::default();
+    options.schema = "racing".into();
+    let pools: Vec<_> = (0..4)
+        .map(|_| connect(&server.url(), &options).expect("pool"))
+        .collect();
+    let handles: Vec<_> = pools
+        .iter()
+        .cloned()
+        .map(|pool| {
+            let options = options.clone();
+            tokio::spawn(async move { migrate(&pool, &options).await })
+        })
+        .collect();
+    for handle in handles {
+        assert_eq!(
+            handle.await.expect("join").expect("migrated"),
+            1,
+            "every instance sees version 1"
+        );
+    }
+    let client = pools[0].get().await.expect("client");
+    let rows = client
+        .query("SELECT version FROM racing.schema_version", &[])
+        .await
+        .expect("versions");
+    assert_eq!(rows.len(), 1, "the migration was applied exactly once");
+}
+
+fn record_of(principal: &Principal) -> SessionRecord {
+    let mut record = SessionRecord::new(SystemTime::now(), Duration::from_secs(600), Duration::from_secs(3600));
+    record.principal = Some(principal.clone());
+    record
+}
+
+fn set(name: &str, value: &str) -> Changes {
+    let mut changes = Changes::default();
+    changes.set.insert(name.to_owned(), value.to_owned());
+    changes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_logouts_and_refresh_races() {
+    let server = tokio::task::spawn_blocking(PostgresServer::start)
+        .await
+        .expect("server");
+    let options = PostgresOptions::default();
+    let pool = ready(&server, &options).await;
+    let store = Arc::new(PostgresSessionStore::new(pool.clone(), &options));
+    let alice = Principal::new("https://app.test", "alice");
+
+    // 100 writers, each to its own key of one session: every write stays.
+    let key = routed_key(&alice, 1);
+    store
+        .create(&key, &record_of(&alice), Duration::from_secs(600))
+        .await
+        .expect("create");
+    let writers: Vec<_> = (0..100)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move { store.update(&key, &set(&format!("k{n}"), &n.to_string())).await })
+        })
+        .collect();
+    for writer in writers {
+        assert!(writer.await.expect("join").expect("update"), "the session was there");
+    }
+    let record = store.load(&key).await.expect("load").expect("present");
+    for n in 0..100 {
+        assert_eq!(
+            record.data.get(&format!("k{n}")),
+            Some(&n.to_string()),
+            "write k{n} was lost"
+        );
+    }
+
+    // A logout racing a write, 50 times: whichever runs first, the
+    // session ends and the write never brings it back.
+    for round in 0..50u64 {
+        let key = routed_key(&alice, 100 + round);
+        store
+            .create(&key, &record_of(&alice), Duration::from_secs(600))
+            .await
+            .expect("create");
+        let (writer, logout) = (store.clone(), store.clone());
+        let write = tokio::spawn(async move { writer.update(&key, &set("late", "1")).await });
+        let end = tokio::spawn(async move { logout.delete(&key).await });
+        let wrote = write.await.expect("join").expect("update");
+        end.await.expect("join").expect("delete");
+        assert_eq!(
+            store.load(&key).await.expect("load"),
+            None,
+            "round {round}: the logout is final"
+        );
+        assert!(
+            !store.update(&key, &set("later", "1")).await.expect("update"),
+            "round {round}: a write after the logout finds nothing (the racing one wrote: {wrote})"
+        );
+    }
+
+    // A refresh token spent 8 times at once: exactly one rotation.
+    use portcullis::refresh::{Family, RefreshStore, Spend, SpendRules};
+    let families = Arc::new(PostgresRefreshStore::new(pool, &options));
+    let now = portcullis_now_ms();
+    for round in 0..10 {
+        let family = Family {
+            id: format!("race-{round}"),
+            subject: "alice".into(),
+            scopes: vec!["notes:read".into()],
+            created_ms: now,
+            absolute_deadline_ms: now + 600_000,
+        };
+        families
+            .create(&family, Duration::from_secs(600))
+            .await
+            .expect("create");
+        let spends: Vec<_> = (0..8)
+            .map(|_| {
+                let (families, id) = (families.clone(), family.id.clone());
+                tokio::spawn(async move {
+                    families
+                        .spend(
+                            &id,
+                            0,
+                            portcullis_now_ms(),
+                            SpendRules::new(Duration::ZERO, Duration::from_secs(600)),
+                        )
+                        .await
+                })
+            })
+            .collect();
+        let mut rotated = 0;
+        for spend in spends {
+            match spend.await.expect("join").expect("spend") {
+                Spend::Rotated(_) => rotated += 1,
+                Spend::Reused(_) | Spend::Ended => {}
+                other => panic!("round {round}: unexpected {other:?}"),
+            }
+        }
+        assert_eq!(rotated, 1, "round {round}: exactly one winner");
+    }
+}
+
+fn portcullis_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_killed_is_a_bounded_outage_and_keeps_every_acknowledged_write() {
+    let mut server = tokio::task::spawn_blocking(PostgresServer::start)
+        .await
+        .expect("server");
+    let options = PostgresOptions::default();
+    let pool = ready(&server, &options).await;
+    let store = PostgresSessionStore::new(pool.clone(), &options);
+    let alice = Principal::new("https://app.test", "alice");
+    let mut written = Vec::new();
+    for n in 0..20 {
+        let key = routed_key(&alice, n);
+        store
+            .create(&key, &record_of(&alice), Duration::from_secs(600))
+            .await
+            .expect("create");
+        written.push(key);
+    }
+    let server = tokio::task::spawn_blocking(move || {
+        server.kill();
+        server
+    })
+    .await
+    .expect("kill");
+    let started = Instant::now();
+    let error = store.load(&written[0]).await.expect_err("the database is down");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "bounded: {:?}",
+        started.elapsed()
+    );
+    let text = error.to_string();
+    assert!(text.starts_with("session store unavailable"), "{text}");
+    let mut server = server;
+    let server = tokio::task::spawn_blocking(move || {
+        server.restart();
+        server
+    })
+    .await
+    .expect("restart");
+    // The pool recovers by itself, and everything acknowledged is there.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while store.load(&written[0]).await.is_err() {
+        assert!(Instant::now() < deadline, "the pool never recovered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for key in &written {
+        assert!(
+            store.load(key).await.expect("load").is_some(),
+            "a session written before the crash survived it"
+        );
+    }
+    drop(server);
+}
