@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use portcullis::Principal;
-use portcullis::postgres::{PostgresOptions, PostgresRefreshStore, PostgresSessionStore, connect, migrate};
+use portcullis::postgres::{
+    PostgresOptions, PostgresRefreshStore, PostgresRevocationStore, PostgresSessionStore, ReplicationOptions, connect,
+    migrate,
+};
 use portcullis::session::{Changes, SessionRecord, SessionStore};
 use portcullis_tests::postgres_server::PostgresServer;
 use portcullis_tests::redis_cluster::routed_key;
@@ -26,6 +29,102 @@ async fn every_conformance_suite_runs_unchanged_on_postgres() {
     let pool = ready(&server, &options).await;
     portcullis::session::conformance::run(Arc::new(PostgresSessionStore::new(pool.clone(), &options)), "pg").await;
     portcullis::refresh::conformance::run(Arc::new(PostgresRefreshStore::new(pool, &options))).await;
+    let revocations = PostgresRevocationStore::start(&server.url(), ReplicationOptions::default())
+        .await
+        .expect("revocations");
+    portcullis::revocation::conformance::run(Arc::new(revocations)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_reach_every_mirror_and_a_lost_database_fails_closed() {
+    use portcullis::revocation::{Revocation, RevocationStore, Revoked};
+    let mut server = tokio::task::spawn_blocking(PostgresServer::start)
+        .await
+        .expect("server");
+    let options = PostgresOptions::default();
+    ready(&server, &options).await;
+    let mut replication = ReplicationOptions::default();
+    replication.max_staleness = Duration::from_millis(800);
+    let a = PostgresRevocationStore::start(&server.url(), replication.clone())
+        .await
+        .expect("a");
+    let b = PostgresRevocationStore::start(&server.url(), replication)
+        .await
+        .expect("b");
+    let identity = |jti: &str| {
+        portcullis::Identity::builder(
+            "alice",
+            portcullis::AuthMethod::bearer(Some(jti.into()), Some("https://iss.test".into())),
+        )
+        .build()
+    };
+    let expires = SystemTime::now() + Duration::from_secs(600);
+    // Propagation A → B, 50 rounds.
+    let mut delays = Vec::new();
+    for n in 0..50 {
+        let jti = format!("jti-{n}");
+        a.revoke(Revocation::token("https://iss.test", jti.as_str(), expires))
+            .await
+            .expect("revoke");
+        let revoked_at = Instant::now();
+        while b.check_now(&identity(&jti)).expect("local").expect("fresh") != Some(Revoked::Token) {
+            assert!(revoked_at.elapsed() < Duration::from_secs(5), "B never saw {jti}");
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        delays.push(revoked_at.elapsed());
+    }
+    delays.sort();
+    let (p50, p99) = (delays[24], delays[49]);
+    println!("revocation propagation A→B through PostgreSQL (NOTIFY wake-up), 50 rounds: p50 {p50:?}, p99 {p99:?}");
+    assert!(p99 < Duration::from_secs(1), "a generous bound: p99 {p99:?}");
+    assert!(b.stats().applied >= 50, "{:?}", b.stats());
+
+    // The database goes away: past the allowed staleness B fails closed,
+    // with the reason; back, it reads on and answers again.
+    let mut server = tokio::task::spawn_blocking(move || {
+        server.kill();
+        server
+    })
+    .await
+    .expect("kill");
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let refused = b.check_now(&identity("jti-0")).expect("local").expect_err("stale");
+    assert!(refused.to_string().contains("fail closed"), "{refused}");
+    assert!(!b.stats().connected);
+    let server = tokio::task::spawn_blocking(move || {
+        server.restart();
+        server
+    })
+    .await
+    .expect("restart");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(answer) = b.check_now(&identity("jti-0")).expect("local") {
+            assert_eq!(answer, Some(Revoked::Token), "what it knew is kept");
+            break;
+        }
+        assert!(Instant::now() < deadline, "B never recovered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A revocation after the restart reaches B too (it reconnected).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while a
+        .revoke(Revocation::token("https://iss.test", "after", expires))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "A never recovered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while b.check_now(&identity("after")).expect("local").ok().flatten() != Some(Revoked::Token) {
+        assert!(
+            Instant::now() < deadline,
+            "B never saw the revocation made after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(server);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,10 +1,10 @@
 //! PostgreSQL implementations of the Portcullis stores, one feature per
-//! store family (both by default; the revocation store with its local
-//! mirror is the next to come, its table is in the schema already):
+//! store family (all three by default):
 //!
 //! | feature | stores |
 //! |---|---|
 //! | `sessions` | [`PostgresSessionStore`]: a `SessionStore` for `SessionLayer` |
+//! | `revocation` | [`PostgresRevocationStore`]: revocations in a table, checked against a local mirror on every node (no round trip per request) |
 //! | `refresh` | [`PostgresRefreshStore`]: refresh-token families, spent by a single-row compare-and-set |
 //!
 //! The driver is `tokio-postgres` with a `deadpool-postgres` pool: no
@@ -38,6 +38,8 @@
 
 #[cfg(feature = "refresh")]
 mod refresh;
+#[cfg(feature = "revocation")]
+mod revocation;
 mod schema;
 #[cfg(feature = "sessions")]
 mod session;
@@ -48,8 +50,12 @@ pub use deadpool_postgres::Pool;
 use portcullis_core::{StoreError, StoreKind};
 pub use schema::migrate;
 
+#[cfg(feature = "revocation")]
+pub use portcullis_revocation::{FeedLossPolicy, store_support::MirrorStats};
 #[cfg(feature = "refresh")]
 pub use refresh::PostgresRefreshStore;
+#[cfg(feature = "revocation")]
+pub use revocation::{PostgresRevocationStore, ReplicationOptions};
 #[cfg(feature = "sessions")]
 pub use session::PostgresSessionStore;
 
@@ -82,7 +88,10 @@ impl Default for PostgresOptions {
 
 impl PostgresOptions {
     /// `schema.name`, the schema checked to be a plain identifier.
-    #[cfg_attr(not(any(feature = "sessions", feature = "refresh")), allow(dead_code))]
+    #[cfg_attr(
+        not(any(feature = "sessions", feature = "revocation", feature = "refresh")),
+        allow(dead_code)
+    )]
     pub(crate) fn table(&self, name: &str) -> String {
         format!("{}.{name}", self.schema)
     }

@@ -49,7 +49,8 @@ CREATE TABLE {s}.revocations (
     target text PRIMARY KEY,             -- store_support::encode_target
     cutoff_secs bigint NOT NULL,
     expires_ms bigint NOT NULL,
-    seq bigint NOT NULL                  -- from revocation_seq: mirrors read on from the last one seen
+    seq bigint NOT NULL,                 -- from revocation_seq: mirrors read on from the last one seen
+    revoked_at_ms bigint NOT NULL        -- the database's clock at the write, for propagation delays
 );
 CREATE INDEX revocations_by_seq ON {s}.revocations (seq);
 CREATE INDEX revocations_by_expiry ON {s}.revocations (expires_ms);

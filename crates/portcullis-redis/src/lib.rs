@@ -70,12 +70,14 @@ mod session;
 pub use connection::{RedisConnection, RedisOptions, RedisServers, ReplicaAcks};
 #[cfg(feature = "revocation")]
 pub use portcullis_revocation::FeedLossPolicy;
+#[cfg(feature = "revocation")]
+pub use portcullis_revocation::store_support::MirrorStats;
 #[cfg(feature = "sessions")]
 pub use portcullis_session::SessionStore;
 #[cfg(feature = "refresh")]
 pub use refresh::RedisRefreshStore;
 #[cfg(feature = "revocation")]
-pub use revocation::{MirrorStats, RedisRevocationStore, ReplicatedRevocationStore, ReplicationOptions};
+pub use revocation::{RedisRevocationStore, ReplicatedRevocationStore, ReplicationOptions};
 #[cfg(feature = "sessions")]
 pub use session::RedisSessionStore;
 

@@ -2,14 +2,13 @@
 //! replicated store that keeps a local mirror on every node.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use portcullis_core::Identity;
 use portcullis_core::audit::TARGET as AUDIT;
 use portcullis_core::{StoreError, StoreFuture, StoreKind, epoch_millis};
-use portcullis_revocation::store_support::{Denylist, TokenFacts, decode_revocation, encode_target};
+use portcullis_revocation::store_support::{Mirror, MirrorStats, TokenFacts, decode_revocation, encode_target};
 use portcullis_revocation::{FeedLossPolicy, Revocation, RevocationStore, Revoked, Target};
 use redis::streams::{StreamId, StreamRangeReply, StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands, Value};
@@ -250,45 +249,10 @@ impl Default for ReplicationOptions {
     }
 }
 
-/// A snapshot of a mirror's health, for metrics and health checks.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct MirrorStats {
-    /// Time since the mirror last heard from Redis.
-    pub staleness: Duration,
-    /// Whether the feed is connected now.
-    pub connected: bool,
-    /// Revocations applied from the feed since start.
-    pub applied: u64,
-    /// Full resynchronizations (the first load included).
-    pub resyncs: u64,
-    /// Reconnections that read on from the last entry seen (the stream
-    /// still held everything after it).
-    pub catch_ups: u64,
-    /// Reconnections that found a gap (the stream trimmed past the last
-    /// entry seen, or no longer reaching it) and so resynchronized.
-    pub gaps: u64,
-    /// Propagation delays of the revocations applied from the feed (from
-    /// Redis's timestamp of the entry to the mirror applying it), the
-    /// latest 1,024.
-    pub recent_delays: Vec<Duration>,
-    /// Entries held.
-    pub entries: usize,
-}
-
 struct Shared {
-    denylist: Denylist,
-    max_staleness_ms: u64,
+    mirror: Mirror,
     writer: RedisRevocationStore,
     options: ReplicationOptions,
-    last_contact_ms: AtomicU64,
-    last_warning_ms: AtomicU64,
-    connected: AtomicBool,
-    applied: AtomicU64,
-    resyncs: AtomicU64,
-    catch_ups: AtomicU64,
-    gaps: AtomicU64,
-    delays: Mutex<std::collections::VecDeque<Duration>>,
 }
 
 /// Revocations shared through Redis, checked against a local mirror: the
@@ -401,7 +365,7 @@ impl Feed {
             let now = now_ms();
             for (target, value) in &flat {
                 if let Some(revocation) = decode_revocation(target, value) {
-                    shared.denylist.insert(&revocation, now);
+                    shared.mirror.denylist.insert(&revocation, now);
                 }
             }
             if next == 0 {
@@ -409,9 +373,7 @@ impl Feed {
             }
             cursor = next;
         }
-        shared.resyncs.fetch_add(1, Ordering::Relaxed);
-        shared.last_contact_ms.store(now_ms(), Ordering::Release);
-        shared.connected.store(true, Ordering::Release);
+        shared.mirror.resynced();
         Ok(())
     }
 
@@ -451,12 +413,10 @@ impl Feed {
             still_there.ids.is_empty()
         };
         if gap {
-            shared.gaps.fetch_add(1, Ordering::Relaxed);
+            shared.mirror.found_gap();
             return self.resync(shared).await;
         }
-        shared.catch_ups.fetch_add(1, Ordering::Relaxed);
-        shared.last_contact_ms.store(now_ms(), Ordering::Release);
-        shared.connected.store(true, Ordering::Release);
+        shared.mirror.caught_up();
         Ok(())
     }
 
@@ -475,7 +435,7 @@ impl Feed {
                 self.last_id = entry.id;
             }
         }
-        shared.last_contact_ms.store(now, Ordering::Release);
+        shared.mirror.heard_from_store();
         Ok(())
     }
 }
@@ -486,25 +446,16 @@ fn apply(shared: &Shared, entry: &StreamId, now: u64) {
     let Some(revocation) = field.zip(value).and_then(|(f, v)| decode_revocation(&f, &v)) else {
         return;
     };
-    shared.denylist.insert(&revocation, now);
-    shared.applied.fetch_add(1, Ordering::Relaxed);
     // The entry id starts with Redis's clock, in ms, when it was added.
     let added_ms = entry.id.split('-').next().and_then(|ms| ms.parse::<u64>().ok());
-    if let Some(added_ms) = added_ms {
-        let delay = Duration::from_millis(now.saturating_sub(added_ms));
-        tracing::debug!(target: "portcullis::metrics", delay_ms = delay.as_millis() as u64, "revocation applied to mirror");
-        let mut delays = shared.delays.lock().unwrap_or_else(PoisonError::into_inner);
-        if delays.len() == 1_024 {
-            delays.pop_front();
-        }
-        delays.push_back(delay);
-    }
+    let delay = added_ms.map(|added_ms| Duration::from_millis(now.saturating_sub(added_ms)));
+    shared.mirror.applied(&revocation, delay);
 }
 
 async fn run_feed(mut feed: Feed, servers: RedisServers, shared: Arc<Shared>) {
     loop {
         if let Err(error) = feed.follow(&shared).await {
-            shared.connected.store(false, Ordering::Release);
+            shared.mirror.lost_feed();
             tracing::warn!(target: AUDIT, layer = "revocation", error = %error, "revocation feed lost; reconnecting");
             let last_id = std::mem::take(&mut feed.last_id);
             let mut backoff = Duration::from_millis(50);
@@ -532,18 +483,9 @@ impl ReplicatedRevocationStore {
         let servers = servers.into();
         let writer = RedisRevocationStore::connect_with(servers.clone(), options.redis.clone()).await?;
         let shared = Arc::new(Shared {
-            denylist: Denylist::default(),
-            max_staleness_ms: u64::try_from(options.max_staleness.as_millis()).unwrap_or(u64::MAX),
+            mirror: Mirror::new(options.max_staleness, options.policy),
             writer,
             options,
-            last_contact_ms: AtomicU64::new(0),
-            last_warning_ms: AtomicU64::new(0),
-            connected: AtomicBool::new(false),
-            applied: AtomicU64::new(0),
-            resyncs: AtomicU64::new(0),
-            catch_ups: AtomicU64::new(0),
-            gaps: AtomicU64::new(0),
-            delays: Mutex::default(),
         });
         let mut feed = Feed::connect(&servers, &shared.options).await?;
         feed.resync(&shared).await.map_err(unavailable)?;
@@ -556,61 +498,7 @@ impl ReplicatedRevocationStore {
 
     /// The mirror's health now.
     pub fn stats(&self) -> MirrorStats {
-        let shared = &self.shared;
-        MirrorStats {
-            staleness: self.staleness(),
-            connected: shared.connected.load(Ordering::Acquire),
-            applied: shared.applied.load(Ordering::Relaxed),
-            resyncs: shared.resyncs.load(Ordering::Relaxed),
-            catch_ups: shared.catch_ups.load(Ordering::Relaxed),
-            gaps: shared.gaps.load(Ordering::Relaxed),
-            recent_delays: shared
-                .delays
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .iter()
-                .copied()
-                .collect(),
-            entries: shared.denylist.len(),
-        }
-    }
-
-    fn staleness(&self) -> Duration {
-        let last = self.shared.last_contact_ms.load(Ordering::Acquire);
-        Duration::from_millis(now_ms().saturating_sub(last))
-    }
-
-    fn verdict(&self, identity: &Identity) -> Result<Option<Revoked>, StoreError> {
-        let shared = &self.shared;
-        let now = now_ms();
-        let stale_ms = now.saturating_sub(shared.last_contact_ms.load(Ordering::Acquire));
-        if stale_ms > shared.max_staleness_ms {
-            match shared.options.policy {
-                FeedLossPolicy::FailClosed => {
-                    return Err(StoreError::unavailable(
-                        StoreKind::Revocation,
-                        format!("revocation feed lost: mirror {stale_ms} ms stale (fail closed)"),
-                    ));
-                }
-                FeedLossPolicy::FailOpen => {
-                    let last = shared.last_warning_ms.load(Ordering::Relaxed);
-                    if now.saturating_sub(last) >= 1_000
-                        && shared
-                            .last_warning_ms
-                            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                            .is_ok()
-                    {
-                        tracing::warn!(
-                            target: AUDIT,
-                            layer = "revocation",
-                            staleness_ms = stale_ms,
-                            "revocation feed lost: answering from a stale mirror (fail open)"
-                        );
-                    }
-                }
-            }
-        }
-        Ok(TokenFacts::of(identity).and_then(|facts| shared.denylist.verdict(&facts, now)))
+        self.shared.mirror.stats()
     }
 }
 
@@ -618,20 +506,20 @@ impl RevocationStore for ReplicatedRevocationStore {
     fn revoke(&self, revocation: Revocation) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             // This node sees its own revocation at once, whatever Redis says.
-            self.shared.denylist.insert(&revocation, now_ms());
+            self.shared.mirror.denylist.insert(&revocation, now_ms());
             self.shared.writer.revoke(revocation).await
         })
     }
 
     fn check(&self, identity: Identity) -> StoreFuture<'_, Option<Revoked>> {
-        Box::pin(std::future::ready(self.verdict(&identity)))
+        Box::pin(std::future::ready(self.shared.mirror.verdict(&identity)))
     }
 
     fn check_now(&self, identity: &Identity) -> Option<Result<Option<Revoked>, StoreError>> {
-        Some(self.verdict(identity))
+        Some(self.shared.mirror.verdict(identity))
     }
 
     fn entries(&self) -> StoreFuture<'_, Vec<Revocation>> {
-        Box::pin(std::future::ready(Ok(self.shared.denylist.entries(now_ms()))))
+        Box::pin(std::future::ready(Ok(self.shared.mirror.denylist.entries(now_ms()))))
     }
 }

@@ -9,7 +9,7 @@
 //! | `csrf` | `CsrfLayer`, `CsrfToken` (needs `session`) | no |
 //! | `revocation` | `RevocationLayer`, `Revocations` (`portcullis-revocation`); `RefreshTokens`, the OAuth refresh and revocation endpoints (`portcullis-refresh`) | no |
 //! | `redis` | `redis`: Redis implementations of every store, the replicated revocation mirror | no |
-//! | `postgres` | `postgres`: PostgreSQL session and refresh-family stores, schema migrations | no |
+//! | `postgres` | `postgres`: PostgreSQL implementations of every store, the replicated revocation mirror, schema migrations | no |
 //! | `redis-sessions` | `redis::RedisSessionStore` alone: Redis sessions with no JWT code compiled | no |
 //! | `conformance` | the store conformance suites, for your own stores' tests | no |
 //! | `test-util` | test helpers: `jwt::sign_compact` (signs any header), `session::SessionKey::from_bytes` | no |
