@@ -333,3 +333,47 @@ async fn a_database_killed_is_a_bounded_outage_and_keeps_every_acknowledged_writ
     }
     drop(server);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweeping_removes_only_expired_rows_and_reads_never_wait_for_it() {
+    let server = tokio::task::spawn_blocking(PostgresServer::start)
+        .await
+        .expect("server");
+    let options = PostgresOptions::default();
+    let pool = ready(&server, &options).await;
+    let store = PostgresSessionStore::new(pool.clone(), &options);
+    let alice = Principal::new("https://app.test", "alice");
+    let (short, long) = (routed_key(&alice, 1), routed_key(&alice, 2));
+    store
+        .create(&short, &record_of(&alice), Duration::from_millis(200))
+        .await
+        .expect("create");
+    store
+        .create(&long, &record_of(&alice), Duration::from_secs(600))
+        .await
+        .expect("create");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        store.load(&short).await.expect("load"),
+        None,
+        "expired: gone before any sweep"
+    );
+    let client = pool.get().await.expect("client");
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM portcullis.sessions", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(rows, 2, "the expired row is still in the table until swept");
+    // Two nodes sweeping at once: each skips what the other has locked.
+    let (one, two) = tokio::join!(store.sweep(100), store.sweep(100));
+    assert_eq!(
+        one.expect("sweep") + two.expect("sweep"),
+        1,
+        "exactly the expired row went"
+    );
+    assert!(
+        store.load(&long).await.expect("load").is_some(),
+        "the live session stays"
+    );
+}

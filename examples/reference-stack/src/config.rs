@@ -10,6 +10,8 @@ pub(crate) struct Config {
     pub(crate) addr: String,
     /// Where the Redis stores live, when they do.
     pub(crate) redis: Option<RedisServers>,
+    /// Every store on PostgreSQL, when set.
+    pub(crate) database_url: Option<String>,
     /// Replicas a durable Redis write waits for (0: none).
     pub(crate) redis_replica_acks: u32,
     pub(crate) signing_key: Option<String>,
@@ -86,9 +88,14 @@ impl Config {
                 .parse()
                 .map_err(|_| format!("PORTCULLIS_REDIS_REPLICA_ACKS must be a whole number, got {text:?}"))?,
         };
+        let database_url = var("PORTCULLIS_DATABASE_URL");
+        if database_url.is_some() && redis.is_some() {
+            return Err("PORTCULLIS_DATABASE_URL and the PORTCULLIS_REDIS_* settings are exclusive: pick one".into());
+        }
         Ok(Self {
             addr: var("PORTCULLIS_ADDR").unwrap_or_else(|| "127.0.0.1:3000".into()),
             redis,
+            database_url,
             redis_replica_acks,
             signing_key: var("PORTCULLIS_SIGNING_KEY"),
             issuer: var("PORTCULLIS_ISSUER"),

@@ -126,7 +126,13 @@ pub(crate) struct Note {
 pub(crate) enum Notes {
     Memory(Mutex<HashMap<String, Vec<Note>>>),
     Redis(RedisConnection),
+    Postgres(portcullis::postgres::Pool),
 }
+
+/// The stack's own table (the library's schema holds only its stores).
+pub(crate) const NOTES_TABLE: &str = "CREATE TABLE IF NOT EXISTS reference_notes \
+    (id bigserial PRIMARY KEY, principal text NOT NULL, text text NOT NULL); \
+    CREATE INDEX IF NOT EXISTS reference_notes_by_principal ON reference_notes (principal)";
 
 impl Notes {
     pub(crate) async fn list(&self, principal: &Principal) -> Result<Vec<Note>, String> {
@@ -146,6 +152,23 @@ impl Notes {
                 Ok(items
                     .iter()
                     .filter_map(|item| serde_json::from_str(item).ok())
+                    .collect())
+            }
+            Self::Postgres(pool) => {
+                let client = pool.get().await.map_err(|error| error.to_string())?;
+                let rows = client
+                    .query(
+                        "SELECT id, text FROM reference_notes WHERE principal = $1 ORDER BY id",
+                        &[&principal.key()],
+                    )
+                    .await
+                    .map_err(|error| error.to_string())?;
+                Ok(rows
+                    .iter()
+                    .map(|row| Note {
+                        id: u64::try_from(row.get::<_, i64>(0)).unwrap_or(0),
+                        text: row.get(1),
+                    })
                     .collect())
             }
         }
@@ -176,6 +199,20 @@ impl Notes {
                     .await
                     .map_err(|error| error.to_string())?;
                 Ok(note)
+            }
+            Self::Postgres(pool) => {
+                let client = pool.get().await.map_err(|error| error.to_string())?;
+                let row = client
+                    .query_one(
+                        "INSERT INTO reference_notes (principal, text) VALUES ($1, $2) RETURNING id",
+                        &[&principal.key(), &text],
+                    )
+                    .await
+                    .map_err(|error| error.to_string())?;
+                Ok(Note {
+                    id: u64::try_from(row.get::<_, i64>(0)).unwrap_or(0),
+                    text,
+                })
             }
         }
     }

@@ -25,6 +25,10 @@ use std::sync::{Arc, Mutex};
 use portcullis::csrf::CsrfLayer;
 use portcullis::jwt::remote::{RemoteKeys, RemoteOptions};
 use portcullis::jwt::{CacheLimits, JwtVerifier, Keys, Validation};
+use portcullis::postgres::{
+    PostgresOptions, PostgresRefreshStore, PostgresRevocationStore, PostgresSessionStore,
+    ReplicationOptions as PgReplication,
+};
 use portcullis::redis::{
     RedisConnection, RedisOptions, RedisRefreshStore, RedisSessionStore, ReplicaAcks, ReplicatedRevocationStore,
     ReplicationOptions,
@@ -118,6 +122,34 @@ async fn build(config: &Config) -> Result<(axum::Router, String), Error> {
                 Some(connection),
             )
         }
+        None if config.database_url.is_some() => {
+            let url = config.database_url.as_deref().unwrap_or_default();
+            let options = PostgresOptions::default();
+            let pool = portcullis::postgres::connect(url, &options)?;
+            portcullis::postgres::migrate(&pool, &options).await?;
+            pool.get()
+                .await
+                .map_err(|error| format!("PORTCULLIS_DATABASE_URL: {error}"))?
+                .batch_execute(crate::data::NOTES_TABLE)
+                .await?;
+            let sessions = PostgresSessionStore::new(pool.clone(), &options);
+            // Reads ignore expired rows; the sweep only reclaims their space
+            // (several instances may sweep at once).
+            let sweeper = sessions.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                    let _ = sweeper.sweep(1_000).await;
+                }
+            });
+            (
+                Arc::new(sessions),
+                Arc::new(PostgresRevocationStore::start(url, PgReplication::default()).await?),
+                Arc::new(PostgresRefreshStore::new(pool.clone(), &options)),
+                Notes::Postgres(pool.clone()),
+                None,
+            )
+        }
         None => (
             Arc::new(MemoryStore::new()),
             Arc::new(MemoryRevocationStore::new()),
@@ -125,6 +157,11 @@ async fn build(config: &Config) -> Result<(axum::Router, String), Error> {
             Notes::Memory(Mutex::new(HashMap::new())),
             None,
         ),
+    };
+
+    let app_database = match &notes {
+        Notes::Postgres(pool) => Some(pool.clone()),
+        _ => None,
     };
 
     // Local logins are principals of our own issuer: one user whether they
@@ -183,6 +220,7 @@ async fn build(config: &Config) -> Result<(axum::Router, String), Error> {
         verifier,
         issuer,
         remote,
+        database: app_database,
         redis,
     });
     let stack = ServiceBuilder::new()

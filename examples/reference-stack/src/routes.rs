@@ -32,6 +32,7 @@ pub(crate) struct App {
     pub(crate) issuer: JwtIssuer,
     pub(crate) remote: Option<RemoteKeys>,
     pub(crate) redis: Option<portcullis::redis::RedisConnection>,
+    pub(crate) database: Option<portcullis::postgres::Pool>,
 }
 
 type Shared = Arc<App>;
@@ -125,6 +126,16 @@ async fn healthz(State(app): State<Shared>) -> Response {
         .await;
         if !matches!(ping, Ok(Ok(_))) {
             return (StatusCode::SERVICE_UNAVAILABLE, "redis unreachable").into_response();
+        }
+    }
+    if let Some(pool) = &app.database {
+        let ping = tokio::time::timeout(Duration::from_millis(500), async {
+            let client = pool.get().await.map_err(|_| ())?;
+            client.simple_query("SELECT 1").await.map_err(|_| ())
+        })
+        .await;
+        if !matches!(ping, Ok(Ok(_))) {
+            return (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response();
         }
     }
     (StatusCode::OK, "ok").into_response()

@@ -12,6 +12,7 @@ use common::{
 use http::{Method, StatusCode};
 use portcullis_tests::client::{Body, Client};
 use portcullis_tests::grpc::who_am_i_at;
+use portcullis_tests::postgres_server::PostgresServer;
 use portcullis_tests::redis_cluster::{RedisCluster, RedisSentinel};
 use portcullis_tests::redis_server::RedisServer;
 use serde_json::json;
@@ -373,6 +374,14 @@ async fn contract_across_two_instances_with(tag: &str, redis_env: &[(&str, Strin
 async fn the_contract_on_a_redis_cluster_across_two_instances() {
     let cluster = RedisCluster::start();
     contract_across_two_instances("cluster", ("PORTCULLIS_REDIS_CLUSTER", cluster.seeds().join(","))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_contract_on_postgres_across_two_instances() {
+    let server = tokio::task::spawn_blocking(PostgresServer::start)
+        .await
+        .expect("server");
+    contract_across_two_instances("postgres", ("PORTCULLIS_DATABASE_URL", server.url())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,7 @@ use http::{Method, StatusCode};
 use portcullis::{Principal, Route};
 use portcullis_tests::client::{Body, Client};
 use portcullis_tests::example::Example;
+use portcullis_tests::postgres_server::PostgresServer;
 use portcullis_tests::redis_cluster::{RedisCluster, RedisSentinel};
 use serde_json::json;
 
@@ -72,10 +73,27 @@ async fn refresh_races_have_one_winner_and_revocations_cross_instances() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let cluster = RedisCluster::start();
     let (a, b, dir) = two_instances(&cluster, "race").await;
+    races_and_propagation("the cluster", a.addr, b.addr).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_refresh_races_have_one_winner_and_revocations_cross_instances() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let server = tokio::task::spawn_blocking(PostgresServer::start)
+        .await
+        .expect("server");
+    let (a, b, dir) = two_instances_on(&[("PORTCULLIS_DATABASE_URL", server.url())], "pg-race").await;
+    races_and_propagation("PostgreSQL", a.addr, b.addr).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A refresh race between A and B has one winner (10 rounds), and a token
+/// revoked on A is refused on B (50 rounds, propagation printed).
+async fn races_and_propagation(on: &str, a: SocketAddr, b: SocketAddr) {
     // A refresh token spent on A and on B at once: one rotation, one reuse.
     for round in 0..10 {
-        let grant = password_grant(a.addr, "alice", "alice-password").await;
+        let grant = password_grant(a, "alice", "alice-password").await;
         let refresh = grant.json()["refresh_token"].as_str().expect("refresh").to_owned();
         let form = format!("grant_type=refresh_token&refresh_token={refresh}");
         let spend = |addr: SocketAddr| {
@@ -86,7 +104,7 @@ async fn refresh_races_have_one_winner_and_revocations_cross_instances() {
                     .await
             }
         };
-        let (on_a, on_b) = tokio::join!(spend(a.addr), spend(b.addr));
+        let (on_a, on_b) = tokio::join!(spend(a), spend(b));
         let winners = [&on_a, &on_b]
             .iter()
             .filter(|answer| answer.status == StatusCode::OK)
@@ -103,19 +121,19 @@ async fn refresh_races_have_one_winner_and_revocations_cross_instances() {
     // A token revoked on A is refused on B: the propagation, 50 rounds.
     let mut delays = Vec::new();
     for _ in 0..50 {
-        let grant = password_grant(a.addr, "bob", "bob-password").await;
+        let grant = password_grant(a, "bob", "bob-password").await;
         let access = grant.json()["access_token"].as_str().expect("access").to_owned();
         let mut api = Client {
             bearer: Some(access.clone()),
             ..Client::default()
         };
         assert_eq!(
-            api.call(b.addr, Method::GET, "/me", Body::None, &[]).await.status,
+            api.call(b, Method::GET, "/me", Body::None, &[]).await.status,
             StatusCode::OK
         );
         let revoke = Client::default()
             .call(
-                a.addr,
+                a,
                 Method::POST,
                 "/oauth/revoke",
                 Body::Form(&format!("token={access}")),
@@ -125,7 +143,7 @@ async fn refresh_races_have_one_winner_and_revocations_cross_instances() {
         assert_eq!(revoke.status, StatusCode::OK);
         let revoked_at = Instant::now();
         loop {
-            let answer = api.call(b.addr, Method::GET, "/me", Body::None, &[]).await;
+            let answer = api.call(b, Method::GET, "/me", Body::None, &[]).await;
             if answer.status == StatusCode::UNAUTHORIZED {
                 assert!(answer.body.contains("token revoked"), "{}", answer.body);
                 break;
@@ -140,9 +158,8 @@ async fn refresh_races_have_one_winner_and_revocations_cross_instances() {
     }
     delays.sort();
     let (p50, p99) = (percentile(&delays, 0.5), percentile(&delays, 0.99));
-    println!("revocation propagation A→B on the cluster over HTTP, 50 rounds: p50 {p50:?}, p99 {p99:?}");
+    println!("revocation propagation A→B on {on} over HTTP, 50 rounds: p50 {p50:?}, p99 {p99:?}");
     assert!(p99 < Duration::from_secs(1), "a generous bound: p99 {p99:?}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -323,7 +340,7 @@ impl Load {
             .map_or(Duration::ZERO, |at| at.duration_since(killed_at));
         let tally = self.tally.lock().expect("lock").clone();
         println!(
-            "{what}: promoted after {promoted_after:?}, last 503 at {recovered_after:?} after the kill; answers {tally:?}"
+            "{what}: serving again (promoted or restarted) after {promoted_after:?}, last 503 at {recovered_after:?} after the kill; answers {tally:?}"
         );
         assert!(tally.get(&200).is_some_and(|&ok| ok > 20), "the load ran: {tally:?}");
         assert!(
@@ -331,4 +348,49 @@ impl Load {
             "{what}: recovered within 5 s of the promotion"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_killed_and_restarted_under_load_is_only_200_or_503_and_keeps_everything() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let server = tokio::task::spawn_blocking(PostgresServer::start)
+        .await
+        .expect("server");
+    let (a, b, dir) = two_instances_on(&[("PORTCULLIS_DATABASE_URL", server.url())], "pg-kill").await;
+    let mut devices = logged_in_devices(a.addr, b.addr).await;
+    // A refresh family written before the crash, too.
+    let grant = password_grant(a.addr, "alice", "alice-password").await;
+    let refresh = grant.json()["refresh_token"].as_str().expect("refresh").to_owned();
+    let load = Load::start(&devices[0].1, [a.addr, b.addr]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut server = server;
+    let killed_at = Instant::now();
+    let server = tokio::task::spawn_blocking(move || {
+        server.kill();
+        std::thread::sleep(Duration::from_secs(1));
+        server.restart();
+        server
+    })
+    .await
+    .expect("kill and restart");
+    load.finish("PostgreSQL killed (SIGKILL) and restarted", killed_at)
+        .await;
+    every_session_still_works(&mut devices, [a.addr, b.addr]).await;
+    let rotated = Client::default()
+        .call(
+            b.addr,
+            Method::POST,
+            "/oauth/token",
+            Body::Form(&format!("grant_type=refresh_token&refresh_token={refresh}")),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        rotated.status,
+        StatusCode::OK,
+        "the family survived the crash: {}",
+        rotated.body
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
 }
