@@ -67,6 +67,25 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The pids whose parent is `parent` (from `/proc`).
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                // `pid (comm) state ppid …`; comm may hold spaces, so split
+                // after its closing parenthesis.
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                    == Some(parent)
+            })
+        })
+        .collect()
+}
+
 fn chown_all(path: &Path, owner: (u32, u32)) {
     std::os::unix::fs::chown(path, Some(owner.0), Some(owner.1)).expect("chown");
 }
@@ -131,11 +150,21 @@ impl PostgresServer {
         self.port
     }
 
-    /// Kills the server (SIGKILL of the postmaster: a crash), and waits
-    /// until its port is closed.
+    /// Kills the server like a crash of its machine: SIGKILL to the
+    /// postmaster and to every backend it forked (a backend alone would go
+    /// on answering its open connection for a moment), then waits until
+    /// the port is closed.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let backends = children_of(child.id());
             let _ = child.kill();
+            if !backends.is_empty() {
+                let _ = Command::new("kill")
+                    .arg("-9")
+                    .args(backends.iter().map(u32::to_string))
+                    .stderr(Stdio::null())
+                    .status();
+            }
             let _ = child.wait();
         }
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -192,10 +221,7 @@ impl PostgresServer {
 
 impl Drop for PostgresServer {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
