@@ -86,6 +86,80 @@ fn children_of(parent: u32) -> Vec<u32> {
         .collect()
 }
 
+/// A private CA and a server certificate for `127.0.0.1` it signed, in
+/// `dir` (the key readable by the server's user only, as it insists).
+fn make_certificates(dir: &Path, owner: Option<(u32, u32)>) {
+    let openssl = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap_or_else(|error| panic!("openssl not found (Debian: `apt-get install openssl`): {error}"));
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=portcullis test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("san.ext");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
+    ]);
+    use std::os::unix::fs::PermissionsExt;
+    let key = dir.join("server.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    if let Some(owner) = owner {
+        for file in ["server.key", "server.pem", "ca.pem"] {
+            chown_all(&dir.join(file), owner);
+        }
+    }
+}
+
 fn chown_all(path: &Path, owner: (u32, u32)) {
     std::os::unix::fs::chown(path, Some(owner.0), Some(owner.1)).expect("chown");
 }
@@ -98,12 +172,29 @@ pub struct PostgresServer {
     child: Option<Child>,
     user: Option<(u32, u32)>,
     bin: PathBuf,
+    tls: bool,
 }
 
 impl PostgresServer {
     /// `initdb` into a fresh temp dir and start the server on a free
     /// loopback port; returns once it accepts connections.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// Like [`start`](Self::start), with TLS on: a fresh private CA signs
+    /// the server's certificate for `127.0.0.1` (`openssl`); its PEM is
+    /// [`ca_pem`](Self::ca_pem).
+    pub fn start_tls() -> Self {
+        Self::start_with(true)
+    }
+
+    /// The private CA's certificate (PEM), for a server started with TLS.
+    pub fn ca_pem(&self) -> Vec<u8> {
+        std::fs::read(self.dir.join("ca.pem")).expect("ca.pem of a TLS server")
+    }
+
+    fn start_with(tls: bool) -> Self {
         let bin = bin_dir();
         let user = server_user();
         let dir = std::env::temp_dir().join(format!("portcullis-pg-{}-{}", std::process::id(), free_port()));
@@ -129,12 +220,16 @@ impl PostgresServer {
             "initdb failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
+        if tls {
+            make_certificates(&dir, user);
+        }
         let mut server = Self {
             port: free_port(),
             dir,
             child: None,
             user,
             bin,
+            tls,
         };
         server.restart();
         server
@@ -193,6 +288,13 @@ impl PostgresServer {
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        if self.tls {
+            postgres
+                .args(["-c", "ssl=on", "-c"])
+                .arg(format!("ssl_cert_file={}", self.dir.join("server.pem").display()))
+                .arg("-c")
+                .arg(format!("ssl_key_file={}", self.dir.join("server.key").display()));
+        }
         if let Some((uid, gid)) = self.user {
             postgres.uid(uid).gid(gid);
         }

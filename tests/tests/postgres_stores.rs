@@ -377,3 +377,69 @@ async fn sweeping_removes_only_expired_rows_and_reads_never_wait_for_it() {
         "the live session stays"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sslmode_require_is_verified_tls_and_never_plaintext() {
+    use portcullis::postgres::PostgresTls;
+    let server = tokio::task::spawn_blocking(PostgresServer::start_tls)
+        .await
+        .expect("server");
+    let url = format!("{}?sslmode=require", server.url());
+    let mut options = PostgresOptions::default();
+    options.tls = PostgresTls::roots_from_pem(&server.ca_pem()).expect("the test CA");
+    let pool = connect(&url, &options).expect("pool");
+    migrate(&pool, &options).await.expect("migrate over TLS");
+    let client = pool.get().await.expect("client");
+    let ssl: bool = client
+        .query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
+        .await
+        .expect("pg_stat_ssl")
+        .get(0);
+    assert!(ssl, "the store's own connection is encrypted");
+    drop(client);
+    let store = PostgresSessionStore::new(pool, &options);
+    let alice = Principal::new("https://app.test", "alice");
+    let key = routed_key(&alice, 1);
+    store
+        .create(&key, &record_of(&alice), Duration::from_secs(600))
+        .await
+        .expect("create");
+    assert!(store.load(&key).await.expect("load").is_some());
+    // The revocation mirror's LISTEN connection takes the same road.
+    let mut replication = ReplicationOptions::default();
+    replication.postgres = options.clone();
+    let writer = PostgresRevocationStore::start(&url, replication.clone())
+        .await
+        .expect("mirror over TLS");
+    let reader = PostgresRevocationStore::start(&url, replication)
+        .await
+        .expect("mirror over TLS");
+    use portcullis::revocation::{Revocation, RevocationStore, Revoked};
+    let expires = SystemTime::now() + Duration::from_secs(600);
+    writer
+        .revoke(Revocation::token("https://iss.test", "over-tls", expires))
+        .await
+        .expect("revoke over TLS");
+    let caller = portcullis::Identity::builder(
+        "alice",
+        portcullis::AuthMethod::bearer(Some("over-tls".into()), Some("https://iss.test".into())),
+    )
+    .build();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while reader.check_now(&caller).expect("local").expect("fresh") != Some(Revoked::Token) {
+        assert!(
+            Instant::now() < deadline,
+            "the other mirror never saw it: {:?}",
+            reader.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // A certificate from a CA we do not trust: refused, never plaintext.
+    let stranger = PostgresOptions::default();
+    let pool = connect(&url, &stranger).expect("pool");
+    let error = migrate(&pool, &stranger).await.expect_err("an untrusted certificate");
+    assert!(error.to_string().contains("store unavailable"), "{error}");
+    let store = PostgresSessionStore::new(pool, &stranger);
+    assert!(store.load(&key).await.is_err(), "no read over an unverified connection");
+}

@@ -12,11 +12,15 @@
 //! postgres feature alone compiles about twice the code). Every statement
 //! runs under the options' timeout, so a database that is down or slow is
 //! a bounded `StoreError::Unavailable` (a 503), and the pool replaces
-//! broken connections by itself. TLS: the pool connects without TLS; for a
-//! database off the machine, put the connection through a local TLS
-//! tunnel or a sidecar for now (rustls support through
-//! `tokio-postgres-rustls` is the next step, left out to keep one crypto
-//! backend and the build small).
+//! broken connections by itself.
+//!
+//! TLS is rustls (the aws-lc-rs provider every Portcullis crate uses),
+//! when the URL asks for it: `sslmode=require` verifies the server's
+//! certificate against [`PostgresOptions::tls`] (the Mozilla roots by
+//! default, or a private CA) and its host name, and never falls back to
+//! plaintext. Without `sslmode`, or with `sslmode=prefer` — which protects
+//! against nobody, since an attacker can refuse TLS — the connection is
+//! plaintext, for a database on the same host or network.
 //!
 //! The schema ships with the crate and is applied by [`migrate`], under
 //! an advisory lock so several instances may start at once:
@@ -43,12 +47,14 @@ mod revocation;
 mod schema;
 #[cfg(feature = "sessions")]
 mod session;
+mod tls;
 
 use std::time::Duration;
 
 pub use deadpool_postgres::Pool;
 use portcullis_core::{StoreError, StoreKind};
 pub use schema::migrate;
+pub use tls::PostgresTls;
 
 #[cfg(feature = "revocation")]
 pub use portcullis_revocation::{FeedLossPolicy, store_support::MirrorStats};
@@ -73,6 +79,8 @@ pub struct PostgresOptions {
     pub connect_timeout: Duration,
     /// Connections in the pool (default 16).
     pub pool_size: usize,
+    /// The certificates trusted when the URL says `sslmode=require`.
+    pub tls: PostgresTls,
 }
 
 impl Default for PostgresOptions {
@@ -82,6 +90,7 @@ impl Default for PostgresOptions {
             statement_timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(1),
             pool_size: 16,
+            tls: PostgresTls::default(),
         }
     }
 }
@@ -118,17 +127,14 @@ impl PostgresOptions {
 pub fn connect(url: &str, options: &PostgresOptions) -> Result<Pool, StoreError> {
     let invalid = |reason: String| StoreError::unavailable(StoreKind::Session, reason);
     options.check().map_err(invalid)?;
-    let mut config: tokio_postgres::Config = url
-        .parse()
-        .map_err(|error: tokio_postgres::Error| invalid(format!("invalid database URL: {error}")))?;
-    config.connect_timeout(options.connect_timeout);
-    let manager = deadpool_postgres::Manager::from_config(
-        config,
-        tokio_postgres::NoTls,
-        deadpool_postgres::ManagerConfig {
-            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
-        },
-    );
+    let (config, tls) = parse(url, options).map_err(invalid)?;
+    let manager_config = deadpool_postgres::ManagerConfig {
+        recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+    };
+    let manager = match tls {
+        Some(tls) => deadpool_postgres::Manager::from_config(config, tls, manager_config),
+        None => deadpool_postgres::Manager::from_config(config, tokio_postgres::NoTls, manager_config),
+    };
     Pool::builder(manager)
         .max_size(options.pool_size)
         .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -137,6 +143,28 @@ pub fn connect(url: &str, options: &PostgresOptions) -> Result<Pool, StoreError>
         .recycle_timeout(Some(options.connect_timeout))
         .build()
         .map_err(|error| invalid(error.to_string()))
+}
+
+/// The driver's configuration for `url`, and the TLS connector when the
+/// URL requires TLS. `sslmode=prefer` (the driver's default) becomes
+/// plaintext: a preference an attacker can refuse protects nobody, and a
+/// failed certificate check must not be papered over.
+pub(crate) fn parse(
+    url: &str,
+    options: &PostgresOptions,
+) -> Result<(tokio_postgres::Config, Option<tls::RustlsConnect>), String> {
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|error: tokio_postgres::Error| format!("invalid database URL: {error}"))?;
+    config.connect_timeout(options.connect_timeout);
+    let tls = match config.get_ssl_mode() {
+        tokio_postgres::config::SslMode::Require => Some(options.tls.connector()?),
+        _ => {
+            config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+            None
+        }
+    };
+    Ok((config, tls))
 }
 
 /// Runs `work` with a pooled connection, bounded by the statement timeout:
@@ -182,6 +210,19 @@ mod tests {
             };
             let error = options.check().expect_err(bad);
             assert!(error.contains("not a plain identifier"), "{error}");
+        }
+    }
+
+    #[test]
+    fn only_sslmode_require_makes_tls_and_prefer_is_not_a_silent_downgrade_path() {
+        let options = PostgresOptions::default();
+        let (config, tls) = parse("postgres://u@127.0.0.1/db?sslmode=require", &options).expect("parse");
+        assert!(tls.is_some(), "require: TLS, verified");
+        assert_eq!(config.get_ssl_mode(), tokio_postgres::config::SslMode::Require);
+        for url in ["postgres://u@127.0.0.1/db", "postgres://u@127.0.0.1/db?sslmode=prefer"] {
+            let (config, tls) = parse(url, &options).expect("parse");
+            assert!(tls.is_none(), "{url}: plaintext, said plainly");
+            assert_eq!(config.get_ssl_mode(), tokio_postgres::config::SslMode::Disable, "{url}");
         }
     }
 

@@ -216,10 +216,30 @@ async fn listen(
     url: &str,
     shared: &Shared,
     wake: Arc<tokio::sync::Notify>,
-) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error> {
-    let mut config: tokio_postgres::Config = url.parse()?;
-    config.connect_timeout(shared.options.postgres.connect_timeout);
-    let (client, mut connection) = config.connect(tokio_postgres::NoTls).await?;
+) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), String> {
+    let (config, tls) = crate::parse(url, &shared.options.postgres)?;
+    let connected = match tls {
+        Some(tls) => listen_with(&config, tls, wake).await,
+        None => listen_with(&config, tokio_postgres::NoTls, wake).await,
+    };
+    let (client, driver) = connected.map_err(|error| error.to_string())?;
+    client
+        .batch_execute(&format!("LISTEN {}", shared.sql.channel))
+        .await
+        .map_err(|error| error.to_string())?;
+    Ok((client, driver))
+}
+
+async fn listen_with<T>(
+    config: &tokio_postgres::Config,
+    tls: T,
+    wake: Arc<tokio::sync::Notify>,
+) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, mut connection) = config.connect(tls).await?;
     let driver = tokio::spawn(async move {
         while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
             match message {
@@ -229,7 +249,6 @@ async fn listen(
             }
         }
     });
-    client.batch_execute(&format!("LISTEN {}", shared.sql.channel)).await?;
     Ok((client, driver))
 }
 

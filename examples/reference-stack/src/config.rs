@@ -12,6 +12,8 @@ pub(crate) struct Config {
     pub(crate) redis: Option<RedisServers>,
     /// Every store on PostgreSQL, when set.
     pub(crate) database_url: Option<String>,
+    /// A private CA (PEM file) for `sslmode=require` database URLs.
+    pub(crate) database_ca: Option<String>,
     /// Replicas a durable Redis write waits for (0: none).
     pub(crate) redis_replica_acks: u32,
     pub(crate) signing_key: Option<String>,
@@ -96,6 +98,7 @@ impl Config {
             addr: var("PORTCULLIS_ADDR").unwrap_or_else(|| "127.0.0.1:3000".into()),
             redis,
             database_url,
+            database_ca: var("PORTCULLIS_DATABASE_CA"),
             redis_replica_acks,
             signing_key: var("PORTCULLIS_SIGNING_KEY"),
             issuer: var("PORTCULLIS_ISSUER"),

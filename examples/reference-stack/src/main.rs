@@ -124,7 +124,12 @@ async fn build(config: &Config) -> Result<(axum::Router, String), Error> {
         }
         None if config.database_url.is_some() => {
             let url = config.database_url.as_deref().unwrap_or_default();
-            let options = PostgresOptions::default();
+            let mut options = PostgresOptions::default();
+            if let Some(path) = &config.database_ca {
+                let pem = std::fs::read(path).map_err(|error| format!("PORTCULLIS_DATABASE_CA {path}: {error}"))?;
+                options.tls = portcullis::postgres::PostgresTls::roots_from_pem(&pem)
+                    .map_err(|error| format!("PORTCULLIS_DATABASE_CA {path}: {error}"))?;
+            }
             let pool = portcullis::postgres::connect(url, &options)?;
             portcullis::postgres::migrate(&pool, &options).await?;
             pool.get()
@@ -144,7 +149,14 @@ async fn build(config: &Config) -> Result<(axum::Router, String), Error> {
             });
             (
                 Arc::new(sessions),
-                Arc::new(PostgresRevocationStore::start(url, PgReplication::default()).await?),
+                Arc::new(
+                    PostgresRevocationStore::start(url, {
+                        let mut replication = PgReplication::default();
+                        replication.postgres = options.clone();
+                        replication
+                    })
+                    .await?,
+                ),
                 Arc::new(PostgresRefreshStore::new(pool.clone(), &options)),
                 Notes::Postgres(pool.clone()),
                 None,
