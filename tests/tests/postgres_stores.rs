@@ -158,6 +158,12 @@ async fn instances_migrating_at_once_apply_the_schema_once() {
         .await
         .expect("versions");
     assert_eq!(rows.len(), 1, "the migration was applied exactly once");
+    let timeout: String = client
+        .query_one("SHOW statement_timeout", &[])
+        .await
+        .expect("show")
+        .get(0);
+    assert_eq!(timeout, "1s", "the server gives up on a statement when the store does");
 }
 
 fn record_of(principal: &Principal) -> SessionRecord {
@@ -229,6 +235,44 @@ async fn concurrent_writers_logouts_and_refresh_races() {
             "round {round}: a write after the logout finds nothing (the racing one wrote: {wrote})"
         );
     }
+
+    // A slow write (its row held by another transaction) with a logout
+    // queued behind it: the write lands, then the logout ends the session
+    // for good — and a logout that went first leaves the write nothing.
+    let key = routed_key(&alice, 999);
+    store
+        .create(&key, &record_of(&alice), Duration::from_secs(600))
+        .await
+        .expect("create");
+    let mut holder = pool.get().await.expect("client");
+    let lock = holder.transaction().await.expect("begin");
+    lock.execute(
+        "SELECT 1 FROM portcullis.sessions WHERE key = $1 FOR UPDATE",
+        &[&key.to_hex()],
+    )
+    .await
+    .expect("hold the row");
+    let (writer, logout) = (store.clone(), store.clone());
+    let write = tokio::spawn(async move { writer.update(&key, &set("slow", "1")).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let end = tokio::spawn(async move { logout.delete(&key).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!write.is_finished() && !end.is_finished(), "both wait for the held row");
+    lock.rollback().await.expect("release");
+    assert!(
+        write.await.expect("join").expect("update"),
+        "the slow write found the session"
+    );
+    end.await.expect("join").expect("delete");
+    assert_eq!(
+        store.load(&key).await.expect("load"),
+        None,
+        "the logout after it is final"
+    );
+    assert!(
+        !store.update(&key, &set("again", "1")).await.expect("update"),
+        "nothing to write to"
+    );
 
     // A refresh token spent 8 times at once: exactly one rotation.
     use portcullis::refresh::{Family, RefreshStore, Spend, SpendRules};

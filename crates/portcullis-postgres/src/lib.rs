@@ -157,6 +157,14 @@ pub(crate) fn parse(
         .parse()
         .map_err(|error: tokio_postgres::Error| format!("invalid database URL: {error}"))?;
     config.connect_timeout(options.connect_timeout);
+    // The server gives up on a statement when the client does: a request
+    // answered 503 leaves no statement running on behind it.
+    let timeout_ms = options.statement_timeout.as_millis().max(1);
+    let session_options = match config.get_options() {
+        Some(existing) => format!("{existing} -c statement_timeout={timeout_ms}"),
+        None => format!("-c statement_timeout={timeout_ms}"),
+    };
+    config.options(&session_options);
     let tls = match config.get_ssl_mode() {
         tokio_postgres::config::SslMode::Require => Some(options.tls.connector()?),
         _ => {
@@ -219,6 +227,13 @@ mod tests {
         let (config, tls) = parse("postgres://u@127.0.0.1/db?sslmode=require", &options).expect("parse");
         assert!(tls.is_some(), "require: TLS, verified");
         assert_eq!(config.get_ssl_mode(), tokio_postgres::config::SslMode::Require);
+        assert!(
+            config
+                .get_options()
+                .is_some_and(|o| o.contains("statement_timeout=1000")),
+            "the server gives up when the client does: {:?}",
+            config.get_options()
+        );
         for url in ["postgres://u@127.0.0.1/db", "postgres://u@127.0.0.1/db?sslmode=prefer"] {
             let (config, tls) = parse(url, &options).expect("parse");
             assert!(tls.is_none(), "{url}: plaintext, said plainly");

@@ -70,6 +70,9 @@ pub async fn migrate(pool: &Pool, options: &PostgresOptions) -> Result<usize, St
         .map_err(|error| unavailable(error.to_string()))?;
     let schema = &options.schema;
     let run = async {
+        // Waiting for another instance's migration, and the DDL itself,
+        // may take longer than a request may.
+        transaction.batch_execute("SET LOCAL statement_timeout = 0").await?;
         transaction
             .execute(
                 "SELECT pg_advisory_xact_lock(hashtext('portcullis-migrate:' || $1::text))",

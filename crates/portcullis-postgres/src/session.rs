@@ -21,7 +21,9 @@ use crate::{Pool, PostgresOptions, with_client};
 ///   keys keep every write.
 /// - A rotation with its grace alias is one transaction that locks the
 ///   live row first.
-/// - Reads filter on the expiry, so nothing depends on the sweep;
+/// - Reads filter on both deadlines — the expiry the layer sets from the
+///   idle deadline (refreshed with it) and the absolute deadline, which
+///   never moves — so nothing depends on the sweep;
 ///   [`sweep`](PostgresSessionStore::sweep) deletes expired rows in
 ///   batches that several nodes can run at once (`FOR UPDATE SKIP
 ///   LOCKED`).
@@ -70,7 +72,9 @@ impl Sql {
         // grace alias, else itself.
         let resolved = format!("coalesce((SELECT target FROM {aliases} WHERE key = $1 AND until_ms > $2), $1)");
         Self {
-            load: format!("SELECT {COLUMNS} FROM {sessions} WHERE key = {resolved} AND expires_ms > $2"),
+            load: format!(
+                "SELECT {COLUMNS} FROM {sessions} WHERE key = {resolved} AND expires_ms > $2 AND absolute_deadline_ms > $2"
+            ),
             create: format!(
                 "INSERT INTO {sessions} (key, principal, scopes, created_ms, idle_deadline_ms, absolute_deadline_ms, \
                  last_seen_ms, user_agent, data, expires_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb, $10) \
@@ -81,10 +85,11 @@ impl Sql {
                  idle_deadline_ms = CASE WHEN $5 THEN $6 ELSE idle_deadline_ms END, \
                  last_seen_ms = CASE WHEN $5 THEN $7 ELSE last_seen_ms END, \
                  expires_ms = CASE WHEN $5 THEN $8 ELSE expires_ms END \
-                 WHERE key = {resolved} AND expires_ms > $2"
+                 WHERE key = {resolved} AND expires_ms > $2 AND absolute_deadline_ms > $2"
             ),
             resolve_for_update: format!(
-                "SELECT key FROM {sessions} WHERE key = {resolved} AND expires_ms > $2 FOR UPDATE"
+                "SELECT key FROM {sessions} WHERE key = {resolved} AND expires_ms > $2 AND absolute_deadline_ms > $2 \
+                 FOR UPDATE"
             ),
             delete_row: format!("DELETE FROM {sessions} WHERE key = $1"),
             insert: format!(
@@ -103,7 +108,8 @@ impl Sql {
                  DELETE FROM {aliases} WHERE key = $1 OR target = (SELECT key FROM target)"
             ),
             sessions_of: format!(
-                "SELECT key, {COLUMNS} FROM {sessions} WHERE principal = $1 AND expires_ms > $2 ORDER BY created_ms"
+                "SELECT key, {COLUMNS} FROM {sessions} WHERE principal = $1 AND expires_ms > $2 \
+                 AND absolute_deadline_ms > $2 ORDER BY created_ms"
             ),
             delete_all_of: format!(
                 "WITH gone AS (DELETE FROM {sessions} WHERE principal = $1 RETURNING key, expires_ms), \
