@@ -22,6 +22,18 @@ pub mod redis_cluster;
 pub mod redis_server;
 pub mod webdriver;
 
+/// A fresh session key routed to `principal`, as `SessionLayer` makes
+/// them, for store-level tests: unique per call (`n` and the clock).
+pub fn routed_key(principal: &portcullis::Principal, n: u64) -> portcullis::session::SessionKey {
+    let mut bytes = [0u8; 32];
+    let salt = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    bytes[2..10].copy_from_slice(&salt.to_le_bytes());
+    bytes[10..18].copy_from_slice(&n.to_le_bytes());
+    portcullis::session::SessionKey::from_bytes(bytes).with_route(portcullis::Route::of(principal))
+}
+
 /// Binds a listener on a free loopback port.
 pub async fn loopback_listener() -> (TcpListener, SocketAddr) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");

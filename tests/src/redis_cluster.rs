@@ -51,16 +51,38 @@ fn temp_dir(kind: &str) -> PathBuf {
     dir
 }
 
-/// A fresh session key routed to `principal`, as `SessionLayer` makes
-/// them, for store-level tests: unique per call (`n` and the clock).
-pub fn routed_key(principal: &portcullis::Principal, n: u64) -> portcullis::session::SessionKey {
-    let mut bytes = [0u8; 32];
-    let salt = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    bytes[2..10].copy_from_slice(&salt.to_le_bytes());
-    bytes[10..18].copy_from_slice(&n.to_le_bytes());
-    portcullis::session::SessionKey::from_bytes(bytes).with_route(portcullis::Route::of(principal))
+/// Every store conformance suite, unchanged, against `servers`: sessions,
+/// revocations (the direct store and the replicated mirror, each under its
+/// own prefix) and refresh families.
+pub async fn run_every_store_suite(servers: portcullis::redis::RedisServers) {
+    use portcullis::redis::{
+        RedisOptions, RedisRefreshStore, RedisRevocationStore, RedisSessionStore, ReplicatedRevocationStore,
+        ReplicationOptions,
+    };
+    use std::sync::Arc;
+    let options = |prefix: &str| {
+        let mut options = RedisOptions::default();
+        options.prefix = prefix.to_owned();
+        options
+    };
+    let sessions = RedisSessionStore::connect_with(servers.clone(), options("conformance:"))
+        .await
+        .expect("sessions");
+    portcullis::session::conformance::run(Arc::new(sessions), "suite").await;
+    let direct = RedisRevocationStore::connect_with(servers.clone(), options("direct:"))
+        .await
+        .expect("revocations");
+    portcullis::revocation::conformance::run(Arc::new(direct)).await;
+    let mut replication = ReplicationOptions::default();
+    replication.redis = options("replicated:");
+    let replicated = ReplicatedRevocationStore::start(servers.clone(), replication)
+        .await
+        .expect("replicated revocations");
+    portcullis::revocation::conformance::run(Arc::new(replicated)).await;
+    let refresh = RedisRefreshStore::connect_with(servers, options("conformance:"))
+        .await
+        .expect("refresh");
+    portcullis::refresh::conformance::run(Arc::new(refresh)).await;
 }
 
 fn wait_until(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {

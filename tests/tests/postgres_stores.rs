@@ -12,7 +12,7 @@ use portcullis::postgres::{
 };
 use portcullis::session::{Changes, SessionRecord, SessionStore};
 use portcullis_tests::postgres_server::PostgresServer;
-use portcullis_tests::redis_cluster::routed_key;
+use portcullis_tests::routed_key;
 
 async fn ready(server: &PostgresServer, options: &PostgresOptions) -> portcullis::postgres::Pool {
     let pool = connect(&server.url(), options).expect("pool");

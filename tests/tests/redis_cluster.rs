@@ -13,13 +13,8 @@ use portcullis::redis::{
     ReplicatedRevocationStore, ReplicationOptions,
 };
 use portcullis::session::{SessionKey, SessionRecord, SessionStore};
-use portcullis_tests::redis_cluster::{RedisCluster, query, routed_key};
-
-fn options(prefix: &str) -> RedisOptions {
-    let mut options = RedisOptions::default();
-    options.prefix = prefix.to_owned();
-    options
-}
+use portcullis_tests::redis_cluster::{RedisCluster, query, run_every_store_suite};
+use portcullis_tests::routed_key;
 
 fn servers(cluster: &RedisCluster) -> RedisServers {
     RedisServers::cluster(cluster.seeds())
@@ -34,27 +29,7 @@ fn record_of(principal: &Principal) -> SessionRecord {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_conformance_suite_runs_unchanged_on_a_cluster() {
     let cluster = RedisCluster::start();
-    let sessions = RedisSessionStore::connect_with(servers(&cluster), options("conformance:"))
-        .await
-        .expect("sessions");
-    portcullis::session::conformance::run(Arc::new(sessions), "cluster").await;
-
-    let direct = RedisRevocationStore::connect_with(servers(&cluster), options("direct:"))
-        .await
-        .expect("revocations");
-    portcullis::revocation::conformance::run(Arc::new(direct)).await;
-
-    let mut replication = ReplicationOptions::default();
-    replication.redis = options("replicated:");
-    let replicated = ReplicatedRevocationStore::start(servers(&cluster), replication)
-        .await
-        .expect("replicated revocations");
-    portcullis::revocation::conformance::run(Arc::new(replicated)).await;
-
-    let refresh = RedisRefreshStore::connect_with(servers(&cluster), options("conformance:"))
-        .await
-        .expect("refresh");
-    portcullis::refresh::conformance::run(Arc::new(refresh)).await;
+    run_every_store_suite(servers(&cluster)).await;
 
     // The suites wrote on more than one shard: the layout really spreads.
     let spread = cluster.keys_per_primary();

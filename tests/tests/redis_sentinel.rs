@@ -7,18 +7,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use portcullis::Principal;
-use portcullis::redis::{
-    RedisOptions, RedisRefreshStore, RedisRevocationStore, RedisServers, RedisSessionStore, ReplicaAcks,
-    ReplicatedRevocationStore, ReplicationOptions,
-};
+use portcullis::redis::{RedisOptions, RedisServers, RedisSessionStore, ReplicaAcks};
 use portcullis::session::{SessionRecord, SessionStore};
-use portcullis_tests::redis_cluster::{RedisSentinel, routed_key};
-
-fn options(prefix: &str) -> RedisOptions {
-    let mut options = RedisOptions::default();
-    options.prefix = prefix.to_owned();
-    options
-}
+use portcullis_tests::redis_cluster::{RedisSentinel, run_every_store_suite};
+use portcullis_tests::routed_key;
 
 fn servers(setup: &RedisSentinel) -> RedisServers {
     RedisServers::sentinel(setup.sentinel_urls(), RedisSentinel::MASTER)
@@ -27,24 +19,7 @@ fn servers(setup: &RedisSentinel) -> RedisServers {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_conformance_suite_runs_unchanged_on_sentinel() {
     let setup = RedisSentinel::start();
-    let sessions = RedisSessionStore::connect_with(servers(&setup), options("conformance:"))
-        .await
-        .expect("sessions");
-    portcullis::session::conformance::run(Arc::new(sessions), "sentinel").await;
-    let direct = RedisRevocationStore::connect_with(servers(&setup), options("direct:"))
-        .await
-        .expect("revocations");
-    portcullis::revocation::conformance::run(Arc::new(direct)).await;
-    let mut replication = ReplicationOptions::default();
-    replication.redis = options("replicated:");
-    let replicated = ReplicatedRevocationStore::start(servers(&setup), replication)
-        .await
-        .expect("replicated revocations");
-    portcullis::revocation::conformance::run(Arc::new(replicated)).await;
-    let refresh = RedisRefreshStore::connect_with(servers(&setup), options("conformance:"))
-        .await
-        .expect("refresh");
-    portcullis::refresh::conformance::run(Arc::new(refresh)).await;
+    run_every_store_suite(servers(&setup)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -158,6 +158,22 @@ struct Values {
 }
 
 impl Values {
+    /// The insert statements' parameters, for the row under `key`.
+    fn params<'a>(&'a self, key: &'a String) -> [&'a (dyn tokio_postgres::types::ToSql + Sync); 10] {
+        [
+            key,
+            &self.principal,
+            &self.scopes,
+            &self.created,
+            &self.idle,
+            &self.absolute,
+            &self.seen,
+            &self.user_agent,
+            &self.data,
+            &self.expires,
+        ]
+    }
+
     fn of(record: &SessionRecord, ttl: Duration) -> Self {
         Self {
             principal: record.principal.as_ref().map(Principal::key),
@@ -244,23 +260,7 @@ impl SessionStore for PostgresSessionStore {
         Box::pin(async move {
             let inserted = with_client(&self.pool, self.timeout, StoreKind::Session, |client| async move {
                 let statement = client.prepare_cached(&self.sql.create).await?;
-                client
-                    .execute(
-                        &statement,
-                        &[
-                            &key,
-                            &values.principal,
-                            &values.scopes,
-                            &values.created,
-                            &values.idle,
-                            &values.absolute,
-                            &values.seen,
-                            &values.user_agent,
-                            &values.data,
-                            &values.expires,
-                        ],
-                    )
-                    .await
+                client.execute(&statement, &values.params(&key)).await
             })
             .await?;
             if inserted == 1 {
@@ -325,38 +325,17 @@ impl SessionStore for PostgresSessionStore {
                 };
                 let live: String = live.get(0);
                 transaction.execute(&sql.delete_row, &[&live]).await?;
-                transaction
-                    .execute(
-                        &sql.insert,
-                        &[
-                            &new,
-                            &values.principal,
-                            &values.scopes,
-                            &values.created,
-                            &values.idle,
-                            &values.absolute,
-                            &values.seen,
-                            &values.user_agent,
-                            &values.data,
-                            &values.expires,
-                        ],
-                    )
-                    .await?;
+                transaction.execute(&sql.insert, &values.params(&new)).await?;
                 transaction.execute(&sql.drop_aliases, &[&old, &live]).await?;
-                match grace {
-                    Some(grace) => {
-                        let until = now.saturating_add(duration_ms(grace));
-                        for key in [&old, &live] {
-                            transaction.execute(&sql.alias, &[key, &new, &until]).await?;
-                        }
-                        // Any other alias of the old record follows it: one
-                        // live session, never two.
-                        transaction.execute(&sql.repoint_aliases, &[&live, &new]).await?;
-                    }
-                    None => {
-                        transaction.execute(&sql.repoint_aliases, &[&live, &new]).await?;
+                if let Some(grace) = grace {
+                    let until = now.saturating_add(duration_ms(grace));
+                    for key in [&old, &live] {
+                        transaction.execute(&sql.alias, &[key, &new, &until]).await?;
                     }
                 }
+                // Any other alias of the old record follows it: one live
+                // session, never two.
+                transaction.execute(&sql.repoint_aliases, &[&live, &new]).await?;
                 transaction.commit().await?;
                 Ok(true)
             })
