@@ -63,6 +63,9 @@ impl SessionStore for DownStore {
     ) -> StoreFuture<'_, bool> {
         down()
     }
+    fn rekey(&self, _: &SessionKey, _: &SessionKey, _: Option<Duration>) -> StoreFuture<'_, bool> {
+        down()
+    }
     fn delete(&self, _: &SessionKey) -> StoreFuture<'_, ()> {
         down()
     }

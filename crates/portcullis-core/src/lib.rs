@@ -35,6 +35,7 @@ pub mod cookie;
 mod extract;
 pub mod guard;
 mod identity;
+mod keyring;
 mod rejection;
 pub mod require_auth;
 mod responder;
@@ -46,6 +47,7 @@ pub use clock::{Clock, ManualClock, SharedClock, SystemClock, duration_millis, e
 #[cfg(feature = "axum")]
 pub use extract::Claims;
 pub use identity::{AuthMethod, AuthenticatorRan, Identity, IdentityBuilder, Principal, TokenTransport};
+pub use keyring::{KeyringError, SecretKeyring};
 pub use rejection::{DefaultResponder, Protocol, Rejection, RejectionKind, RequestContext, Responder, SharedResponder};
 pub use require_auth::{RequireAuth, RequireAuthLayer};
 pub use responder::{RenderedRejection, ResponderLayer, ResponderService, StackResponder, responder_for};

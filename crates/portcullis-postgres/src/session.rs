@@ -54,6 +54,7 @@ struct Sql {
     drop_aliases: String,
     alias: String,
     repoint_aliases: String,
+    rekey: String,
     delete: String,
     sessions_of: String,
     delete_all_of: String,
@@ -102,6 +103,18 @@ impl Sql {
                  ON CONFLICT (key) DO UPDATE SET target = excluded.target, until_ms = excluded.until_ms"
             ),
             repoint_aliases: format!("UPDATE {aliases} SET target = $2 WHERE target = $1"),
+            // One statement: the row moves under its row lock (a
+            // concurrent update either ran first and moved with it, or
+            // waits and finds the new key through the alias), its aliases
+            // follow it, and a grace alias ($4 > now) takes the old key.
+            rekey: format!(
+                "WITH moved AS (UPDATE {sessions} SET key = $2 WHERE key = $1 AND expires_ms > $3 \
+                 AND absolute_deadline_ms > $3 AND NOT EXISTS (SELECT 1 FROM {sessions} WHERE key = $2) RETURNING key), \
+                 repointed AS (UPDATE {aliases} SET target = $2 WHERE target = $1 AND EXISTS (SELECT 1 FROM moved)), \
+                 alias AS (INSERT INTO {aliases} (key, target, until_ms) SELECT $1, $2, $4 FROM moved WHERE $4 > $3 \
+                 ON CONFLICT (key) DO UPDATE SET target = excluded.target, until_ms = excluded.until_ms) \
+                 SELECT count(*) FROM moved"
+            ),
             delete: format!(
                 "WITH target AS (SELECT {resolved} AS key), \
                  gone AS (DELETE FROM {sessions} WHERE key = (SELECT key FROM target)) \
@@ -340,6 +353,24 @@ impl SessionStore for PostgresSessionStore {
                 Ok(true)
             })
             .await
+        })
+    }
+
+    fn rekey(&self, old: &SessionKey, new: &SessionKey, grace: Option<Duration>) -> StoreFuture<'_, bool> {
+        let (old, new) = (old.to_hex(), new.to_hex());
+        Box::pin(async move {
+            if old == new {
+                return Ok(false);
+            }
+            let row = with_client(&self.pool, self.timeout, StoreKind::Session, |client| async move {
+                let statement = client.prepare_cached(&self.sql.rekey).await?;
+                let now = now_ms();
+                let until = grace.map_or(0, |grace| now.saturating_add(duration_ms(grace)));
+                client.query_one(&statement, &[&old, &new, &now, &until]).await
+            })
+            .await?;
+            let moved: i64 = row.try_get(0).map_err(|_| corrupt("count"))?;
+            Ok(moved == 1)
         })
     }
 

@@ -182,6 +182,32 @@ create(KEYS[3], KEYS[4], KEYS[5], ARGV[6], ARGV[5], ARGV[7], ARGV[8], 9)
 return 1"
 );
 
+// Re-keying (a session found under a previous secret): the record as it
+// is, moved with its TTL (RENAME keeps it) and its index entry, then a
+// grace alias at the old key for ARGV[4] ms ('' for none). 0 when the old
+// key holds no live record of its own or the new one is taken.
+// KEYS = old, new, idx, gen; ARGV = now, old member, new member, grace
+const REKEY: &str = concat!(
+    functions!(),
+    r"
+if redis.call('HGET', KEYS[1], '_moved_to') then return 0 end
+local ok, principal = live(KEYS[1], KEYS[4])
+if not ok then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local keep = redis.call('PTTL', KEYS[1])
+redis.call('RENAME', KEYS[1], KEYS[2])
+if principal then
+  local deadline = redis.call('HGET', KEYS[3], ARGV[2] .. principal) or redis.call('HGET', KEYS[2], '_absolute')
+  redis.call('HDEL', KEYS[3], ARGV[2] .. principal)
+  redis.call('HSET', KEYS[3], ARGV[3] .. principal, deadline)
+end
+if ARGV[4] ~= '' and keep > 0 then
+  redis.call('HSET', KEYS[1], '_moved_to', ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], math.min(tonumber(ARGV[4]), keep))
+end
+return 1"
+);
+
 // KEYS = session, idx; ARGV = now, member, follow ('1': report an alias
 // instead of deleting it)
 const DELETE: &str = r"
@@ -241,6 +267,7 @@ pub(crate) const SCRIPTS: &[(&str, &str)] = &[
     ("update", UPDATE),
     ("retire", RETIRE),
     ("rotate", ROTATE),
+    ("rekey", REKEY),
     ("delete", DELETE),
     ("members", MEMBERS),
     ("sessions", SESSIONS),
@@ -252,6 +279,7 @@ struct Scripts {
     update: Lua,
     retire: Lua,
     rotate: Lua,
+    rekey: Lua,
     delete: Lua,
     members: Lua,
     sessions: Lua,
@@ -265,6 +293,7 @@ fn scripts() -> &'static Scripts {
         update: Lua::new(UPDATE),
         retire: Lua::new(RETIRE),
         rotate: Lua::new(ROTATE),
+        rekey: Lua::new(REKEY),
         delete: Lua::new(DELETE),
         members: Lua::new(MEMBERS),
         sessions: Lua::new(SESSIONS),
@@ -629,6 +658,33 @@ impl SessionStore for RedisSessionStore {
                 }
             }
             Ok(false)
+        })
+    }
+
+    fn rekey(&self, old: &SessionKey, new: &SessionKey, grace: Option<Duration>) -> StoreFuture<'_, bool> {
+        let (old, new) = (*old, *new);
+        let grace = grace.map(|g| ms(g).to_string()).unwrap_or_default();
+        Box::pin(async move {
+            if old.route() != new.route() || old == new {
+                // Two keys of one id share its route; anything else is not
+                // a re-key.
+                return Ok(false);
+            }
+            let route = old.route();
+            let mut connection = self.connection.clone();
+            let moved: i64 = Call::new(&scripts().rekey)
+                .key(self.session_key(&old))
+                .key(self.session_key(&new))
+                .key(self.idx(route))
+                .key(self.gen_key(route))
+                .arg(now_ms())
+                .arg(old.to_hex())
+                .arg(new.to_hex())
+                .arg(grace)
+                .run_durable(&mut connection, self.options.replica_acks)
+                .await
+                .map_err(unavailable)?;
+            Ok(moved == 1)
         })
     }
 

@@ -103,6 +103,9 @@ pub async fn run(store: Arc<dyn SessionStore>, space: &str) {
     rotation_after_delete_writes_nothing(store.clone(), &format!("{space}-rotation-after-delete")).await;
     rotation_through_an_alias_keeps_one_session(store.clone(), &format!("{space}-alias")).await;
     store_ttl(store.clone(), &format!("{space}-ttl")).await;
+    rekey_moves_the_record_whole(store.clone(), &format!("{space}-rekey")).await;
+    rekey_with_grace_leaves_an_alias(store.clone(), &format!("{space}-rekey-grace")).await;
+    rekey_under_concurrency_loses_no_update(store.clone(), &format!("{space}-rekey-race")).await;
     log_out_everywhere(store, &format!("{space}-everywhere")).await;
 }
 
@@ -458,6 +461,9 @@ macro_rules! session_store_conformance {
             rotation_after_delete_writes_nothing,
             rotation_through_an_alias_keeps_one_session,
             store_ttl,
+            rekey_moves_the_record_whole,
+            rekey_with_grace_leaves_an_alias,
+            rekey_under_concurrency_loses_no_update,
             log_out_everywhere
         );
     };
@@ -470,6 +476,151 @@ macro_rules! session_store_conformance {
             }
         )+
     };
+}
+
+/// A re-key moves the record as the store holds it (writes made after
+/// the caller's read included) with its index entry; it happens once; it
+/// never revives an ended session or overwrites another.
+pub async fn rekey_moves_the_record_whole(store: Arc<dyn SessionStore>, space: &str) {
+    let alice = person(space, "alice");
+    let (old, new) = (live_session(&store, space, 1).await, key(space, 2));
+    assert!(store.update(&old, &set(&[("cart", "[1]")])).await.expect("update"));
+    assert!(
+        store.rekey(&old, &new, None).await.expect("rekey"),
+        "a live session moves"
+    );
+    let moved = store
+        .load(&new)
+        .await
+        .expect("load")
+        .expect("the record is under the new key");
+    assert_eq!(
+        moved.data.get("cart").map(String::as_str),
+        Some("[1]"),
+        "a write made before the move moved with it"
+    );
+    assert_eq!(moved.principal.as_ref(), Some(&alice));
+    assert_eq!(
+        store.load(&old).await.expect("load"),
+        None,
+        "without grace the old key is gone"
+    );
+    assert_eq!(
+        listed(store.sessions_of(&alice).await.expect("sessions_of")),
+        vec![new],
+        "the index follows the move"
+    );
+    assert!(
+        !store.rekey(&old, &new, None).await.expect("rekey"),
+        "a second move finds nothing"
+    );
+    assert!(
+        store.update(&new, &set(&[("after", "1")])).await.expect("update"),
+        "the moved session takes writes"
+    );
+
+    // Never onto a taken key: both sessions stay as they were.
+    let (third, fourth) = (
+        live_session(&store, space, 3).await,
+        live_session(&store, space, 4).await,
+    );
+    assert!(
+        !store.rekey(&third, &fourth, None).await.expect("rekey"),
+        "the new key is taken"
+    );
+    assert!(store.load(&third).await.expect("load").is_some());
+    assert!(store.load(&fourth).await.expect("load").is_some());
+
+    // Never an ended session.
+    store.delete(&new).await.expect("delete");
+    assert!(
+        !store.rekey(&new, &key(space, 5), None).await.expect("rekey"),
+        "a logout is final"
+    );
+    assert_eq!(store.load(&key(space, 5)).await.expect("load"), None, "nothing written");
+    assert!(
+        !store.rekey(&key(space, 6), &key(space, 7), None).await.expect("rekey"),
+        "an unknown key"
+    );
+    store.delete(&third).await.expect("delete");
+    store.delete(&fourth).await.expect("delete");
+}
+
+/// With grace, the old key resolves to the moved record for a while (a
+/// request in flight under it), is no re-key source itself, and ends with
+/// the session.
+pub async fn rekey_with_grace_leaves_an_alias(store: Arc<dyn SessionStore>, space: &str) {
+    let (old, new) = (live_session(&store, space, 1).await, key(space, 2));
+    assert!(
+        store
+            .rekey(&old, &new, Some(Duration::from_secs(30)))
+            .await
+            .expect("rekey")
+    );
+    assert_eq!(
+        store.load(&old).await.expect("load"),
+        store.load(&new).await.expect("load"),
+        "the old key resolves to the moved record during the grace"
+    );
+    assert!(store.load(&new).await.expect("load").is_some());
+    assert!(
+        !store.rekey(&old, &key(space, 3), None).await.expect("rekey"),
+        "an alias is not moved"
+    );
+    store.delete(&new).await.expect("delete");
+    assert_eq!(
+        store.load(&old).await.expect("load"),
+        None,
+        "the alias ends with the session"
+    );
+}
+
+/// Requests racing to re-key one session, as the layer runs them (look
+/// under the current key, else under the old one and move it, else look
+/// again): exactly one moves it, every request finds it, and every
+/// request's write is kept.
+pub async fn rekey_under_concurrency_loses_no_update(store: Arc<dyn SessionStore>, space: &str) {
+    let (old, new) = (live_session(&store, space, 1).await, key(space, 2));
+    let requests = (0..24).map(|i| {
+        let store = store.clone();
+        async move {
+            let mut moved = false;
+            let at = if store.load(&new).await.expect("load").is_some() {
+                new
+            } else if store.load(&old).await.expect("load").is_some() {
+                moved = store
+                    .rekey(&old, &new, Some(Duration::from_secs(5)))
+                    .await
+                    .expect("rekey");
+                new
+            } else {
+                new
+            };
+            let wrote = store
+                .update(&at, &set(&[(&format!("request-{i}"), "1")]))
+                .await
+                .expect("update");
+            (moved, wrote)
+        }
+    });
+    let outcomes = futures_join_all(requests).await;
+    assert_eq!(
+        outcomes.iter().filter(|(moved, _)| *moved).count(),
+        1,
+        "exactly one request moved the session"
+    );
+    assert!(
+        outcomes.iter().all(|(_, wrote)| *wrote),
+        "every request found the session"
+    );
+    let record = store.load(&new).await.expect("load").expect("live");
+    for i in 0..24 {
+        assert!(
+            record.data.contains_key(&format!("request-{i}")),
+            "request {i}'s write was kept"
+        );
+    }
+    store.delete(&new).await.expect("delete");
 }
 
 /// Polls futures concurrently (no dependency on `futures`).

@@ -292,6 +292,9 @@ fn at(ms: u64) -> SystemTime {
 pub struct Sessions {
     store: Arc<dyn SessionStore>,
     issuer: Arc<str>,
+    /// Sessions this handle's layers moved from a previous secret to the
+    /// current one.
+    rekeyed: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The issuer of local session logins unless
@@ -304,7 +307,20 @@ impl Sessions {
         Self {
             store,
             issuer: DEFAULT_ISSUER.into(),
+            rekeyed: Arc::default(),
         }
+    }
+
+    /// How many sessions the layer moved from a previous secret of its
+    /// keyring to the current one ([`SessionLayer::secrets`](crate::SessionLayer::secrets)),
+    /// since this process started: the metric to watch during a secret
+    /// rotation (it levels off once the active sessions have moved).
+    pub fn rekeyed_sessions(&self) -> u64 {
+        self.rekeyed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_rekeyed(&self) {
+        self.rekeyed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub(crate) fn set_issuer(&mut self, issuer: Arc<str>) {

@@ -312,6 +312,57 @@ impl MemoryStore {
         true
     }
 
+    /// [`SessionStore::rekey`]: the record as it is goes in under `new`
+    /// first, then `old` is taken out under its shard lock only if nothing
+    /// wrote to it since (a write makes a new `Arc`: copy-on-write), and a
+    /// grace alias takes its place. A write that slipped in between makes
+    /// it go again; a delete in between undoes the copy (a logout wins).
+    fn rekey_record(&self, old: &SessionKey, new: &SessionKey, grace: Option<Duration>) -> bool {
+        const ATTEMPTS: usize = 8;
+        if old == new {
+            return false;
+        }
+        for _ in 0..ATTEMPTS {
+            let now = Instant::now();
+            // The guard is dropped at the end of the statement: no shard
+            // lock is held across the next steps.
+            let (snapshot, expires) = match self.records.get(old).as_deref() {
+                Some(Entry::Live { record, expires }) if *expires > now => (Arc::clone(record), *expires),
+                _ => return false,
+            };
+            match self.records.entry(*new) {
+                dashmap::Entry::Occupied(_) => return false,
+                dashmap::Entry::Vacant(vacant) => {
+                    vacant.insert(Entry::Live {
+                        record: Arc::clone(&snapshot),
+                        expires,
+                    });
+                }
+            }
+            self.index(snapshot.principal.as_ref(), *new);
+            self.queue(*new, expires);
+            let unchanged =
+                |entry: &Entry| matches!(entry, Entry::Live { record, .. } if Arc::ptr_eq(record, &snapshot));
+            if self.records.remove_if(old, |_, entry| unchanged(entry)).is_some() {
+                self.unindex(snapshot.principal.as_ref(), old);
+                if let Some(grace) = grace {
+                    self.insert_alias(*old, *new, (now + grace).min(expires));
+                }
+                return true;
+            }
+            // `old` changed or ended meanwhile: take the copy out again,
+            // unless a request already wrote to it (then it is the session,
+            // and the old record goes).
+            if self.records.remove_if(new, |_, entry| unchanged(entry)).is_some() {
+                self.unindex(snapshot.principal.as_ref(), new);
+            } else {
+                self.remove_live(old);
+                return true;
+            }
+        }
+        false
+    }
+
     /// The live record under `key`, following a rotation alias. One
     /// lookup in the common case (an alias's guard is dropped before its
     /// target's shard is locked).
@@ -401,6 +452,10 @@ impl SessionStore for MemoryStore {
         Box::pin(std::future::ready(Ok(self.move_record(old, new, record, ttl, grace))))
     }
 
+    fn rekey(&self, old: &SessionKey, new: &SessionKey, grace: Option<Duration>) -> StoreFuture<'_, bool> {
+        Box::pin(std::future::ready(Ok(self.rekey_record(old, new, grace))))
+    }
+
     fn delete(&self, key: &SessionKey) -> StoreFuture<'_, ()> {
         if let Some(live) = self.resolve(key) {
             self.remove_live(&live);
@@ -480,5 +535,43 @@ mod tests {
         );
         store.sweep();
         assert!(store.is_empty(), "an explicit sweep drops every expired entry");
+    }
+
+    /// Threads (not one task) racing a re-key against writers: the writers
+    /// that use the new key once it exists and those still on the old one
+    /// (through the grace alias) all keep their writes.
+    #[test]
+    fn re_keying_on_many_threads_loses_no_write() {
+        for round in 0..50u32 {
+            let store = Arc::new(MemoryStore::new());
+            let record = SessionRecord::new(SystemTime::now(), Duration::from_secs(60), Duration::from_secs(600));
+            let (old, new) = (key(round * 2), key(round * 2 + 1));
+            store.insert_live(old, record, Duration::from_secs(60));
+            let threads: Vec<_> = (0..8)
+                .map(|t| {
+                    let store = store.clone();
+                    std::thread::spawn(move || {
+                        let mut moved = 0;
+                        if t % 2 == 0 && store.rekey_record(&old, &new, Some(Duration::from_secs(5))) {
+                            moved += 1;
+                        }
+                        let mut changes = Changes::default();
+                        changes.set.insert(format!("t{t}"), "1".into());
+                        let at = if store.find(&new).is_some() { new } else { old };
+                        assert!(store.apply(&at, &changes), "thread {t} found the session");
+                        moved
+                    })
+                })
+                .collect();
+            let moved: usize = threads.into_iter().map(|t| t.join().expect("thread")).sum();
+            assert_eq!(moved, 1, "round {round}: moved exactly once");
+            let record = store.find(&new).expect("live under the new key");
+            for t in 0..8 {
+                assert!(
+                    record.data.contains_key(&format!("t{t}")),
+                    "round {round}: thread {t}'s write kept"
+                );
+            }
+        }
     }
 }

@@ -168,6 +168,20 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
         grace: Option<Duration>,
     ) -> StoreFuture<'_, bool>;
 
+    /// Moves the live record stored under `old` — as it is in the store,
+    /// every write to it kept — to `new`, with its deadlines and its index
+    /// entry: a session found under a previous secret of the
+    /// [`SecretKeyring`](portcullis_core::SecretKeyring), re-keyed to the
+    /// current one. `new` is a key of the same id (same route). With
+    /// `grace`, `old` resolves to `new` for that long (requests already in
+    /// flight under the old key); without, it is gone at once.
+    ///
+    /// Returns `false`, writing nothing, when `old` holds no live record of
+    /// its own (ended, already moved, or only a grace alias) or `new` is
+    /// taken: of several requests re-keying one session at once exactly one
+    /// moves it, and the others find it under `new`.
+    fn rekey(&self, old: &SessionKey, new: &SessionKey, grace: Option<Duration>) -> StoreFuture<'_, bool>;
+
     /// Deletes the record under `key` (and its subject index entry).
     fn delete(&self, key: &SessionKey) -> StoreFuture<'_, ()>;
 

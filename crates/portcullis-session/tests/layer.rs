@@ -299,3 +299,78 @@ async fn nothing_is_saved_after_a_server_error() {
     assert!(newcomer.cookie.is_none(), "no session was started");
     assert_eq!(store.len(), 1, "only alice's session is stored");
 }
+
+/// A keyring rotation over one store: sessions made under `s1` keep
+/// working under `[s2, s1]` and are moved to `s2` on use (counted); once
+/// `s1` is gone, the moved ones still work, one left idle through the
+/// overlap is gone, and new sessions were made under `s2` alone.
+#[tokio::test]
+async fn a_secret_rotation_re_keys_active_sessions_and_ends_idle_ones() {
+    use portcullis_core::SecretKeyring;
+    let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+    let ring = |secrets: &[[u8; 32]]| SecretKeyring::new(secrets).expect("ring");
+    let (s1, s2) = ([1u8; 32], [2u8; 32]);
+    let layer = |secrets: &[[u8; 32]]| {
+        SessionLayer::new(store.clone())
+            .insecure_http()
+            .secrets(&ring(secrets))
+            .expect("layer")
+    };
+    let (phase1, phase2, phase3) = (layer(&[s1]), layer(&[s2, s1]), layer(&[s2]));
+
+    let (mut active, mut idle) = (Browser::default(), Browser::default());
+    for (browser, user) in [(&mut active, "alice"), (&mut idle, "bob")] {
+        browser.call(&phase1, Method::POST, &format!("/login/{user}")).await;
+        browser.call(&phase1, Method::POST, "/put/colour/blue").await;
+    }
+    let before = active.cookie.clone();
+
+    // Overlap: the s1 session works, keeps its data and its cookie, and
+    // is moved once (a second request finds it under s2 at once).
+    let me = active.call(&phase2, Method::GET, "/me").await;
+    assert_eq!((me.status, me.body.as_str()), (StatusCode::OK, "alice"));
+    assert_eq!(me.set_cookie, None, "a re-key keeps the cookie");
+    assert_eq!(active.cookie, before);
+    assert_eq!(phase2.sessions().rekeyed_sessions(), 1, "one session moved");
+    assert_eq!(active.call(&phase2, Method::GET, "/get/colour").await.body, "blue");
+    assert_eq!(phase2.sessions().rekeyed_sessions(), 1, "moved once, not per request");
+    let mut fresh = Browser::default();
+    fresh.call(&phase2, Method::POST, "/login/carol").await;
+
+    // s1 removed.
+    let me = active.call(&phase3, Method::GET, "/me").await;
+    assert_eq!(
+        (me.status, me.body.as_str()),
+        (StatusCode::OK, "alice"),
+        "the moved session survives"
+    );
+    assert_eq!(active.call(&phase3, Method::GET, "/get/colour").await.body, "blue");
+    let me = fresh.call(&phase3, Method::GET, "/me").await;
+    assert_eq!(
+        (me.status, me.body.as_str()),
+        (StatusCode::OK, "carol"),
+        "a session made during the overlap was made under s2 alone"
+    );
+    let me = idle.call(&phase3, Method::GET, "/me").await;
+    assert_eq!(me.status, StatusCode::UNAUTHORIZED, "idle through the overlap: ended");
+    assert!(
+        me.set_cookie.as_deref().is_some_and(|c| c.contains("Max-Age=0")),
+        "and its cookie cleared"
+    );
+    assert_eq!(phase3.sessions().rekeyed_sessions(), 0, "nothing left to move");
+}
+
+#[test]
+fn a_bad_keyring_is_refused() {
+    use portcullis_core::{KeyringError, SecretKeyring};
+    use portcullis_session::ConfigError;
+    let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+    assert!(matches!(
+        SessionLayer::new(store.clone()).secret(&[1; 16]),
+        Err(ConfigError::ShortSecret { got: 16, needed: 32 })
+    ));
+    assert_eq!(
+        SecretKeyring::new([[1u8; 32], [1u8; 32]]).unwrap_err(),
+        KeyringError::Duplicate { position: 1, first: 0 }
+    );
+}

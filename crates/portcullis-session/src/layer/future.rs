@@ -24,7 +24,11 @@ use crate::id::SessionId;
 use crate::store::{SessionRecord, StoreError};
 use crate::{LAYER, Session, SessionKey, Sessions};
 
-type LoadFuture = Pin<Box<dyn Future<Output = Result<Option<Arc<SessionRecord>>, StoreError>> + Send>>;
+/// A load's answer, and the key the session is under now (the current
+/// secret's, unless it was found only under a previous one and could not
+/// be moved).
+type Found = (Option<Arc<SessionRecord>>, SessionKey);
+type LoadFuture = Pin<Box<dyn Future<Output = Result<Found, StoreError>> + Send>>;
 type SaveFuture = Pin<Box<dyn Future<Output = Result<Option<String>, StoreError>> + Send>>;
 
 pin_project! {
@@ -43,7 +47,7 @@ pin_project! {
             load: LoadFuture,
             inner: Option<S>,
             request: Option<Request<B>>,
-            id: Option<(SessionKey, SessionId)>,
+            id: Option<SessionId>,
         },
         Calling { #[pin] future: F },
         Saving { save: SaveFuture, response: Option<Response<ResBody>> },
@@ -130,21 +134,35 @@ where
         });
         let state = match cookie {
             Some(Some((key, id))) => match context.sessions.store().load_now(&key) {
-                // An in-process store answers at once: no future to box or poll.
-                Some(result) => match loaded(&mut context, result, key, id) {
-                    Ok(state) => State::Calling {
-                        future: call(&mut context, &mut inner, request, state),
-                    },
-                    Err(error) => State::Unavailable { error: Some(error) },
-                },
-                None => {
-                    let store = context.sessions.store().clone();
-                    let load: LoadFuture = Box::pin(async move { store.load(&key).await });
+                // An in-process store answers at once: no future to box or
+                // poll (unless a miss must try the previous secrets).
+                Some(result) if !matches!(result, Ok(None)) || context.config.hashers.len() == 1 => {
+                    match loaded(&mut context, result.map(|record| (record, key)), id) {
+                        Ok(state) => State::Calling {
+                            future: call(&mut context, &mut inner, request, state),
+                        },
+                        Err(error) => State::Unavailable { error: Some(error) },
+                    }
+                }
+                answered => {
+                    let sessions = context.sessions.clone();
+                    let config = context.config.clone();
+                    let load_id = id.clone();
+                    let load: LoadFuture = Box::pin(async move {
+                        let record = match answered {
+                            Some(answer) => answer?,
+                            None => sessions.store().load(&key).await?,
+                        };
+                        match record {
+                            Some(record) => Ok((Some(record), key)),
+                            None => find_under_previous(&sessions, &config, &load_id, key).await,
+                        }
+                    });
                     State::Loading {
                         load,
                         inner: Some(inner),
                         request: Some(request),
-                        id: Some((key, id)),
+                        id: Some(id),
                     }
                 }
             },
@@ -165,16 +183,54 @@ where
     }
 }
 
+/// A session missing under the current secret's key, looked for under
+/// each previous secret's (newest first) and moved to the current key when
+/// found there. Several requests may race: one moves it, the others find
+/// it under the current key.
+async fn find_under_previous(
+    sessions: &Sessions,
+    config: &Config,
+    id: &SessionId,
+    current: SessionKey,
+) -> Result<Found, StoreError> {
+    let store = sessions.store();
+    for hasher in &config.hashers[1..] {
+        let old = SessionKey::derive(hasher, id);
+        let Some(record) = store.load(&old).await? else {
+            continue;
+        };
+        if record.expired_at(config.clock.now()) {
+            return Ok((Some(record), old));
+        }
+        let grace = (!config.rotation_grace.is_zero()).then_some(config.rotation_grace);
+        if store.rekey(&old, &current, grace).await? {
+            sessions.count_rekeyed();
+            Decision::new(LAYER, Outcome::Accepted)
+                .reason("session re-keyed to the current secret")
+                .credential(id.fingerprint())
+                .record();
+            return Ok((Some(record), current));
+        }
+        // Another request moved it first; or `old` is only a grace alias
+        // (then the session stays where it is until its next rotation).
+        if let Some(record) = store.load(&current).await? {
+            return Ok((Some(record), current));
+        }
+        return Ok((store.load(&old).await?, old));
+    }
+    Ok((None, current))
+}
+
 /// The session state a load's answer gives; a store error is the
 /// caller's to render (a 503, never a fresh empty session).
 fn loaded(
     context: &mut RequestInfo,
-    result: Result<Option<Arc<SessionRecord>>, StoreError>,
-    key: SessionKey,
+    result: Result<Found, StoreError>,
     id: SessionId,
 ) -> Result<SessionState, StoreError> {
     let mut state = SessionState::default();
-    match result? {
+    let (record, key) = result?;
+    match record {
         Some(record) if !record.expired_at(context.now) => {
             state.id = Some(id);
             state.key = Some(key);
@@ -253,11 +309,10 @@ where
                     id,
                 } => {
                     let result = ready!(load.as_mut().poll(cx));
-                    let (Some(mut inner), Some(request), Some((key, id))) = (inner.take(), request.take(), id.take())
-                    else {
+                    let (Some(mut inner), Some(request), Some(id)) = (inner.take(), request.take(), id.take()) else {
                         panic!("{POLLED_AFTER_COMPLETION}");
                     };
-                    let state = match loaded(context, result, key, id) {
+                    let state = match loaded(context, result, id) {
                         Ok(state) => state,
                         Err(error) => {
                             let response = context.unavailable(&error);

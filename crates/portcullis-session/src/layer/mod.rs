@@ -9,7 +9,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis_core::{Responder, SharedClock, SharedResponder, SystemClock};
+use portcullis_core::{KeyringError, Responder, SecretKeyring, SharedClock, SharedResponder, SystemClock};
 use tower_layer::Layer;
 
 pub use future::ResponseFuture;
@@ -41,6 +41,9 @@ pub enum ConfigError {
         /// The minimum length.
         needed: usize,
     },
+    /// The keyring was refused (empty, a short or repeated secret).
+    #[error("the session keyring: {0}")]
+    Keyring(#[from] KeyringError),
     /// A cookie name with the `__Host-` prefix requires `Secure`.
     #[error("a __Host- cookie must be Secure: rename it, or keep Secure on")]
     HostPrefixNeedsSecure,
@@ -59,9 +62,17 @@ pub(crate) struct Config {
     pub(crate) rotation_grace: Duration,
     pub(crate) max_per_subject: Option<usize>,
     pub(crate) keep_on_login: Vec<String>,
-    pub(crate) secret: crate::id::IdHasher,
+    /// One hasher per secret of the keyring, current first.
+    pub(crate) hashers: Arc<[crate::id::IdHasher]>,
     pub(crate) clock: SharedClock,
     pub(crate) responder: Option<SharedResponder>,
+}
+
+impl Config {
+    /// The hasher of the current secret: every new key is made with it.
+    pub(crate) fn current_hasher(&self) -> &crate::id::IdHasher {
+        &self.hashers[0]
+    }
 }
 
 impl fmt::Debug for Config {
@@ -90,9 +101,9 @@ pub struct SessionLayer {
 /// overwrite it.
 pub const DEFAULT_COOKIE_NAME: &str = "__Host-session";
 
-fn random_secret() -> crate::id::IdHasher {
+fn random_secret() -> Arc<[crate::id::IdHasher]> {
     let secret: [u8; 32] = portcullis_core::random_bytes();
-    crate::id::IdHasher::new(&secret)
+    Arc::new([crate::id::IdHasher::new(&secret)])
 }
 
 impl SessionLayer {
@@ -114,7 +125,7 @@ impl SessionLayer {
                 rotation_grace: Duration::from_secs(5),
                 max_per_subject: None,
                 keep_on_login: Vec::new(),
-                secret: random_secret(),
+                hashers: random_secret(),
                 clock: Arc::new(SystemClock),
                 responder: None,
             }),
@@ -138,7 +149,7 @@ impl SessionLayer {
                     rotation_grace: c.rotation_grace,
                     max_per_subject: c.max_per_subject,
                     keep_on_login: c.keep_on_login.clone(),
-                    secret: c.secret.clone(),
+                    hashers: c.hashers.clone(),
                     clock: c.clock.clone(),
                     responder: c.responder.clone(),
                 });
@@ -151,16 +162,46 @@ impl SessionLayer {
 
     /// The secret the session ids are hashed under (a keyed SHA-256) before
     /// they reach the store. Every instance sharing a store needs the same
-    /// one; at least 32 bytes.
+    /// one; at least 32 bytes. The one-secret case of
+    /// [`secrets`](SessionLayer::secrets).
     pub fn secret(self, secret: &[u8]) -> Result<Self, ConfigError> {
-        if secret.len() < 32 {
+        if secret.len() < SecretKeyring::MIN_LEN {
             return Err(ConfigError::ShortSecret {
                 got: secret.len(),
-                needed: 32,
+                needed: SecretKeyring::MIN_LEN,
             });
         }
-        let key = crate::id::IdHasher::new(secret);
-        Ok(self.edit(|c| c.secret = key))
+        self.secrets(&SecretKeyring::single(secret)?)
+    }
+
+    /// The keyring session ids are hashed under, current secret first.
+    /// New sessions are stored under the current secret; a session found
+    /// under a previous one is moved to the current one
+    /// ([`SessionStore::rekey`]) on its first request, keeping its cookie,
+    /// data and deadlines, and counted in
+    /// [`Sessions::rekeyed_sessions`]. A lookup costs one store read in
+    /// the common case (found under the current secret); only a miss tries
+    /// the previous ones.
+    ///
+    /// To rotate with several instances on one store: add the new secret
+    /// *after* the current one everywhere, then move it first everywhere;
+    /// once the sessions you want to keep have moved (the metric levels
+    /// off, or after the idle timeout), drop the old one. Sessions left
+    /// idle through the whole overlap end then.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use portcullis_core::SecretKeyring;
+    /// use portcullis_session::{MemoryStore, SessionLayer};
+    ///
+    /// let ring = SecretKeyring::new([[2u8; 32], [1u8; 32]])?;
+    /// let layer = SessionLayer::new(Arc::new(MemoryStore::new())).secrets(&ring)?;
+    /// assert_eq!(layer.sessions().rekeyed_sessions(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn secrets(self, ring: &SecretKeyring) -> Result<Self, ConfigError> {
+        let hashers: Arc<[crate::id::IdHasher]> = ring.iter().map(crate::id::IdHasher::new).collect();
+        Ok(self.edit(|c| c.hashers = hashers))
     }
 
     /// The cookie's name.

@@ -154,7 +154,7 @@ pub(super) async fn save(
                 (None, None) => Route::random(),
             };
             let id = SessionId::generate(route);
-            let key = SessionKey::derive(&config.secret, &id);
+            let key = SessionKey::derive(config.current_hasher(), &id);
             let ttl = record.ttl(now);
             match &state.key {
                 Some(old) => {
@@ -207,7 +207,7 @@ pub(super) async fn save(
                 record.user_agent = user_agent;
                 apply(&mut record.data, &state.changes);
                 let id = SessionId::generate(Route::random());
-                let key = SessionKey::derive(&config.secret, &id);
+                let key = SessionKey::derive(config.current_hasher(), &id);
                 store.create(&key, &record, record.ttl(now)).await?;
                 return Ok(Some(session_cookie(config, &id)));
             }

@@ -38,7 +38,7 @@ where
         let SessionLayer { sessions, config } = self.layer.clone();
         let now = config.clock.now();
         let cookie = find_cookie(request.headers(), &config.cookie_name)
-            .map(|id| id.map(|id| (SessionKey::derive(&config.secret, &id), id)));
+            .map(|id| id.map(|id| (SessionKey::derive(config.current_hasher(), &id), id)));
         // Kept as the raw header (a cheap `Bytes` clone); turned into text
         // only if a session is created.
         let user_agent = request.headers().get(USER_AGENT).cloned();
