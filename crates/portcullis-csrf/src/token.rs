@@ -42,23 +42,97 @@ pub(crate) fn mask(token: &[u8; TOKEN_BYTES]) -> String {
     URL_SAFE_NO_PAD.encode(out)
 }
 
-/// Whether `presented` (a masked token) unmasks to `expected`, compared in
-/// constant time. Anything malformed (truncated, not base64url) is `false`.
-pub(crate) fn verify(expected: &[u8; TOKEN_BYTES], presented: &str) -> bool {
+/// The token a masked one carries; `None` for anything malformed
+/// (truncated, not base64url).
+fn unmask(presented: &str) -> Option<[u8; TOKEN_BYTES]> {
     let presented = presented.trim();
     if presented.len() != MASKED_LEN {
-        return false;
+        return None;
     }
     let mut bytes = [0u8; 2 * TOKEN_BYTES];
     if URL_SAFE_NO_PAD.decode_slice(presented, &mut bytes) != Ok(2 * TOKEN_BYTES) {
-        return false;
+        return None;
     }
     let (mask, masked) = bytes.split_at(TOKEN_BYTES);
     let mut token = [0u8; TOKEN_BYTES];
     for index in 0..TOKEN_BYTES {
         token[index] = masked[index] ^ mask[index];
     }
-    constant_time::verify_slices_are_equal(&token, expected).is_ok()
+    Some(token)
+}
+
+/// Whether `presented` (a masked token) unmasks to `expected`, compared in
+/// constant time. Anything malformed is `false`.
+#[cfg(test)]
+pub(crate) fn verify(expected: &[u8; TOKEN_BYTES], presented: &str) -> bool {
+    unmask(presented).is_some_and(|token| constant_time::verify_slices_are_equal(&token, expected).is_ok())
+}
+
+/// The layer's keys, one per secret of its keyring, current first: the
+/// current one alone issues tokens, every one verifies.
+pub(crate) type Keys = Arc<[hmac::Key]>;
+
+/// What a request's token must be: the MAC of its binding (a session's or
+/// visitor's secret, or a cookie JWT's principal) under one of the
+/// layer's keys. The current key's MAC is computed up front, as with a
+/// single key; the previous keys' only when a token does not match it.
+#[derive(Clone)]
+pub(crate) struct Expected {
+    current: [u8; TOKEN_BYTES],
+    /// With previous keys: them, and what to MAC under each.
+    previous: Option<(Keys, Material)>,
+}
+
+#[derive(Clone)]
+enum Material {
+    Secret(String),
+    Principal(String),
+}
+
+impl Material {
+    fn under(&self, key: &hmac::Key) -> [u8; TOKEN_BYTES] {
+        match self {
+            Self::Secret(secret) => unmasked(key, secret),
+            Self::Principal(principal) => for_principal(key, principal),
+        }
+    }
+}
+
+impl Expected {
+    fn new(keys: &Keys, material: impl FnOnce() -> Material, current: [u8; TOKEN_BYTES]) -> Self {
+        Self {
+            current,
+            previous: (keys.len() > 1).then(|| (keys.clone(), material())),
+        }
+    }
+
+    pub(crate) fn secret(keys: &Keys, secret: &str) -> Self {
+        Self::new(keys, || Material::Secret(secret.to_owned()), unmasked(&keys[0], secret))
+    }
+
+    pub(crate) fn principal(keys: &Keys, principal_key: &str) -> Self {
+        Self::new(
+            keys,
+            || Material::Principal(principal_key.to_owned()),
+            for_principal(&keys[0], principal_key),
+        )
+    }
+
+    /// Whether `presented` is a token of this binding under any key, each
+    /// comparison in constant time.
+    pub(crate) fn matches(&self, presented: &str) -> bool {
+        let Some(token) = unmask(presented) else {
+            return false;
+        };
+        if constant_time::verify_slices_are_equal(&token, &self.current).is_ok() {
+            return true;
+        }
+        self.previous.as_ref().is_some_and(|(keys, material)| {
+            keys[1..]
+                .iter()
+                .any(|key| constant_time::verify_slices_are_equal(&token, &material.under(key)).is_ok())
+        })
+    }
 }
 
 /// The session's CSRF secret, if it has one.
@@ -85,7 +159,7 @@ pub(crate) fn secret_of(session: &Session) -> Option<String> {
 #[derive(Clone)]
 pub struct CsrfToken {
     binding: Binding,
-    key: Arc<hmac::Key>,
+    keys: Keys,
     issued: Arc<AtomicBool>,
 }
 
@@ -191,10 +265,10 @@ impl CsrfToken {
     /// The header tokens are read from.
     pub const HEADER: &'static str = "x-csrf-token";
 
-    pub(crate) fn new(binding: Binding, key: Arc<hmac::Key>) -> Self {
+    pub(crate) fn new(binding: Binding, keys: Keys) -> Self {
         Self {
             binding,
-            key,
+            keys,
             issued: Arc::default(),
         }
     }
@@ -209,11 +283,13 @@ impl CsrfToken {
     /// cannot record its new secret.
     pub fn value(&self) -> Result<String, CsrfError> {
         self.issued.store(true, Ordering::Relaxed);
+        // Only the current key ever issues a token.
+        let current = &self.keys[0];
         let session = match &self.binding {
             Binding::Session(session) => session,
-            Binding::Principal(principal) => return Ok(mask(&for_principal(&self.key, principal))),
+            Binding::Principal(principal) => return Ok(mask(&for_principal(current, principal))),
             // No server state: the secret lives in the visitor's cookie.
-            Binding::PreSession(pre) => return Ok(mask(&unmasked(&self.key, pre.secret()))),
+            Binding::PreSession(pre) => return Ok(mask(&unmasked(current, pre.secret()))),
         };
         let secret = match secret_of(session) {
             Some(secret) => secret,
@@ -225,7 +301,7 @@ impl CsrfToken {
                 secret
             }
         };
-        Ok(mask(&unmasked(&self.key, &secret)))
+        Ok(mask(&unmasked(current, &secret)))
     }
 }
 

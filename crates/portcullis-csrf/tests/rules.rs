@@ -668,3 +668,70 @@ async fn a_form_over_the_buffer_limit_is_413_through_the_responder() {
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     assert!(answer.body.starts_with("handled: note=xxx"), "{}", answer.body);
 }
+
+/// A keyring rotation: tokens made under `s1` (a session's and an
+/// anonymous visitor's pre-session one) pass under `[s2, s1]`; tokens
+/// issued then were made with `s2` alone (an `[s2]` layer takes them, an
+/// `[s1]` one refuses them); once `s1` is gone its tokens are refused.
+#[tokio::test]
+async fn a_secret_rotation_keeps_open_forms_and_issues_under_the_current_secret_only() {
+    use portcullis_core::SecretKeyring;
+    use portcullis_session::{MemoryStore, SessionLayer};
+    let sessions = SessionLayer::new(std::sync::Arc::new(MemoryStore::new())).insecure_http();
+    let csrf = |secrets: &[[u8; 32]]| CsrfLayer::new().secrets(&SecretKeyring::new(secrets).expect("ring"));
+    let (s1, s2) = ([1u8; 32], [2u8; 32]);
+    let old = common::stack_with_sessions(sessions.clone(), csrf(&[s1]));
+    let overlap = common::stack_with_sessions(sessions.clone(), csrf(&[s2, s1]));
+    let new = common::stack_with_sessions(sessions, csrf(&[s2]));
+    let same_origin = ("sec-fetch-site", "same-origin");
+    let post = |cookie: &str, token: &str| {
+        request(
+            Method::POST,
+            "/notes",
+            Some(cookie),
+            &[same_origin, ("x-csrf-token", token)],
+            "",
+        )
+    };
+
+    let (cookie, s1_token) = logged_in(&old).await;
+    let visitor = send(&old, request(Method::GET, "/token", None, &[], "")).await;
+    let visitor_cookie = visitor.set_cookie.expect("pre-session cookie");
+    let s1_visitor_token = visitor.body;
+
+    assert_eq!(
+        send(&overlap, post(&cookie, &s1_token)).await.status,
+        StatusCode::OK,
+        "an s1 session token passes"
+    );
+    assert_eq!(
+        send(&overlap, post(&visitor_cookie, &s1_visitor_token)).await.status,
+        StatusCode::OK,
+        "an s1 pre-session token passes"
+    );
+    let s2_token = send(&overlap, request(Method::GET, "/token", Some(&cookie), &[], ""))
+        .await
+        .body;
+    let s2_visitor_token = send(&overlap, request(Method::GET, "/token", Some(&visitor_cookie), &[], ""))
+        .await
+        .body;
+
+    // What the overlap issued verifies under s2 alone, and not under s1.
+    assert_eq!(send(&new, post(&cookie, &s2_token)).await.status, StatusCode::OK);
+    assert_eq!(
+        send(&new, post(&visitor_cookie, &s2_visitor_token)).await.status,
+        StatusCode::OK
+    );
+    assert_refused(&send(&old, post(&cookie, &s2_token)).await, "token mismatch");
+    assert_refused(
+        &send(&old, post(&visitor_cookie, &s2_visitor_token)).await,
+        "token mismatch",
+    );
+
+    // s1 removed: its tokens are refused, with the reason.
+    assert_refused(&send(&new, post(&cookie, &s1_token)).await, "token mismatch");
+    assert_refused(
+        &send(&new, post(&visitor_cookie, &s1_visitor_token)).await,
+        "token mismatch",
+    );
+}

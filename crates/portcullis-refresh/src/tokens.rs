@@ -7,7 +7,7 @@ use aws_lc_rs::{constant_time, digest, hmac};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use portcullis_core::audit::{Decision, Fingerprint, Outcome};
-use portcullis_core::{Principal, SharedClock, SystemClock};
+use portcullis_core::{Principal, SecretKeyring, SharedClock, SystemClock};
 use portcullis_jwt::{IssueError, JwtIssuer};
 use serde_json::{Map, Value};
 
@@ -123,7 +123,9 @@ struct Engine {
     store: Arc<dyn RefreshStore>,
     issuer: JwtIssuer,
     revocations: Option<Revocations>,
-    mac_key: hmac::Key,
+    /// One MAC key per secret of the keyring, current first: the current
+    /// one alone makes tokens, every one verifies.
+    mac_keys: Vec<hmac::Key>,
     grace: Duration,
     idle: Duration,
     absolute: Duration,
@@ -149,6 +151,7 @@ pub struct RefreshTokensBuilder {
     store: Arc<dyn RefreshStore>,
     issuer: JwtIssuer,
     secret: Vec<u8>,
+    ring: Option<SecretKeyring>,
     revocations: Option<Revocations>,
     grace: Duration,
     idle: Duration,
@@ -210,6 +213,38 @@ impl RefreshTokensBuilder {
         self
     }
 
+    /// The keyring refresh tokens are MACed under, current secret first
+    /// (replaces the builder's single secret). New tokens, successors
+    /// included, are made with the current secret only; a token made with
+    /// any secret of the ring is accepted. A family rotated during the
+    /// overlap has moved to the current secret; one left unused through
+    /// it is refused ("unknown refresh token") once its secret is gone.
+    /// The store holds no MAC, so nothing is rewritten.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use portcullis_core::SecretKeyring;
+    /// use portcullis_jwt::{JwtIssuer, SigningKey};
+    /// use portcullis_refresh::{MemoryRefreshStore, RefreshTokens};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = Arc::new(MemoryRefreshStore::new());
+    /// let issuer = JwtIssuer::new(SigningKey::generate_ed25519().unwrap(), "https://auth.example", "api");
+    /// let old = RefreshTokens::builder(store.clone(), issuer.clone(), &[1; 32]).build().unwrap();
+    /// let login = old.issue("alice", ["notes:read"]).await.unwrap();
+    ///
+    /// let ring = SecretKeyring::new([[2u8; 32], [1u8; 32]]).unwrap();
+    /// let rotated = RefreshTokens::builder(store, issuer, &[2; 32]).secrets(&ring).build().unwrap();
+    /// let next = rotated.refresh(&login.refresh_token).await.unwrap();
+    /// // The successor was made with the new secret: the old engine refuses it.
+    /// assert!(old.refresh(&next.refresh_token).await.is_err());
+    /// # });
+    /// ```
+    pub fn secrets(mut self, ring: &SecretKeyring) -> Self {
+        self.ring = Some(ring.clone());
+        self
+    }
+
     /// The clock deadlines are computed with (tests use a manual one).
     pub fn clock(mut self, clock: SharedClock) -> Self {
         self.clock = clock;
@@ -218,27 +253,37 @@ impl RefreshTokensBuilder {
 
     /// The engine, or why the configuration is unsafe.
     pub fn build(self) -> Result<RefreshTokens, RefreshConfigError> {
-        if self.secret.len() < 32 {
-            return Err(RefreshConfigError::ShortSecret {
+        let ring = match self.ring {
+            Some(ring) => ring,
+            None if self.secret.len() < SecretKeyring::MIN_LEN => {
+                return Err(RefreshConfigError::ShortSecret {
+                    got: self.secret.len(),
+                    needed: SecretKeyring::MIN_LEN,
+                });
+            }
+            None => SecretKeyring::single(&self.secret).map_err(|_| RefreshConfigError::ShortSecret {
                 got: self.secret.len(),
-                needed: 32,
-            });
-        }
+                needed: SecretKeyring::MIN_LEN,
+            })?,
+        };
         if self.grace >= self.idle {
             return Err(RefreshConfigError::GraceTooLong);
         }
-        // The token MAC key, domain-separated from anything else the
-        // secret may key.
-        let mac_secret = digest::digest(
-            &digest::SHA256,
-            &[&self.secret[..], b"portcullis refresh token mac"].concat(),
-        );
+        // The token MAC keys, domain-separated from anything else the
+        // secrets may key.
+        let mac_keys = ring
+            .iter()
+            .map(|secret| {
+                let mac_secret = digest::digest(&digest::SHA256, &[secret, b"portcullis refresh token mac"].concat());
+                hmac::Key::new(hmac::HMAC_SHA256, mac_secret.as_ref())
+            })
+            .collect();
         Ok(RefreshTokens {
             inner: Arc::new(Engine {
                 store: self.store,
                 issuer: self.issuer,
                 revocations: self.revocations,
-                mac_key: hmac::Key::new(hmac::HMAC_SHA256, mac_secret.as_ref()),
+                mac_keys,
                 grace: self.grace,
                 idle: self.idle,
                 absolute: self.absolute,
@@ -302,7 +347,7 @@ impl RawToken {
     /// A token of ours, its MAC checked in constant time: `Err` with the
     /// reason for anything else (not of our shape, or not made with our
     /// secret).
-    fn parse(text: &str, key: &hmac::Key) -> Result<Self, &'static str> {
+    fn parse(text: &str, keys: &[hmac::Key]) -> Result<Self, &'static str> {
         const MALFORMED: &str = "malformed refresh token";
         if text.len() != TOKEN_CHARS {
             return Err(MALFORMED);
@@ -319,9 +364,16 @@ impl RawToken {
             family,
             seq: u64::from_be_bytes(seq),
         };
-        constant_time::verify_slices_are_equal(&token.mac(key), &bytes[TOKEN_BYTES - MAC_BYTES..])
-            .map_err(|_| "unknown refresh token")?;
-        Ok(token)
+        // The current key first: one MAC in the common case.
+        let presented = &bytes[TOKEN_BYTES - MAC_BYTES..];
+        if keys
+            .iter()
+            .any(|key| constant_time::verify_slices_are_equal(&token.mac(key), presented).is_ok())
+        {
+            Ok(token)
+        } else {
+            Err("unknown refresh token")
+        }
     }
 
     fn encode(&self, key: &hmac::Key) -> String {
@@ -379,6 +431,7 @@ impl RefreshTokens {
             store,
             issuer,
             secret: secret.to_vec(),
+            ring: None,
             revocations: None,
             grace: Duration::from_secs(5),
             idle: Duration::from_secs(14 * 24 * 3600),
@@ -403,7 +456,7 @@ impl RefreshTokens {
         let access_token = self.inner.issuer.mint_with(&family.subject, scopes, extra)?;
         Ok(TokenPair {
             access_token,
-            refresh_token: refresh.encode(&self.inner.mac_key),
+            refresh_token: refresh.encode(&self.inner.mac_keys[0]),
             expires_in: self.inner.issuer.ttl(),
             scope: scopes.join(" "),
             family: family.id.clone(),
@@ -468,7 +521,7 @@ impl RefreshTokens {
         refresh_token: &str,
         scope: Option<&str>,
     ) -> Result<TokenPair, RefreshError> {
-        let token = match RawToken::parse(refresh_token, &self.inner.mac_key) {
+        let token = match RawToken::parse(refresh_token, &self.inner.mac_keys) {
             Ok(token) => token,
             Err(reason) => return Err(self.refused(reason, None)),
         };
@@ -560,7 +613,7 @@ impl RefreshTokens {
     /// Revokes the family of `refresh_token` and cuts off its access
     /// tokens. `false` for a token that is malformed or unknown.
     pub async fn revoke(&self, refresh_token: &str) -> Result<bool, StoreError> {
-        let Ok(token) = RawToken::parse(refresh_token, &self.inner.mac_key) else {
+        let Ok(token) = RawToken::parse(refresh_token, &self.inner.mac_keys) else {
             return Ok(false);
         };
         let Some(family) = self.inner.store.revoke_family(&token.family_id()).await? else {

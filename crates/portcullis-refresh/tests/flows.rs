@@ -413,3 +413,59 @@ async fn a_family_rotates_at_most_once_per_interval_when_capped() {
     let (status, answer) = post_form(endpoint, body).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
 }
+
+/// A keyring rotation: a family issued under `s1` rotates under
+/// `[s2, s1]`, and its successor was made with `s2` alone (an `s1`-only
+/// engine calls it unknown, an `s2`-only one rotates it); a family left
+/// unused through the overlap is refused once `s1` is gone.
+#[tokio::test]
+async fn a_secret_rotation_moves_families_that_rotate_and_drops_idle_ones() {
+    use portcullis_core::SecretKeyring;
+    let fixture = Fixture::new();
+    let store = Arc::new(MemoryRefreshStore::new());
+    let engine = |secrets: &[[u8; 32]]| {
+        RefreshTokens::builder(store.clone(), fixture.issuer.clone(), &[0; 32])
+            .secrets(&SecretKeyring::new(secrets).expect("ring"))
+            .build()
+            .expect("engine")
+    };
+    let (s1, s2) = ([1u8; 32], [2u8; 32]);
+    let (old, overlap, new) = (engine(&[s1]), engine(&[s2, s1]), engine(&[s2]));
+
+    let active = old.issue("alice", ["notes:read"]).await.expect("issue");
+    let idle = old.issue("bob", ["notes:read"]).await.expect("issue");
+
+    let moved = overlap
+        .refresh(&active.refresh_token)
+        .await
+        .expect("an s1 token rotates in the overlap");
+    let fresh = overlap
+        .issue("carol", ["notes:read"])
+        .await
+        .expect("a new login in the overlap");
+    for (what, token) in [
+        ("a successor", &moved.refresh_token),
+        ("a new family", &fresh.refresh_token),
+    ] {
+        assert!(
+            matches!(
+                old.refresh(token).await,
+                Err(RefreshError::InvalidGrant("unknown refresh token"))
+            ),
+            "{what} made in the overlap is not an s1 token"
+        );
+    }
+    new.refresh(&moved.refresh_token)
+        .await
+        .expect("the moved family rotates under s2 alone");
+    new.refresh(&fresh.refresh_token)
+        .await
+        .expect("the new family rotates under s2 alone");
+    assert!(
+        matches!(
+            new.refresh(&idle.refresh_token).await,
+            Err(RefreshError::InvalidGrant("unknown refresh token"))
+        ),
+        "a family idle through the overlap is refused, with the reason"
+    );
+}

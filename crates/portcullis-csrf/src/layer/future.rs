@@ -19,7 +19,7 @@ use portcullis_core::{Rejection, cookie};
 use super::Config;
 use crate::LAYER;
 use crate::body::{CsrfBody, FormKind, token_in_form};
-use crate::token::{PreSession, verify};
+use crate::token::{Expected, PreSession};
 
 /// What the response needs to say about how it was decided.
 pub struct Verdict {
@@ -57,7 +57,7 @@ pub type FormRead<B> = Pin<Box<dyn Future<Output = Resolved<CsrfBody<B>, Verdict
 pub(super) fn read_form<B>(
     request: Request<B>,
     kind: FormKind,
-    expected: Option<[u8; 32]>,
+    expected: Option<Expected>,
     config: Arc<Config>,
     verdict: Verdict,
 ) -> FormRead<B>
@@ -80,7 +80,7 @@ where
         };
         let outcome = match token_in_form(&kind, &bytes).await {
             None => Err("missing token"),
-            Some(token) if expected.is_some_and(|expected| verify(&expected, &token)) => Ok(()),
+            Some(token) if expected.as_ref().is_some_and(|expected| expected.matches(&token)) => Ok(()),
             Some(_) => Err("token mismatch"),
         };
         if let Err(reason) = outcome

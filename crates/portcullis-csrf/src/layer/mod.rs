@@ -6,7 +6,7 @@ mod service;
 use std::sync::Arc;
 
 use aws_lc_rs::hmac;
-use portcullis_core::{Responder, SharedResponder};
+use portcullis_core::{Responder, SecretKeyring, SharedResponder};
 use tower_layer::Layer;
 
 pub use future::{FormRead, Verdict};
@@ -73,7 +73,8 @@ pub struct CsrfLayer {
 
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
-    pub(crate) key: Arc<hmac::Key>,
+    /// One key per secret of the keyring, current first.
+    pub(crate) keys: crate::token::Keys,
     pub(crate) public_origin: Option<Origin>,
     pub(crate) trusted: Vec<Origin>,
     pub(crate) allow_same_site: bool,
@@ -97,6 +98,9 @@ pub enum ConfigError {
         /// The minimum length.
         needed: usize,
     },
+    /// The keyring was refused (empty, a short or repeated secret).
+    #[error("the CSRF keyring: {0}")]
+    Keyring(#[from] portcullis_core::KeyringError),
     /// An origin is not `scheme://host[:port]`.
     #[error("not an origin (scheme://host[:port]): {0}")]
     BadOrigin(String),
@@ -119,7 +123,7 @@ impl CsrfLayer {
         let key: [u8; 32] = portcullis_core::random_bytes();
         Self {
             config: Arc::new(Config {
-                key: Arc::new(hmac::Key::new(hmac::HMAC_SHA256, &key)),
+                keys: Arc::new([hmac::Key::new(hmac::HMAC_SHA256, &key)]),
                 public_origin: None,
                 trusted: Vec::new(),
                 allow_same_site: false,
@@ -139,16 +143,38 @@ impl CsrfLayer {
     }
 
     /// The key tokens are derived under (at least 32 bytes; the same on
-    /// every instance).
+    /// every instance). The one-secret case of [`secrets`](CsrfLayer::secrets).
     pub fn secret(self, secret: &[u8]) -> Result<Self, ConfigError> {
-        if secret.len() < 32 {
+        if secret.len() < SecretKeyring::MIN_LEN {
             return Err(ConfigError::ShortSecret {
                 got: secret.len(),
-                needed: 32,
+                needed: SecretKeyring::MIN_LEN,
             });
         }
-        let key = Arc::new(hmac::Key::new(hmac::HMAC_SHA256, secret));
-        Ok(self.with(|config| config.key = key))
+        Ok(self.secrets(&SecretKeyring::single(secret)?))
+    }
+
+    /// The keyring tokens are derived under, current secret first: every
+    /// token issued (session, pre-session and cookie-JWT bound alike) is
+    /// made with the current secret only; a token made with any secret of
+    /// the ring is accepted, so forms open in a browser survive a
+    /// rotation. A token of the current secret costs one MAC, as with a
+    /// single secret; only an older (or a wrong) one tries the others.
+    ///
+    /// ```
+    /// use portcullis_core::SecretKeyring;
+    /// use portcullis_csrf::CsrfLayer;
+    ///
+    /// let ring = SecretKeyring::new([[2u8; 32], [1u8; 32]])?;
+    /// let csrf = CsrfLayer::new().secrets(&ring);
+    /// # Ok::<(), portcullis_core::KeyringError>(())
+    /// ```
+    pub fn secrets(self, ring: &SecretKeyring) -> Self {
+        let keys: crate::token::Keys = ring
+            .iter()
+            .map(|secret| hmac::Key::new(hmac::HMAC_SHA256, secret))
+            .collect();
+        self.with(|config| config.keys = keys)
     }
 
     /// The site's public origin (`https://app.example.com`): the request's

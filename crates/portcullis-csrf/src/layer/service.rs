@@ -14,7 +14,7 @@ use super::future::{FormRead, PreCookie, Verdict, read_form};
 use super::{Config, CsrfLayer};
 use crate::body::{CsrfBody, FormKind, form_kind};
 use crate::origin::{OriginFailure, OriginPolicy, OriginRef};
-use crate::token::{Binding, PreSession, SECRET_KEY, for_principal, is_secret, secret_of, unmasked, verify};
+use crate::token::{Binding, Expected, PreSession, SECRET_KEY, is_secret, secret_of};
 use crate::{CsrfToken, LAYER, PRE_SESSION_COOKIE};
 
 /// The service of [`CsrfLayer`].
@@ -30,7 +30,7 @@ pub(super) enum HeaderCheck {
     /// credential the request carries (500, never a silent pass).
     Misconfigured,
     /// The token is in the form body: read it, then compare.
-    ReadForm { kind: FormKind, expected: Option<[u8; 32]> },
+    ReadForm { kind: FormKind, expected: Option<Expected> },
 }
 
 fn is_safe(method: &Method) -> bool {
@@ -151,24 +151,24 @@ impl Config {
         // CSRF from browsers that send no origin signal.
         let expected = match ambient {
             Ambient::Session(session) => match secret_of(session) {
-                Some(secret) => Some(unmasked(&self.key, &secret)),
+                Some(secret) => Some(Expected::secret(&self.keys, &secret)),
                 // A session stored without our secret (a write elsewhere
                 // while anonymous) adopts the visitor's pre-session one, so
                 // their open forms stay valid.
                 None => self.presented_pre_session(request).map(|secret| {
                     let _ = session.insert(SECRET_KEY, secret);
-                    unmasked(&self.key, secret)
+                    Expected::secret(&self.keys, secret)
                 }),
             },
-            Ambient::CookieToken(principal) => Some(for_principal(&self.key, principal)),
+            Ambient::CookieToken(principal) => Some(Expected::principal(&self.keys, principal)),
             Ambient::Nothing => match presented {
-                Some(secret) => Some(unmasked(&self.key, secret)),
+                Some(secret) => Some(Expected::secret(&self.keys, secret)),
                 None => return HeaderCheck::Pass { checked_origin: true },
             },
         };
         if let Some(header) = request.headers().get(CsrfToken::HEADER) {
             let valid = match (&expected, header.to_str()) {
-                (Some(expected), Ok(presented)) => verify(expected, presented),
+                (Some(expected), Ok(presented)) => expected.matches(presented),
                 _ => false,
             };
             return if valid {
@@ -226,7 +226,7 @@ where
             None => (None, None),
         };
         let issued = binding.map(|binding| {
-            let token = CsrfToken::new(binding, config.key.clone());
+            let token = CsrfToken::new(binding, config.keys.clone());
             let issued = token.issued_flag();
             request.extensions_mut().insert(token);
             issued

@@ -37,7 +37,18 @@ pub fn stack_with(
     Response = Response<impl http_body::Body<Data = Bytes, Error: std::fmt::Debug>>,
     Error = Infallible,
 > + Clone {
-    let sessions = SessionLayer::new(store).insecure_http();
+    stack_with_sessions(SessionLayer::new(store).insecure_http(), csrf)
+}
+
+/// [`stack`] behind a given session layer (several stacks sharing one).
+pub fn stack_with_sessions(
+    sessions: SessionLayer,
+    csrf: CsrfLayer,
+) -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<impl http_body::Body<Data = Bytes, Error: std::fmt::Debug>>,
+    Error = Infallible,
+> + Clone {
     ServiceBuilder::new()
         .layer(sessions)
         .layer(csrf)
