@@ -1,5 +1,5 @@
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, UNIX_EPOCH};
 
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 
 use crate::algorithm::Family;
 use crate::engine::guarded;
-use crate::{Algorithm, Jwk, KeyError, VerifyingKey};
+use crate::{Algorithm, Jwk, KeyError, KeySet, SigningKeyring, VerifyingKey};
 
 /// A private key that signs tokens, pinned to one [`Algorithm`].
 ///
@@ -34,6 +34,7 @@ use crate::{Algorithm, Jwk, KeyError, VerifyingKey};
 /// assert_eq!(jwk.common.key_id.as_deref(), key.kid());
 /// # Ok::<(), portcullis_jwt::KeyError>(())
 /// ```
+#[derive(Clone)]
 pub struct SigningKey {
     kid: Option<Arc<str>>,
     algorithm: Algorithm,
@@ -317,15 +318,23 @@ pub enum IssueError {
 /// ```
 #[derive(Clone, Debug)]
 pub struct JwtIssuer {
-    key: Arc<SigningKey>,
+    ring: SigningKeyring,
     issuer: Arc<str>,
     audience: Arc<str>,
     ttl: Duration,
-    /// The base64url JOSE header every token of this issuer carries (`alg`,
-    /// `typ`, `kid` never change per token): encoded once, not per mint.
-    encoded_header: Arc<str>,
+    typ: Option<Arc<str>>,
+    /// The base64url JOSE header of the active key (`alg`, `typ`, `kid`
+    /// never change per token): encoded once per key, not per mint.
+    header: Arc<RwLock<HeaderCache>>,
     clock: SharedClock,
     also_published: Arc<[Jwk]>,
+}
+
+#[derive(Debug)]
+struct HeaderCache {
+    key: Arc<SigningKey>,
+    typ: Option<Arc<str>>,
+    encoded: Arc<str>,
 }
 
 /// The base64url form of the header jsonwebtoken would write for `key`
@@ -343,15 +352,54 @@ const RESERVED: [&str; 7] = ["iss", "sub", "aud", "iat", "exp", "jti", "scope"];
 impl JwtIssuer {
     /// An issuer named `issuer` minting for `audience` with `key`.
     pub fn new(key: SigningKey, issuer: impl Into<Arc<str>>, audience: impl Into<Arc<str>>) -> Self {
+        Self::with_keyring(SigningKeyring::new(key), issuer, audience)
+    }
+
+    /// An issuer signing with the active key of `ring` (a promotion takes
+    /// effect on the next mint) and publishing its staged, active and
+    /// retired keys.
+    pub fn with_keyring(ring: SigningKeyring, issuer: impl Into<Arc<str>>, audience: impl Into<Arc<str>>) -> Self {
+        let typ: Option<Arc<str>> = Some("at+jwt".into());
+        let key = ring.active();
+        let header = HeaderCache {
+            encoded: encoded_header(&key, typ.as_deref()),
+            key,
+            typ: typ.clone(),
+        };
         Self {
-            encoded_header: encoded_header(&key, Some("at+jwt")),
-            key: Arc::new(key),
+            ring,
             issuer: issuer.into(),
             audience: audience.into(),
             ttl: Duration::from_secs(15 * 60),
+            typ,
+            header: Arc::new(RwLock::new(header)),
             clock: Arc::new(SystemClock),
             also_published: Arc::from(Vec::new()),
         }
+    }
+
+    /// The signing keyring (to stage and promote keys).
+    pub fn keyring(&self) -> &SigningKeyring {
+        &self.ring
+    }
+
+    /// The active key and the encoded header for it, re-encoded only when
+    /// the active key changed.
+    fn active_header(&self) -> (Arc<SigningKey>, Arc<str>) {
+        let key = self.ring.active();
+        {
+            let cache = self.header.read().unwrap_or_else(PoisonError::into_inner);
+            if Arc::ptr_eq(&cache.key, &key) && cache.typ == self.typ {
+                return (key, cache.encoded.clone());
+            }
+        }
+        let encoded = encoded_header(&key, self.typ.as_deref());
+        *self.header.write().unwrap_or_else(PoisonError::into_inner) = HeaderCache {
+            key: key.clone(),
+            typ: self.typ.clone(),
+            encoded: encoded.clone(),
+        };
+        (key, encoded)
     }
 
     /// The lifetime of minted tokens (default 15 minutes).
@@ -369,7 +417,14 @@ impl JwtIssuer {
     /// The header `typ` (default `at+jwt`); `None` leaves it out.
     #[must_use]
     pub fn token_type(mut self, typ: Option<&str>) -> Self {
-        self.encoded_header = encoded_header(&self.key, typ);
+        self.typ = typ.map(Arc::from);
+        // A header cache of its own: clones made before keep theirs.
+        let key = self.ring.active();
+        self.header = Arc::new(RwLock::new(HeaderCache {
+            encoded: encoded_header(&key, self.typ.as_deref()),
+            key,
+            typ: self.typ.clone(),
+        }));
         self
     }
 
@@ -440,12 +495,13 @@ impl JwtIssuer {
         let json = serde_json::to_vec(&claims).map_err(|_| IssueError::Key(KeyError::SigningFailed))?;
         // Room for the signature too: 342 characters is a 2048-bit RSA one,
         // the longest common; a longer one only makes the buffer grow once.
-        let mut token = String::with_capacity(inner.encoded_header.len() + 2 + json.len().div_ceil(3) * 4 + 342);
-        token.push_str(&inner.encoded_header);
+        let (key, header) = inner.active_header();
+        let mut token = String::with_capacity(header.len() + 2 + json.len().div_ceil(3) * 4 + 342);
+        token.push_str(&header);
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(&json, &mut token);
-        let engine = &inner.key.encoding;
-        let algorithm = inner.key.algorithm.engine();
+        let engine = &key.encoding;
+        let algorithm = key.algorithm.engine();
         let signature = guarded(|| jsonwebtoken::crypto::sign(token.as_bytes(), engine, algorithm))
             .map_err(|_| KeyError::CryptoProvider)?
             .map_err(|_| IssueError::Key(KeyError::SigningFailed))?;
@@ -455,11 +511,14 @@ impl JwtIssuer {
     }
 
     /// The JWKS document (`{"keys": […]}`) of the public keys that verify
-    /// this issuer's tokens. Empty for an HMAC issuer.
+    /// this issuer's tokens: the keyring's active, staged and retired
+    /// (within retention) keys, then any [`also_publish`](JwtIssuer::also_publish)ed.
+    /// Empty for an HMAC issuer. Serve it with
+    /// [`jwks_cache_control`](JwtIssuer::jwks_cache_control).
     pub fn jwks(&self) -> Value {
         let mut keys: Vec<Value> = self
-            .key
-            .public_jwk()
+            .ring
+            .published_at(self.clock.now())
             .into_iter()
             .chain(self.also_published.iter().cloned())
             .filter_map(|jwk| serde_json::to_value(jwk).ok())
@@ -468,9 +527,22 @@ impl JwtIssuer {
         json!({ "keys": keys })
     }
 
-    /// The key that verifies this issuer's tokens.
+    /// The `Cache-Control` value for the JWKS: public, for the keyring's
+    /// publish lead, so a staged key reaches every verifier before it may
+    /// sign.
+    pub fn jwks_cache_control(&self) -> String {
+        format!("public, max-age={}", self.ring.jwks_max_age().as_secs())
+    }
+
+    /// The key that verifies the tokens this issuer signs now.
     pub fn verifying_key(&self) -> VerifyingKey {
-        self.key.verifying_key()
+        self.ring.active().verifying_key()
+    }
+
+    /// Every key that verifies this issuer's tokens (active, retired within
+    /// retention, staged), for a verifier in this process.
+    pub fn verifying_keys(&self) -> KeySet {
+        self.ring.verifying_keys()
     }
 
     /// The issuer name (`iss`).
@@ -554,7 +626,7 @@ mod tests {
 
             let mut expected = jsonwebtoken::Header::new(algorithm.engine());
             expected.typ = typ.map(str::to_owned);
-            expected.kid = issuer.key.kid().map(str::to_owned);
+            expected.kid = issuer.keyring().active_kid();
             let expected = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&expected).expect("json"));
             assert_eq!(header, expected, "{algorithm:?}: the header jsonwebtoken writes");
 

@@ -103,6 +103,7 @@ mod engine;
 mod error;
 mod issuer;
 mod key;
+mod keyring;
 mod layer;
 #[cfg(feature = "remote")]
 pub mod remote;
@@ -118,6 +119,7 @@ pub use error::{ConfigError, JwtError, KeyError};
 pub use issuer::sign_compact;
 pub use issuer::{IssueError, JwtIssuer, SigningKey};
 pub use key::{Jwk, KeySet, Keys, VerifyingKey};
+pub use keyring::{KeyEntry, KeyStatus, KeyringState, KeyringStateFile, SigningKeyring, SigningKeyringError};
 pub use layer::{JwtLayer, JwtService, Refetch, RefetchWait};
 pub use validation::Validation;
 pub use verifier::JwtVerifier;
