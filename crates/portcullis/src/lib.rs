@@ -88,10 +88,11 @@
 #[cfg(feature = "axum")]
 pub use portcullis_core::Claims;
 pub use portcullis_core::{
-    AuthMethod, AuthenticatorRan, Clock, DefaultResponder, Identity, IdentityBuilder, LayerBody, ManualClock,
-    Principal, Protocol, Rejection, RejectionKind, RenderedRejection, RequestContext, RequireAuth, RequireAuthLayer,
-    Responder, ResponderLayer, ResponderService, ResponseBody, Route, SharedClock, SharedResponder, StackResponder,
-    StoreError, StoreFuture, StoreKind, SystemClock, TokenTransport, audit, guard, require_auth, responder_for,
+    AuthMethod, AuthenticatorRan, Clock, DefaultResponder, Identity, IdentityBuilder, KeyringError, LayerBody,
+    ManualClock, Principal, Protocol, Rejection, RejectionKind, RenderedRejection, RequestContext, RequireAuth,
+    RequireAuthLayer, Responder, ResponderLayer, ResponderService, ResponseBody, Route, SecretKeyring, SharedClock,
+    SharedResponder, StackResponder, StoreError, StoreFuture, StoreKind, SystemClock, TokenTransport, audit, guard,
+    require_auth, responder_for,
 };
 
 /// Bearer-token (JWT) authentication: the whole `portcullis-jwt` crate.
@@ -101,7 +102,9 @@ pub mod jwt {
 }
 
 #[cfg(feature = "jwt")]
-pub use portcullis_jwt::{JwtIssuer, JwtLayer, JwtVerifier, KeySet, SigningKey, Validation, VerifyingKey};
+pub use portcullis_jwt::{
+    JwtIssuer, JwtLayer, JwtVerifier, KeySet, SigningKey, SigningKeyring, Validation, VerifyingKey,
+};
 
 /// Server-side sessions: the whole `portcullis-session` crate.
 #[cfg(feature = "session")]

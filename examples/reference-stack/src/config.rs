@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use portcullis::SecretKeyring;
 use portcullis::redis::RedisServers;
 
 /// Everything the stack reads from its environment.
@@ -16,7 +17,13 @@ pub(crate) struct Config {
     pub(crate) database_ca: Option<String>,
     /// Replicas a durable Redis write waits for (0: none).
     pub(crate) redis_replica_acks: u32,
-    pub(crate) signing_key: Option<String>,
+    /// PEM files: the first signs, the rest are retired (published, never
+    /// signing). Empty: an ephemeral key.
+    pub(crate) signing_keys: Vec<String>,
+    /// PEM files published ahead of their promotion, never signing.
+    pub(crate) staged_signing_keys: Vec<String>,
+    /// The HMAC secrets (sessions, CSRF, refresh), current first.
+    pub(crate) secrets: Option<SecretKeyring>,
     pub(crate) issuer: Option<String>,
     pub(crate) audience: String,
     pub(crate) external_issuer: Option<String>,
@@ -31,6 +38,14 @@ pub(crate) struct Config {
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())
+}
+
+fn paths(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn seconds(name: &str, default: u64) -> Result<Duration, String> {
@@ -94,13 +109,47 @@ impl Config {
         if database_url.is_some() && redis.is_some() {
             return Err("PORTCULLIS_DATABASE_URL and the PORTCULLIS_REDIS_* settings are exclusive: pick one".into());
         }
+        // The list form, with the single-key variable as its one-element case.
+        let signing_keys = match (var("PORTCULLIS_SIGNING_KEYS"), var("PORTCULLIS_SIGNING_KEY")) {
+            (Some(_), Some(_)) => {
+                return Err("PORTCULLIS_SIGNING_KEYS and PORTCULLIS_SIGNING_KEY are exclusive: pick one".into());
+            }
+            (Some(list), None) => paths(&list),
+            (None, Some(one)) => vec![one],
+            (None, None) => Vec::new(),
+        };
+        let staged_signing_keys = var("PORTCULLIS_STAGED_SIGNING_KEYS")
+            .map(|list| paths(&list))
+            .unwrap_or_default();
+        if signing_keys.is_empty() && !staged_signing_keys.is_empty() {
+            return Err(
+                "PORTCULLIS_STAGED_SIGNING_KEYS needs PORTCULLIS_SIGNING_KEYS (a key that signs meanwhile)".into(),
+            );
+        }
+        let secrets = match var("PORTCULLIS_SECRETS") {
+            Some(list) => Some(
+                SecretKeyring::from_base64url_list(&list).map_err(|error| format!("PORTCULLIS_SECRETS: {error}"))?,
+            ),
+            None => None,
+        };
+        if secrets.is_none() && (redis.is_some() || database_url.is_some()) {
+            // Random secrets would log everyone out on every restart and
+            // make instances refuse each other's cookies and tokens.
+            return Err(
+                "PORTCULLIS_SECRETS is required with a shared store: every instance needs the same \
+                        secrets (base64url, at least 32 bytes each; e.g. `openssl rand 32 | basenc --base64url`)"
+                    .into(),
+            );
+        }
         Ok(Self {
             addr: var("PORTCULLIS_ADDR").unwrap_or_else(|| "127.0.0.1:3000".into()),
             redis,
             database_url,
             database_ca: var("PORTCULLIS_DATABASE_CA"),
             redis_replica_acks,
-            signing_key: var("PORTCULLIS_SIGNING_KEY"),
+            signing_keys,
+            staged_signing_keys,
+            secrets,
             issuer: var("PORTCULLIS_ISSUER"),
             audience: var("PORTCULLIS_AUDIENCE").unwrap_or_else(|| "reference-stack".into()),
             external_issuer,

@@ -21,6 +21,7 @@ mod routes;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use portcullis::csrf::CsrfLayer;
 use portcullis::jwt::remote::{RemoteKeys, RemoteOptions};
@@ -35,7 +36,7 @@ use portcullis::redis::{
 };
 use portcullis::revocation::{MemoryRefreshStore, MemoryRevocationStore, RefreshTokens, RevocationLayer, Revocations};
 use portcullis::session::{MemoryStore, SessionLayer, SessionStore};
-use portcullis::{JwtIssuer, JwtLayer, SigningKey, SystemClock};
+use portcullis::{JwtIssuer, JwtLayer, SecretKeyring, SigningKey, SigningKeyring, SystemClock};
 use tower::ServiceBuilder;
 
 use crate::config::Config;
@@ -54,47 +55,60 @@ type Stores = (
     Option<RedisConnection>,
 );
 
-/// A secret for `label`: derived from the signing key when one is
-/// configured (so instances sharing a key share secrets), else random.
-fn secret(label: &str, signing_key_pem: Option<&[u8]>) -> Vec<u8> {
-    use argon2::password_hash::rand_core::{OsRng, RngCore};
-    match signing_key_pem {
-        Some(pem) => {
-            let mut material = Vec::with_capacity(label.len() + pem.len() + 1);
-            material.extend_from_slice(label.as_bytes());
-            material.push(0);
-            material.extend_from_slice(pem);
-            // Argon2 as a KDF: the PEM is already a high-entropy secret.
-            let mut out = vec![0u8; 32];
-            let params = argon2::Params::new(8, 1, 1, Some(32)).expect("valid argon2 parameters");
-            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
-                .hash_password_into(&material, b"portcullis-reference-stack", &mut out)
-                .expect("argon2 with fixed parameters");
-            out
-        }
-        None => {
-            let mut out = vec![0u8; 32];
-            OsRng.fill_bytes(&mut out);
-            out
-        }
-    }
+/// Reads a PEM signing key (its `kid` is its RFC 7638 thumbprint, the
+/// same on every instance).
+fn signing_key(path: &str, variable: &str) -> Result<SigningKey, Error> {
+    let pem = std::fs::read(path).map_err(|error| format!("{variable} {path}: {error}"))?;
+    Ok(SigningKey::from_pem(pem).map_err(|error| format!("{variable} {path}: {error}"))?)
 }
 
 async fn build(config: &Config) -> Result<(axum::Router, String), Error> {
     let listener_addr = config.addr.clone();
-    let pem = match &config.signing_key {
-        Some(path) => Some(std::fs::read(path).map_err(|error| format!("PORTCULLIS_SIGNING_KEY {path}: {error}"))?),
-        None => None,
+    let signing = match config.signing_keys.as_slice() {
+        [] => vec![SigningKey::generate_ed25519()?],
+        paths => paths
+            .iter()
+            .map(|path| signing_key(path, "PORTCULLIS_SIGNING_KEYS"))
+            .collect::<Result<_, _>>()?,
     };
-    let key = match &pem {
-        Some(pem) => SigningKey::from_pem(pem)?,
-        None => SigningKey::generate_ed25519()?,
-    };
+    let staged: Vec<SigningKey> = config
+        .staged_signing_keys
+        .iter()
+        .map(|path| signing_key(path, "PORTCULLIS_STAGED_SIGNING_KEYS"))
+        .collect::<Result<_, _>>()?;
+    // Retired keys stay published for an access token's lifetime plus a
+    // minute of leeway from this start.
+    let keyring = SigningKeyring::from_keys(signing, staged)?.retention(config.access_ttl + Duration::from_secs(60));
     let issuer_name = config
         .issuer
         .clone()
         .unwrap_or_else(|| format!("http://{listener_addr}"));
-    let issuer = JwtIssuer::new(key, issuer_name.clone(), config.audience.clone()).access_token_ttl(config.access_ttl);
+    let issuer = JwtIssuer::with_keyring(keyring, issuer_name.clone(), config.audience.clone())
+        .access_token_ttl(config.access_ttl);
+    // What an operator checks after a rotation (key ids only, no secret).
+    println!(
+        "signing keys: active {} published {}",
+        issuer.keyring().active_kid().unwrap_or_default(),
+        issuer
+            .keyring()
+            .published_kids_at(std::time::SystemTime::now())
+            .join(",")
+    );
+    // One keyring for every HMAC secret; each layer derives its own key
+    // from it (domain-separated), so the three never share a key.
+    let secrets = match &config.secrets {
+        Some(secrets) => secrets.clone(),
+        None => {
+            // One instance on its own memory: a fresh secret per start.
+            use argon2::password_hash::rand_core::{OsRng, RngCore};
+            let mut secret = [0u8; 32];
+            OsRng.fill_bytes(&mut secret);
+            SecretKeyring::single(&secret)?
+        }
+    };
+    secrets.record_in_audit("sessions, csrf, refresh");
+    let ids: Vec<String> = secrets.key_ids().iter().map(ToString::to_string).collect();
+    println!("secrets: current {} previous {}", ids[0], ids[1..].join(","));
 
     // Stores: Redis when configured, else in process.
     let (session_store, revocation_store, refresh_store, notes, redis): Stores = match &config.redis {
@@ -180,15 +194,16 @@ async fn build(config: &Config) -> Result<(axum::Router, String), Error> {
     // come by cookie or by access token.
     let mut sessions = SessionLayer::new(session_store)
         .issuer(issuer_name.as_str())
-        .secret(&secret("sessions", pem.as_deref()))?
+        .secrets(&secrets)?
         .timeouts(config.session_idle, config.session_absolute)?;
-    let mut csrf = CsrfLayer::new().secret(&secret("csrf", pem.as_deref()))?;
+    let mut csrf = CsrfLayer::new().secrets(&secrets);
     if config.insecure_http {
         sessions = sessions.insecure_http();
         csrf = csrf.insecure_http();
     }
     let revocations = Revocations::new(revocation_store);
-    let tokens = RefreshTokens::builder(refresh_store, issuer.clone(), &secret("refresh", pem.as_deref()))
+    let tokens = RefreshTokens::builder(refresh_store, issuer.clone(), secrets.current())
+        .secrets(&secrets)
         .revocations(&revocations)
         .grace(config.refresh_grace)
         .idle(config.refresh_ttl)
@@ -196,8 +211,11 @@ async fn build(config: &Config) -> Result<(axum::Router, String), Error> {
         .build()?;
 
     // Our own tokens, and optionally an external issuer's (same audience).
+    // Every published key verifies: the active one, the retired ones
+    // (tokens they signed live on) and the staged ones (ready for their
+    // promotion).
     let own = JwtVerifier::new(
-        issuer.verifying_key().into(),
+        issuer.verifying_keys(),
         Validation::new()
             .issuer(issuer_name.as_str())
             .audience(config.audience.as_str()),

@@ -41,6 +41,7 @@ pub(crate) fn router(app: Shared) -> Router {
     let authenticated = RequireAuthLayer::new();
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/", get(home))
         .route("/login", post(login))
         .route("/logout", post(logout))
@@ -373,6 +374,24 @@ async fn token(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> Re
     }
 }
 
+/// The JWKS, cacheable for the keyring's publish lead: a staged key
+/// reaches every verifier before it may sign.
 async fn jwks(State(app): State<Shared>) -> Response {
-    axum::Json(app.issuer.jwks()).into_response()
+    let mut response = axum::Json(app.issuer.jwks()).into_response();
+    if let Ok(value) = HeaderValue::try_from(app.issuer.jwks_cache_control()) {
+        response.headers_mut().insert(header::CACHE_CONTROL, value);
+    }
+    response
+}
+
+/// Counters in the Prometheus text format: sessions this instance moved
+/// from a previous secret to the current one (a rotation's progress).
+async fn metrics(State(app): State<Shared>) -> Response {
+    let body = format!(
+        "# HELP portcullis_sessions_rekeyed_total Sessions moved from a previous secret to the current one.\n\
+         # TYPE portcullis_sessions_rekeyed_total counter\n\
+         portcullis_sessions_rekeyed_total {}\n",
+        app.sessions.rekeyed_sessions()
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

@@ -14,9 +14,17 @@ use portcullis_tests::example::Example;
 /// A request header saying it came from the stack's own pages.
 pub const SAME_ORIGIN: (&str, &str) = ("sec-fetch-site", "same-origin");
 
-/// Starts the binary over plain HTTP with `env`.
+/// The secrets every test instance on a shared store uses unless its
+/// `env` names others (the stack refuses a shared store without them).
+pub const TEST_SECRETS: &str = "dGVzdC1zZWNyZXRzLW9mLXRoZS1yZWZlcmVuY2Utc3RhY2stc3VpdGVz";
+
+/// Starts the binary over plain HTTP with `env` (and [`TEST_SECRETS`]
+/// unless `env` sets `PORTCULLIS_SECRETS`).
 pub async fn start(env: &[(&str, &str)]) -> Example {
     let mut all = vec![("PORTCULLIS_INSECURE_HTTP", "1")];
+    if !env.iter().any(|(name, _)| *name == "PORTCULLIS_SECRETS") {
+        all.push(("PORTCULLIS_SECRETS", TEST_SECRETS));
+    }
     all.extend_from_slice(env);
     Example::start(env!("CARGO_BIN_EXE_reference-stack"), &all).await
 }
