@@ -150,6 +150,23 @@ impl Node {
         });
     }
 
+    /// Whether the server answering on the port is this node: its process
+    /// is alive and the server there works in this node's directory.
+    fn is_ours(&mut self, cluster_dir: &Path) -> bool {
+        let alive = self
+            .child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)));
+        let expected = cluster_dir.join(self.port.to_string());
+        alive
+            && query(self.port, &["CONFIG", "GET", "dir"]).is_ok_and(|answer| {
+                answer
+                    .lines()
+                    .nth(1)
+                    .is_some_and(|dir| Path::new(dir).canonicalize().ok() == expected.canonicalize().ok())
+            })
+    }
+
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -214,17 +231,32 @@ impl RedisCluster {
     /// and every primary has its replica.
     pub fn start() -> Self {
         let dir = temp_dir("cluster");
-        let mut ports: Vec<u16> = Vec::new();
-        while ports.len() < 6 {
-            let port = free_cluster_port();
-            if !ports.contains(&port) {
-                ports.push(port);
+        // A port checked free can be taken before our node binds it (by
+        // another test's server on an OS-chosen port): then the port
+        // answers, but not with our node. Such a start is detected and
+        // retried on fresh ports, a bounded number of times.
+        let mut attempt = 0;
+        let (ports, nodes) = loop {
+            attempt += 1;
+            let mut ports: Vec<u16> = Vec::new();
+            while ports.len() < 6 {
+                let port = free_cluster_port();
+                if !ports.contains(&port) {
+                    ports.push(port);
+                }
             }
-        }
-        let nodes = ports
-            .iter()
-            .map(|&port| Node::start(port, cluster_node_args(port, &dir)))
-            .collect();
+            let mut nodes: Vec<Node> = ports
+                .iter()
+                .map(|&port| Node::start(port, cluster_node_args(port, &dir)))
+                .collect();
+            if nodes.iter_mut().all(|node| node.is_ours(&dir)) {
+                break (ports, nodes);
+            }
+            assert!(
+                attempt < 3,
+                "three attempts to start six cluster nodes on free ports failed"
+            );
+        };
         let cluster = Self { nodes, dir };
         let mut create = Command::new("redis-cli");
         create.arg("--cluster").arg("create");
