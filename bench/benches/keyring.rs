@@ -5,41 +5,12 @@
 //! then tries every key; sessions have no such steady state, a session
 //! found under an old key is moved to the current one on its first read).
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::{get, post};
 use criterion::{Criterion, criterion_group, criterion_main};
-use portcullis::csrf::{CsrfLayer, CsrfToken};
-use portcullis::session::{MemoryStore, Session, SessionLayer};
-use portcullis::{Identity, SecretKeyring};
-use portcullis_bench::stacks::{csrf_post, get_request, seed};
+use portcullis::SecretKeyring;
+use portcullis_bench::stacks::{csrf_post, get_request, keyring_router as router, keyring_sessions as sessions, seed};
 use tower::ServiceExt;
-
-fn sessions(secrets: &SecretKeyring) -> SessionLayer {
-    SessionLayer::new(Arc::new(MemoryStore::new()))
-        .insecure_http()
-        .secrets(secrets)
-        .expect("session keyring")
-}
-
-fn router(sessions: &SessionLayer, csrf_secrets: &SecretKeyring) -> axum::Router {
-    axum::Router::new()
-        .route(
-            "/seed",
-            get(|s: Session, t: Option<axum::Extension<CsrfToken>>| async move {
-                s.login("alice", ["notes:write"]);
-                t.and_then(|axum::Extension(t)| t.value().ok()).unwrap_or_default()
-            }),
-        )
-        .route(
-            "/me",
-            get(|identity: Identity| async move { identity.subject().to_owned() }),
-        )
-        .route("/notes", post(|| async { "ok" }))
-        .layer(CsrfLayer::new().insecure_http().secrets(csrf_secrets))
-        .layer(sessions.clone())
-}
 
 fn bench(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()

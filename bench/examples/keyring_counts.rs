@@ -10,13 +10,8 @@
 //! The per-request cost is the difference between two request counts,
 //! divided by their difference (setup cancels out); `bench/run` prints it.
 
-use std::sync::Arc;
-
-use axum::routing::{get, post};
-use portcullis::csrf::{CsrfLayer, CsrfToken};
-use portcullis::session::{MemoryStore, Session, SessionLayer};
-use portcullis::{Identity, SecretKeyring};
-use portcullis_bench::stacks::{csrf_post, get_request, seed};
+use portcullis::SecretKeyring;
+use portcullis_bench::stacks::{csrf_post, get_request, keyring_router, keyring_sessions, seed};
 use tower::ServiceExt;
 
 fn main() {
@@ -31,25 +26,7 @@ fn main() {
         other => panic!("one or three, not {other}"),
     };
     let ring = SecretKeyring::new(secrets).expect("ring");
-    let sessions = SessionLayer::new(Arc::new(MemoryStore::new()))
-        .insecure_http()
-        .secrets(&ring)
-        .expect("sessions");
-    let app = axum::Router::new()
-        .route(
-            "/seed",
-            get(|s: Session, t: Option<axum::Extension<CsrfToken>>| async move {
-                s.login("alice", ["notes:write"]);
-                t.and_then(|axum::Extension(t)| t.value().ok()).unwrap_or_default()
-            }),
-        )
-        .route(
-            "/me",
-            get(|identity: Identity| async move { identity.subject().to_owned() }),
-        )
-        .route("/notes", post(|| async { "ok" }))
-        .layer(CsrfLayer::new().insecure_http().secrets(&ring))
-        .layer(sessions);
+    let app = keyring_router(&keyring_sessions(&ring), &ring);
     let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
     runtime.block_on(async {
         let (cookie, token) = seed(&app).await;

@@ -51,6 +51,23 @@ pub fn memory_sessions() -> SessionLayer {
     SessionLayer::new(Arc::new(MemoryStore::new())).insecure_http()
 }
 
+/// [`memory_sessions`] hashing ids under `ring`.
+pub fn keyring_sessions(ring: &portcullis::SecretKeyring) -> SessionLayer {
+    memory_sessions().secrets(ring).expect("session keyring")
+}
+
+/// The keyring benches' stack: [`csrf_router`] plus `GET /me` (a session
+/// read), behind `sessions` and a `CsrfLayer` on `csrf_secrets`.
+pub fn keyring_router(sessions: &SessionLayer, csrf_secrets: &portcullis::SecretKeyring) -> axum::Router {
+    csrf_router()
+        .route(
+            "/me",
+            get(|identity: portcullis::Identity| async move { identity.subject().to_owned() }),
+        )
+        .layer(portcullis::csrf::CsrfLayer::new().insecure_http().secrets(csrf_secrets))
+        .layer(sessions.clone())
+}
+
 /// The protected POST from the stack's own origin, with the token in the
 /// `X-CSRF-Token` header or (with `form`) in the urlencoded body.
 pub fn csrf_post(cookie: &HeaderValue, token: Option<&str>, form: bool) -> Request<Body> {
