@@ -110,7 +110,10 @@ async fn a_sentinel_failover_under_load_keeps_every_acknowledged_login() {
                 assert!(found.is_some(), "an acknowledged login survived the failover");
                 break;
             }
-            Err(_) => assert!(Instant::now() < deadline, "reads never recovered after the promotion"),
+            Err(error) => assert!(
+                Instant::now() < deadline,
+                "reads never recovered after the promotion: {error}"
+            ),
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -159,8 +162,10 @@ async fn a_sentinel_failover_under_load_keeps_every_acknowledged_login() {
     );
     assert!(ok.load(Ordering::Relaxed) > 20, "the load ran");
     assert_eq!(missing, 0, "every login acknowledged with WAIT 1 survived the failover");
+    // Reads wait only for the Sentinels' answer, never behind durable
+    // writes blocked in `WAIT` while the new primary has no replica.
     assert!(
-        reads_after < promoted_after + Duration::from_secs(5),
-        "reads recovered within 5 s of the promotion"
+        reads_after < promoted_after + Duration::from_secs(2),
+        "reads recovered within 2 s of the promotion"
     );
 }

@@ -169,14 +169,60 @@ impl RedisOptions {
 }
 
 /// A connection to wherever the store lives, reconnecting by itself.
+///
+/// With [`RedisOptions::replica_acks`], durable writes travel on a lane of
+/// their own: `WAIT` blocks the connection it is sent on until the
+/// replicas answer (up to its timeout), and on a multiplexed connection
+/// every read queued behind it would wait too — while a failover leaves
+/// the new primary without replicas, that stalls reads for seconds.
 #[derive(Clone)]
-pub(crate) enum Connection {
+pub(crate) struct Connection {
+    shared: Lane,
+    durable: Option<Lane>,
+}
+
+impl Connection {
+    fn new(shared: Lane) -> Self {
+        Self { shared, durable: None }
+    }
+
+    /// The connection durable writes (a script followed by `WAIT`) use.
+    fn for_durable_writes(&self) -> Self {
+        match &self.durable {
+            Some(lane) => Self::new(lane.clone()),
+            None => self.clone(),
+        }
+    }
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        self.shared.req_packed_command(cmd)
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        self.shared.req_packed_commands(pipeline, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.shared.get_db()
+    }
+}
+
+/// One reconnecting connection, of the servers' kind.
+#[derive(Clone)]
+enum Lane {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
     Sentinel(SentinelConnection),
 }
 
-impl ConnectionLike for Connection {
+impl ConnectionLike for Lane {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Self::Single(connection) => connection.req_packed_command(cmd),
@@ -268,6 +314,9 @@ pub(crate) struct SentinelConnection {
 struct SentinelShared {
     client: tokio::sync::Mutex<SentinelClient>,
     current: Mutex<Option<(u64, MultiplexedConnection)>>,
+    /// Numbers each connection made, never reused: an error seen on an old
+    /// connection must not drop a newer one.
+    connections_made: std::sync::atomic::AtomicU64,
     config: AsyncConnectionConfig,
     connection_timeout: Duration,
 }
@@ -289,6 +338,7 @@ impl SentinelConnection {
             shared: Arc::new(SentinelShared {
                 client: tokio::sync::Mutex::new(client),
                 current: Mutex::new(None),
+                connections_made: std::sync::atomic::AtomicU64::new(0),
                 config,
                 connection_timeout,
             }),
@@ -316,9 +366,11 @@ impl SentinelConnection {
         let connection = tokio::time::timeout(self.shared.connection_timeout * 2, resolve)
             .await
             .map_err(|_| RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))??;
-        let mut current = self.lock();
-        let generation = current.as_ref().map_or(0, |(generation, _)| generation + 1);
-        *current = Some((generation, connection.clone()));
+        let generation = self
+            .shared
+            .connections_made
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        *self.lock() = Some((generation, connection.clone()));
         Ok((generation, connection))
     }
 
@@ -401,6 +453,20 @@ pub(crate) async fn connect(
             "replica_acks needs at least one replica and a timeout below response_timeout",
         ));
     }
+    let shared = connect_lane(servers, options, store, response_timeout).await?;
+    let durable = match options.replica_acks {
+        Some(_) => Some(connect_lane(servers, options, store, response_timeout).await?),
+        None => None,
+    };
+    Ok(Connection { shared, durable })
+}
+
+async fn connect_lane(
+    servers: &RedisServers,
+    options: &RedisOptions,
+    store: StoreKind,
+    response_timeout: Option<Duration>,
+) -> Result<Lane, StoreError> {
     let unavailable = |error: RedisError| StoreError::unavailable(store, error);
     let response_timeout = response_timeout.unwrap_or(options.response_timeout);
     match servers {
@@ -413,7 +479,7 @@ pub(crate) async fn connect(
                 .set_max_delay(Duration::from_millis(500));
             ConnectionManager::new_with_config(client, config)
                 .await
-                .map(Connection::Single)
+                .map(Lane::Single)
                 .map_err(unavailable)
         }
         RedisServers::Cluster(seeds) => {
@@ -432,7 +498,7 @@ pub(crate) async fn connect(
             tokio::time::timeout(options.connection_timeout * 3, connect)
                 .await
                 .map_err(|_| StoreError::unavailable(store, "timed out connecting to the cluster"))?
-                .map(Connection::Cluster)
+                .map(Lane::Cluster)
                 .map_err(unavailable)
         }
         RedisServers::Sentinel { sentinels, master } => {
@@ -441,7 +507,7 @@ pub(crate) async fn connect(
                 .set_response_timeout(Some(response_timeout));
             SentinelConnection::open(sentinels, master, config, options.connection_timeout)
                 .await
-                .map(Connection::Sentinel)
+                .map(Lane::Sentinel)
                 .map_err(unavailable)
         }
     }
@@ -556,6 +622,7 @@ impl Call {
                 .arg(u64::try_from(acks.timeout.as_millis()).unwrap_or(u64::MAX).max(1));
             pipeline
         };
+        let connection = &mut connection.for_durable_writes();
         let answer: Result<(T, u32), RedisError> = match pipeline(true).query_async(connection).await {
             Err(error) if is_no_script(&error) => pipeline(false).query_async(connection).await,
             answer => answer,
