@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 
 pub mod client;
 pub mod example;
+pub mod oidc_provider;
 pub mod postgres_server;
 pub mod redis_cluster;
 pub mod redis_server;
@@ -32,6 +33,16 @@ pub fn routed_key(principal: &portcullis::Principal, n: u64) -> portcullis::sess
     bytes[2..10].copy_from_slice(&salt.to_le_bytes());
     bytes[10..18].copy_from_slice(&n.to_le_bytes());
     portcullis::session::SessionKey::from_bytes(bytes).with_route(portcullis::Route::of(principal))
+}
+
+/// A loopback port free now (the kernel's pick), for a server a test
+/// starts as a child process.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind a loopback port")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// Binds a listener on a free loopback port.

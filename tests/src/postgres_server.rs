@@ -4,7 +4,6 @@
 //! root, so as root it runs as the `postgres` system user. A missing binary
 //! fails loudly.
 
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -57,14 +56,6 @@ fn server_user() -> Option<(u32, u32)> {
         .unwrap_or_else(|| panic!("running as root and no `postgres` user to run the server as: {INSTALL_HINT}"));
     let fields: Vec<&str> = entry.split(':').collect();
     Some((fields[2].parse().expect("uid"), fields[3].parse().expect("gid")))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind a loopback port")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 /// The pids whose parent is `parent` (from `/proc`).
@@ -197,7 +188,7 @@ impl PostgresServer {
     fn start_with(tls: bool) -> Self {
         let bin = bin_dir();
         let user = server_user();
-        let dir = std::env::temp_dir().join(format!("portcullis-pg-{}-{}", std::process::id(), free_port()));
+        let dir = std::env::temp_dir().join(format!("portcullis-pg-{}-{}", std::process::id(), crate::free_port()));
         std::fs::create_dir_all(dir.join("socket")).expect("temp dir");
         if let Some(owner) = user {
             chown_all(&dir, owner);
@@ -224,7 +215,7 @@ impl PostgresServer {
             make_certificates(&dir, user);
         }
         let mut server = Self {
-            port: free_port(),
+            port: crate::free_port(),
             dir,
             child: None,
             user,

@@ -37,16 +37,12 @@ fn free_cluster_port() -> u16 {
     panic!("no free port pair (port, port + 10000) in 20000–45000 on loopback");
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind a loopback port")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 fn temp_dir(kind: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("portcullis-{kind}-{}-{}", std::process::id(), free_port()));
+    let dir = std::env::temp_dir().join(format!(
+        "portcullis-{kind}-{}-{}",
+        std::process::id(),
+        crate::free_port()
+    ));
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
 }
@@ -493,7 +489,7 @@ impl RedisSentinel {
     /// its replica and the other two Sentinels.
     pub fn start() -> Self {
         let dir = temp_dir("sentinel");
-        let (primary, replica) = (free_port(), free_port());
+        let (primary, replica) = (crate::free_port(), crate::free_port());
         let server_args = |port: u16, replica_of: Option<u16>| {
             let node_dir = dir.join(port.to_string());
             std::fs::create_dir_all(&node_dir).expect("node dir");
@@ -530,7 +526,7 @@ impl RedisSentinel {
         });
         let sentinels = (0..3)
             .map(|_| {
-                let port = free_port();
+                let port = crate::free_port();
                 let conf = dir.join(format!("sentinel-{port}.conf"));
                 std::fs::write(
                     &conf,

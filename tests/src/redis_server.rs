@@ -1,7 +1,6 @@
 //! A real `redis-server`, started by the tests on a free loopback port and
 //! stopped with them. A missing binary fails the test loudly.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,11 +16,6 @@ pub struct RedisServer {
 const INSTALL_HINT: &str = "redis-server not found on PATH: install it (Debian: `apt-get install redis-server`; \
      `.ci/install-test-deps` does this) — the Redis suites never skip";
 
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-    listener.local_addr().expect("addr").port()
-}
-
 impl RedisServer {
     /// Starts a fresh, empty server on a free loopback port.
     pub fn start() -> Self {
@@ -35,10 +29,14 @@ impl RedisServer {
     }
 
     fn start_with(persistent: bool) -> Self {
-        let dir = std::env::temp_dir().join(format!("portcullis-redis-{}-{}", std::process::id(), free_port()));
+        let dir = std::env::temp_dir().join(format!(
+            "portcullis-redis-{}-{}",
+            std::process::id(),
+            crate::free_port()
+        ));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let mut server = Self {
-            port: free_port(),
+            port: crate::free_port(),
             child: None,
             dir,
             persistent,

@@ -2,7 +2,6 @@
 //! protocol (JSON over loopback HTTP; the handful of commands the browser
 //! tests use). A missing binary fails the test loudly with the install hint.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -29,14 +28,6 @@ pub struct Browser {
     profile: std::path::PathBuf,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind a loopback port")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 async fn call(method: http::Method, url: &str, body: Option<Value>) -> Value {
     let request = Request::builder()
         .method(method)
@@ -61,7 +52,7 @@ impl Browser {
     /// session with a fresh profile.
     pub async fn start() -> Self {
         let chromium = which("chromium").unwrap_or_else(|| panic!("{INSTALL_HINT} (chromium not on PATH)"));
-        let port = free_port();
+        let port = crate::free_port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())

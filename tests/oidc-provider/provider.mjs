@@ -1,0 +1,81 @@
+// The OpenID provider the Portcullis OIDC tests run: panva's oidc-provider,
+// unmodified, on a loopback port, with its development login and consent
+// pages. Started by `portcullis_tests::oidc_provider::OidcProvider`.
+//
+// Environment: PORT (loopback port to listen on), CLIENTS (JSON array of
+// client metadata). Prints "listening <issuer>" once it accepts.
+//
+// Test hooks (on this provider only, under /test/): the tests play a
+// malicious or broken token endpoint with *real* provider-signed ID tokens,
+// which is how token substitution happens in the wild:
+// - GET /test/id-tokens?client_id=…  the ID tokens issued to that client;
+// - POST /test/substitute {"id_token": "…"}  the next token response carries
+//   that ID token instead of its own (once).
+import Provider from 'oidc-provider';
+
+const port = Number(process.env.PORT);
+if (!Number.isInteger(port) || port <= 0) {
+  console.error('PORT must be a port number');
+  process.exit(2);
+}
+const issuer = `http://127.0.0.1:${port}`;
+const clients = JSON.parse(process.env.CLIENTS ?? '[]');
+
+const issued = new Map(); // client_id -> [id_token, …]
+let substitute = null;
+
+const provider = new Provider(issuer, {
+  clients: clients.map((client) => ({
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    token_endpoint_auth_method: 'client_secret_basic',
+    ...client,
+  })),
+  pkce: { required: () => true },
+  features: {
+    devInteractions: { enabled: true },
+    backchannelLogout: { enabled: true },
+    rpInitiatedLogout: { enabled: true },
+  },
+  // The provider's own HTTP client refuses special-use addresses (loopback
+  // included) before connecting; the stacks under test live on loopback.
+  fetch: (url, options) => {
+    const { dispatcher, ...rest } = options;
+    return globalThis.fetch(url, rest);
+  },
+  cookies: { keys: ['portcullis-test-provider-cookie-key'] },
+  claims: { openid: ['sub'], profile: ['name'] },
+  findAccount: async (_ctx, id) => ({
+    accountId: id,
+    claims: async () => ({ sub: id, name: id }),
+  }),
+  ttl: { IdToken: 600, AccessToken: 600, Session: 3600, Interaction: 600, Grant: 3600 },
+});
+
+provider.use(async (ctx, next) => {
+  if (ctx.path === '/test/id-tokens' && ctx.method === 'GET') {
+    ctx.type = 'json';
+    ctx.body = issued.get(ctx.query.client_id) ?? [];
+    return;
+  }
+  if (ctx.path === '/test/substitute' && ctx.method === 'POST') {
+    let body = '';
+    for await (const chunk of ctx.req) body += chunk;
+    substitute = JSON.parse(body).id_token;
+    ctx.status = 204;
+    return;
+  }
+  await next();
+  if (ctx.path === '/token' && ctx.status === 200 && ctx.body?.id_token) {
+    const clientId = ctx.oidc?.client?.clientId;
+    if (clientId) issued.set(clientId, [...(issued.get(clientId) ?? []), ctx.body.id_token]);
+    if (substitute) {
+      ctx.body = { ...ctx.body, id_token: substitute };
+      substitute = null;
+    }
+  }
+});
+
+provider.listen(port, '127.0.0.1', () => {
+  console.log(`listening ${issuer}`);
+});

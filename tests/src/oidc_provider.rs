@@ -1,0 +1,107 @@
+//! A real OpenID provider — panva's `oidc-provider` on Node, pinned in
+//! `tests/oidc-provider/package-lock.json` — started by the tests on a free
+//! loopback port and stopped with them. A missing `node` or an uninstalled
+//! package fails the test loudly with the install hint.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const INSTALL_HINT: &str = "the test OpenID provider is not installed: run `bash .ci/install-test-deps` (it needs \
+     Node 20+ and runs `npm ci` in tests/oidc-provider) — the OIDC suites never skip";
+
+/// One client registered at the provider.
+#[derive(Clone, Debug)]
+pub struct ProviderClient {
+    /// `client_id`.
+    pub id: String,
+    /// `client_secret`.
+    pub secret: String,
+    /// Allowed `redirect_uri`s.
+    pub redirect_uris: Vec<String>,
+    /// Allowed `post_logout_redirect_uri`s.
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Where the provider posts logout tokens, if anywhere.
+    pub backchannel_logout_uri: Option<String>,
+}
+
+impl ProviderClient {
+    fn metadata(&self) -> serde_json::Value {
+        let mut client = serde_json::json!({
+            "client_id": self.id,
+            "client_secret": self.secret,
+            "redirect_uris": self.redirect_uris,
+            "post_logout_redirect_uris": self.post_logout_redirect_uris,
+        });
+        if let Some(uri) = &self.backchannel_logout_uri {
+            client["backchannel_logout_uri"] = uri.clone().into();
+            client["backchannel_logout_session_required"] = true.into();
+        }
+        client
+    }
+}
+
+/// A running provider owned by one test.
+#[derive(Debug)]
+pub struct OidcProvider {
+    port: u16,
+    child: Child,
+}
+
+impl OidcProvider {
+    /// Starts a provider with `clients` registered, on a free loopback
+    /// port, and waits until it listens.
+    pub fn start(clients: &[ProviderClient]) -> Self {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("oidc-provider");
+        assert!(
+            dir.join("node_modules/oidc-provider/package.json").exists(),
+            "{INSTALL_HINT} (no {}/node_modules/oidc-provider)",
+            dir.display()
+        );
+        let clients = serde_json::Value::Array(clients.iter().map(ProviderClient::metadata).collect());
+        let port = crate::free_port();
+        let mut child = Command::new("node")
+            .arg("provider.mjs")
+            .current_dir(&dir)
+            .env("PORT", port.to_string())
+            .env("CLIENTS", clients.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| panic!("{INSTALL_HINT} (could not run node: {error})"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (ready, listening) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("listening ") {
+                    let _ = ready.send(());
+                }
+            }
+        });
+        if listening.recv_timeout(Duration::from_secs(20)).is_err() {
+            let _ = child.kill();
+            panic!("the OpenID provider did not listen on {port} within 20 s ({INSTALL_HINT})");
+        }
+        Self { port, child }
+    }
+
+    /// The issuer, `http://127.0.0.1:PORT` (loopback, so plain HTTP is allowed).
+    pub fn issuer(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Drop for OidcProvider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
