@@ -18,16 +18,19 @@ pub enum StoreKind {
     Revocation,
     /// A `RefreshStore`.
     Refresh,
+    /// A replay cache (single-use OIDC `state`s and logout-token `jti`s).
+    Replay,
 }
 
 impl StoreKind {
     /// The lower-case name used in messages: `session`, `revocation`,
-    /// `refresh`.
+    /// `refresh`, `replay`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Session => "session",
             Self::Revocation => "revocation",
             Self::Refresh => "refresh",
+            Self::Replay => "replay",
         }
     }
 }

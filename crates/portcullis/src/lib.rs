@@ -9,6 +9,7 @@
 //! | `csrf` | `CsrfLayer`, `CsrfToken` (needs `session`) | no |
 //! | `revocation` | `RevocationLayer`, `Revocations` (`portcullis-revocation`); `RefreshTokens`, the OAuth refresh and revocation endpoints (`portcullis-refresh`) | no |
 //! | `redis` | `redis`: Redis implementations of every store, the replicated revocation mirror | no |
+//! | `oidc` | `oidc`: OpenID Connect relying party — ID and logout token validation, login transactions, replay cache, return paths (`portcullis-oidc`) | no |
 //! | `postgres` | `postgres`: PostgreSQL implementations of every store, the replicated revocation mirror, schema migrations | no |
 //! | `redis-sessions` | `redis::RedisSessionStore` alone: Redis sessions with no JWT code compiled | no |
 //! | `conformance` | the store conformance suites, for your own stores' tests | no |
@@ -140,6 +141,12 @@ pub mod revocation {
 #[cfg(feature = "revocation")]
 pub mod refresh {
     pub use portcullis_refresh::*;
+}
+
+/// OpenID Connect relying party: the whole `portcullis-oidc` crate.
+#[cfg(feature = "oidc")]
+pub mod oidc {
+    pub use portcullis_oidc::*;
 }
 
 #[cfg(feature = "revocation")]
