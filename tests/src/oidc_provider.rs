@@ -97,6 +97,41 @@ impl OidcProvider {
     pub fn port(&self) -> u16 {
         self.port
     }
+
+    fn addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// The ID tokens the provider issued to `client_id`, oldest first
+    /// (its test hook).
+    pub async fn issued_id_tokens(&self, client_id: &str) -> Vec<String> {
+        let answer = crate::client::Client::default()
+            .call(
+                self.addr(),
+                http::Method::GET,
+                &format!("/test/id-tokens?client_id={client_id}"),
+                crate::client::Body::None,
+                &[],
+            )
+            .await;
+        serde_json::from_str(&answer.body).expect("a JSON list of ID tokens")
+    }
+
+    /// Makes the provider's next token response carry `id_token` instead
+    /// of its own: a real, provider-signed token substituted, as a
+    /// malicious or confused token endpoint would (its test hook).
+    pub async fn substitute_next_id_token(&self, id_token: &str) {
+        let answer = crate::client::Client::default()
+            .call(
+                self.addr(),
+                http::Method::POST,
+                "/test/substitute",
+                crate::client::Body::Json(serde_json::json!({ "id_token": id_token })),
+                &[],
+            )
+            .await;
+        assert_eq!(answer.status, 204, "the provider's substitution hook: {}", answer.body);
+    }
 }
 
 impl Drop for OidcProvider {

@@ -26,6 +26,8 @@
 //!   browser).
 
 mod claims;
+mod client;
+mod http;
 mod replay;
 mod return_path;
 mod seal;
@@ -35,6 +37,11 @@ pub use claims::{
     BACKCHANNEL_LOGOUT_EVENT, IdTokenClaims, IdTokenError, IdTokenExpectations, LogoutToken, LogoutTokenError,
     LogoutTokenExpectations, validate_id_token, validate_logout_token,
 };
+pub use client::{
+    BackchannelError, CallbackError, ClientAuth, ClientConfig, CompletedLogin, DiscoveryError, LoginRedirect,
+    OidcClient, ProviderMetadata,
+};
+pub use http::{HttpClient, default_client};
 pub use replay::{MemoryReplayCache, ReplayCache};
 pub use return_path::{ReturnPath, ReturnPathError};
 pub use transaction::{LoginTransactions, PendingLogin, TakenTransaction, TransactionError};
