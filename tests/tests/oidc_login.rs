@@ -28,6 +28,8 @@ struct App {
     callbacks: Arc<Mutex<Vec<String>>>,
     /// Every authorization URL the app redirected to, in order.
     authorizations: Arc<Mutex<Vec<String>>>,
+    /// `http://127.0.0.1:PORT`.
+    base: String,
 }
 
 fn refused(status: StatusCode, reason: &str) -> Response {
@@ -57,10 +59,7 @@ async fn callback(State(app): State<App>, session: Session, headers: HeaderMap, 
     app.callbacks.lock().expect("lock").push(query.clone());
     match app.oidc.complete_login(&headers, &query).await {
         Ok(login) => {
-            session.login_as(login.principal.clone(), Vec::<String>::new());
-            if let Some(sid) = &login.claims.session_id
-                && session.insert("oidc_sid", sid).is_err()
-            {
+            if app.oidc.log_in(&session, &login).is_err() {
                 return StatusCode::INTERNAL_SERVER_ERROR.into_response();
             }
             (
@@ -97,6 +96,23 @@ async fn me(identity: Option<Identity>) -> Response {
 async fn logout(session: Session) -> &'static str {
     session.logout();
     "signed out"
+}
+
+/// RP-initiated logout: the local session ends first, then the browser
+/// goes to the provider's logout page.
+async fn logout_at_provider(State(app): State<App>, session: Session) -> Response {
+    let back = format!("{}/", app.base);
+    match app.oidc.end_session(&session, Some(&back), Some("logout-state")) {
+        Some(url) => (StatusCode::SEE_OTHER, [(LOCATION, url)]).into_response(),
+        None => "signed out here only".into_response(),
+    }
+}
+
+async fn provider_session(session: Session) -> String {
+    match OidcClient::provider_session(&session) {
+        Some((issuer, sid)) => format!("provider session {issuer} {}", sid.unwrap_or_default()),
+        None => "no provider session".into(),
+    }
 }
 
 async fn page(uri: http::Uri) -> String {
@@ -142,12 +158,15 @@ async fn setup() -> Setup {
         oidc,
         callbacks: callbacks.clone(),
         authorizations: authorizations.clone(),
+        base: app.clone(),
     };
     let router = Router::new()
         .route("/login/oidc", get(start))
         .route("/login/oidc/callback", get(callback))
         .route("/me", get(me))
         .route("/logout", get(logout))
+        .route("/logout/oidc", get(logout_at_provider))
+        .route("/provider-session", get(provider_session))
         .fallback(get(page))
         .with_state(state)
         .layer(SessionLayer::new(Arc::new(MemoryStore::new())).insecure_http());
@@ -160,16 +179,31 @@ async fn setup() -> Setup {
     }
 }
 
-/// Signs in at the provider's development pages: the login form, then
-/// the consent form (shown the first time this client is authorised).
-async fn sign_in_at_provider(browser: &Browser, login: &str) {
+/// Signs in at the provider's development pages — the login form, then
+/// the consent form when the provider shows it — and waits until the
+/// browser lands on a page showing `landing`; returns that page's text.
+/// Pages load at the machine's pace, so each step waits for its page.
+async fn sign_in_at_provider(browser: &Browser, login: &str, landing: &str) -> String {
     browser.wait_for_text("Sign-in").await;
     browser.type_into("input[name=login]", login).await;
     browser.type_into("input[name=password]", "any password").await;
     browser.click("button[type=submit]").await;
-    let text = browser.text().await;
-    if text.contains("Continue") {
-        browser.click("button[type=submit]").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut consented = false;
+    loop {
+        let text = browser.text().await;
+        if text.contains(landing) {
+            return text;
+        }
+        if !consented && text.contains("Continue") && text.contains("Authorize") {
+            browser.click("button[type=submit]").await;
+            consented = true;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never reached {landing:?} after signing in; the page says: {text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 
@@ -223,15 +257,15 @@ async fn a_browser_signs_in_at_the_provider_into_a_session_and_refusals_name_the
     // Two logins pending at once: start a second one (another return
     // path), complete it, then complete the first from its own page.
     browser.goto(&format!("{app}/login/oidc?return=/second")).await;
-    sign_in_at_provider(&browser, "alice").await;
-    let landed = browser.wait_for_text("page /second").await;
+    let landed = sign_in_at_provider(&browser, "alice", "page /second").await;
     assert!(landed.contains("page /second"), "{landed}");
     browser.goto(&authorize).await;
     // The provider has a session now; it may or may not ask again.
-    if browser.text().await.contains("Sign-in") {
-        sign_in_at_provider(&browser, "alice").await;
-    }
-    let landed = browser.wait_for_text("page /notes").await;
+    let landed = if browser.text().await.contains("Sign-in") {
+        sign_in_at_provider(&browser, "alice", "page /notes").await
+    } else {
+        browser.wait_for_text("page /notes").await
+    };
     assert!(
         landed.contains("page /notes"),
         "the first login completed too: {landed}"
@@ -248,19 +282,43 @@ async fn a_browser_signs_in_at_the_provider_into_a_session_and_refusals_name_the
         "{text}"
     );
 
+    // The provider's session was recorded with the local one.
+    browser.goto(&format!("{app}/provider-session")).await;
+    let text = browser.text().await;
+    assert!(
+        text.starts_with(&format!("provider session {} ", setup.provider.issuer())) && text.trim().len() > 30,
+        "the sid is recorded: {text}"
+    );
+
+    // RP-initiated logout: the local session ends, the provider's logout
+    // page confirms, and the browser comes back signed out everywhere (the
+    // next login asks for the password again).
+    browser.goto(&format!("{app}/logout/oidc")).await;
+    browser.wait_for_text("sign me out").await;
+    browser.click("button[name=logout][value=yes]").await;
+    let back = browser.wait_for_text("page /").await;
+    assert!(back.contains("page /"), "{back}");
+    browser.goto(&format!("{app}/me")).await;
+    assert!(browser.text().await.contains("not signed in"), "signed out locally");
+    browser.goto(&format!("{app}/login/oidc?return=/again")).await;
+    let text = browser.wait_for_text("Sign-in").await;
+    assert!(text.contains("Sign-in"), "the provider session ended too: {text}");
+    sign_in_at_provider(&browser, "alice", "page /again").await;
+
     // A real ID token of an earlier login, substituted into the next
     // token response, is refused by its nonce, and no session is made.
     let issued = setup.provider.issued_id_tokens("stack").await;
-    assert_eq!(issued.len(), 2, "one ID token per completed login");
+    assert_eq!(issued.len(), 3, "one ID token per completed login");
     browser.goto(&format!("{app}/logout")).await;
     browser.goto(&format!("{app}/me")).await;
     assert!(browser.text().await.contains("not signed in"));
     setup.provider.substitute_next_id_token(&issued[0]).await;
     browser.goto(&format!("{app}/login/oidc?return=/third")).await;
-    if browser.text().await.contains("Sign-in") {
-        sign_in_at_provider(&browser, "alice").await;
-    }
-    let text = browser.wait_for_text("login refused").await;
+    let text = if browser.text().await.contains("Sign-in") {
+        sign_in_at_provider(&browser, "alice", "login refused").await
+    } else {
+        browser.wait_for_text("login refused").await
+    };
     assert!(text.contains("login refused: id token nonce"), "{text}");
     browser.goto(&format!("{app}/me")).await;
     assert!(

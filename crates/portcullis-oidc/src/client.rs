@@ -12,10 +12,12 @@ use http::{HeaderMap, Method, Request, StatusCode};
 use portcullis_core::{Principal, SecretKeyring, StoreError, SystemClock};
 use portcullis_jwt::remote::{RemoteKeys, RemoteOptions};
 use portcullis_jwt::{JwtError, JwtVerifier, Keys, Validation};
+use portcullis_session::Session;
 use serde::Deserialize;
 use tower::ServiceExt;
 
 use crate::http::{HttpClient, default_client, transport_allowed};
+use crate::seal::Sealer;
 use crate::{
     IdTokenClaims, IdTokenError, IdTokenExpectations, LoginTransactions, LogoutToken, LogoutTokenError,
     LogoutTokenExpectations, ReplayCache, ReturnPath, TransactionError, validate_id_token, validate_logout_token,
@@ -108,6 +110,26 @@ pub struct ProviderMetadata {
     /// RFC 9207: the provider sends `iss` with every authorization response.
     #[serde(default)]
     pub authorization_response_iss_parameter_supported: bool,
+}
+
+impl ProviderMetadata {
+    /// Metadata with the required endpoints, PKCE S256, no logout endpoint.
+    pub fn new(
+        issuer: impl Into<String>,
+        authorization_endpoint: impl Into<String>,
+        token_endpoint: impl Into<String>,
+        jwks_uri: impl Into<String>,
+    ) -> Self {
+        Self {
+            issuer: issuer.into(),
+            authorization_endpoint: authorization_endpoint.into(),
+            token_endpoint: token_endpoint.into(),
+            jwks_uri: jwks_uri.into(),
+            end_session_endpoint: None,
+            code_challenge_methods_supported: vec!["S256".into()],
+            authorization_response_iss_parameter_supported: false,
+        }
+    }
 }
 
 /// Why discovery failed; the client cannot start.
@@ -290,11 +312,13 @@ pub struct OidcClient(Arc<Inner>);
 struct Inner {
     metadata: ProviderMetadata,
     config: ClientConfig,
-    keys: RemoteKeys,
+    keys: Keys,
     verifier: JwtVerifier,
     http: HttpClient,
     transactions: LoginTransactions,
     replay: Arc<dyn ReplayCache>,
+    /// Seals the tokens kept in the session store.
+    tokens: Arc<Sealer>,
 }
 
 impl std::fmt::Debug for OidcClient {
@@ -357,7 +381,30 @@ impl OidcClient {
                 found: metadata.issuer,
             });
         }
+        let mut options = RemoteOptions::default();
+        options.insecure_allow_http = config.insecure_allow_http;
+        let keys = Keys::Remote(RemoteKeys::jwks_url(metadata.jwks_uri.clone(), options));
+        Self::from_metadata(metadata, config, keys, secrets, replay, http)
+    }
+
+    /// A client for a provider whose metadata and keys you already have
+    /// (static configuration, tests): the same checks as discovery, no
+    /// fetch. `keys` verify ID and logout tokens.
+    pub fn from_metadata(
+        metadata: ProviderMetadata,
+        config: ClientConfig,
+        keys: Keys,
+        secrets: &SecretKeyring,
+        replay: Arc<dyn ReplayCache>,
+        http: HttpClient,
+    ) -> Result<Self, DiscoveryError> {
+        let allowed = |url: &str| {
+            transport_allowed(url, config.insecure_allow_http)
+                .then_some(())
+                .ok_or_else(|| DiscoveryError::Transport(url.to_owned()))
+        };
         for endpoint in [
+            &metadata.issuer,
             &metadata.authorization_endpoint,
             &metadata.token_endpoint,
             &metadata.jwks_uri,
@@ -374,14 +421,11 @@ impl OidcClient {
         {
             return Err(DiscoveryError::NoPkce);
         }
-        let mut options = RemoteOptions::default();
-        options.insecure_allow_http = config.insecure_allow_http;
-        let keys = RemoteKeys::jwks_url(metadata.jwks_uri.clone(), options);
         let validation = Validation::new()
             .issuer(metadata.issuer.clone())
             .audience(config.client_id.clone())
             .leeway(config.leeway);
-        let verifier = JwtVerifier::with_keys(Keys::Remote(keys.clone()), validation, Arc::new(SystemClock), None)
+        let verifier = JwtVerifier::with_keys(keys.clone(), validation, Arc::new(SystemClock), None)
             .map_err(|error| DiscoveryError::Fetch(error.to_string()))?;
         let transactions = if metadata.issuer.starts_with("http://") || config.redirect_uri.starts_with("http://") {
             LoginTransactions::new(secrets).insecure_http()
@@ -396,6 +440,7 @@ impl OidcClient {
             http,
             transactions,
             replay,
+            tokens: Arc::new(Sealer::new(secrets, "portcullis-oidc session tokens")),
         })))
     }
 
@@ -422,6 +467,7 @@ impl OidcClient {
             http: inner.http.clone(),
             transactions,
             replay: inner.replay.clone(),
+            tokens: inner.tokens.clone(),
         }))
     }
 
@@ -505,7 +551,7 @@ impl OidcClient {
         };
         let claims = match validate_id_token(&inner.verifier, &id_token, &expect) {
             // A key the provider rotated in since the last fetch.
-            Err(IdTokenError::Jwt(JwtError::UnknownKeyId)) if inner.keys.refresh_for_unknown_kid().await => {
+            Err(IdTokenError::Jwt(JwtError::UnknownKeyId)) if refetch_keys(&inner.keys).await => {
                 validate_id_token(&inner.verifier, &id_token, &expect)
             }
             result => result,
@@ -615,15 +661,16 @@ impl OidcClient {
             now: SystemTime::now(),
             leeway: inner.config.leeway,
         };
-        let current = || {
-            inner
-                .keys
+        let current = || match &inner.keys {
+            Keys::Static(keys) => Ok(keys.clone()),
+            Keys::Remote(remote) => remote
                 .current()
-                .map_err(|error| BackchannelError::Unavailable(error.to_string()))
+                .map_err(|error| BackchannelError::Unavailable(error.to_string())),
+            _ => Err(BackchannelError::Unavailable("an unknown kind of key source".into())),
         };
         let logout = match validate_logout_token(&current()?, &token, &expect) {
             Err(LogoutTokenError::Jwt(JwtError::UnknownKeyId | JwtError::InvalidSignature))
-                if inner.keys.refresh_for_unknown_kid().await =>
+                if refetch_keys(&inner.keys).await =>
             {
                 validate_logout_token(&current()?, &token, &expect)
             }
@@ -639,6 +686,74 @@ impl OidcClient {
             return Err(LogoutTokenError::Replayed.into());
         }
         Ok(logout)
+    }
+}
+
+/// The session entry an OIDC login leaves: the provider's session, and
+/// the ID token (sealed: the session store never holds it in the clear)
+/// for the `id_token_hint` of an RP-initiated logout.
+#[derive(serde::Serialize, Deserialize)]
+struct SessionEntry {
+    issuer: String,
+    sid: Option<String>,
+    id_token: String,
+}
+
+impl OidcClient {
+    /// The session key of the OIDC entry (`portcullis.oidc`).
+    pub const SESSION_KEY: &'static str = "portcullis.oidc";
+
+    /// Logs the user of `login` into `session`: principal `(provider
+    /// issuer, sub)`, the session id rotated when the response is saved,
+    /// the provider's `sid` recorded (and the ID token, sealed, for
+    /// logout). Call it in the callback's handler.
+    pub fn log_in(&self, session: &Session, login: &CompletedLogin) -> Result<(), serde_json::Error> {
+        session.login_as(login.principal.clone(), Vec::<String>::new());
+        let entry = SessionEntry {
+            issuer: login.claims.issuer.clone(),
+            sid: login.claims.session_id.clone(),
+            id_token: self
+                .0
+                .tokens
+                .seal(login.id_token.as_bytes(), login.principal.key().as_bytes()),
+        };
+        session.insert(Self::SESSION_KEY, &entry)
+    }
+
+    /// The provider's `(issuer, sid)` of a session logged in by OIDC.
+    pub fn provider_session(session: &Session) -> Option<(String, Option<String>)> {
+        let entry: SessionEntry = session.get(Self::SESSION_KEY).ok().flatten()?;
+        Some((entry.issuer, entry.sid))
+    }
+
+    /// RP-initiated logout: ends the local session first, then returns the
+    /// provider's logout URL (with the ID token as `id_token_hint`) to
+    /// redirect the browser to; `None` when the session was not an OIDC
+    /// one of this provider or the provider has no `end_session_endpoint`
+    /// (the local session is ended either way).
+    pub fn end_session(
+        &self,
+        session: &Session,
+        post_logout_redirect_uri: Option<&str>,
+        state: Option<&str>,
+    ) -> Option<String> {
+        let entry: Option<SessionEntry> = session.get(Self::SESSION_KEY).ok().flatten();
+        let principal = session.principal();
+        session.logout();
+        let entry = entry.filter(|entry| entry.issuer == self.0.metadata.issuer)?;
+        let hint = principal
+            .and_then(|principal| self.0.tokens.open(&entry.id_token, principal.key().as_bytes()).ok())
+            .and_then(|bytes| String::from_utf8(bytes).ok());
+        self.logout_url(hint.as_deref(), post_logout_redirect_uri, state)
+    }
+}
+
+/// Refetches remote keys after an unknown `kid` (rate-limited by the key
+/// set); `true` if there may be new keys to try.
+async fn refetch_keys(keys: &Keys) -> bool {
+    match keys {
+        Keys::Remote(remote) => remote.refresh_for_unknown_kid().await,
+        _ => false,
     }
 }
 
