@@ -88,3 +88,58 @@ async fn a_read_never_waits_behind_a_durable_write_that_waits_for_replicas() {
         "the read waited {read_took:?} behind durable writes blocked in WAIT"
     );
 }
+
+/// The replay cache OIDC logins and logout tokens share across nodes:
+/// first use once, a replay refused from any connection, namespaces apart,
+/// forgotten when it expires, and an outage an error (never a pass).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_replay_cache_counts_each_identifier_once_across_nodes() {
+    use std::time::{Duration, SystemTime};
+
+    use portcullis::ReplayCache;
+    use portcullis::redis::RedisReplayCache;
+
+    let mut server = RedisServer::start();
+    let node_a = RedisReplayCache::connect(&server.url()).await.expect("connect");
+    let node_b = RedisReplayCache::connect(&server.url()).await.expect("connect");
+    let until = SystemTime::now() + Duration::from_secs(60);
+    assert!(node_a.first_use("jti", "token-1", until).await.expect("first"));
+    assert!(
+        !node_b.first_use("jti", "token-1", until).await.expect("replay"),
+        "a replay on another node"
+    );
+    assert!(
+        node_b
+            .first_use("state", "token-1", until)
+            .await
+            .expect("other namespace")
+    );
+    assert!(
+        node_a
+            .first_use("jti", "{slot}tag", until)
+            .await
+            .expect("braces are data")
+    );
+    assert!(
+        !node_b
+            .first_use("jti", "{slot}tag", until)
+            .await
+            .expect("braces replay")
+    );
+    let soon = SystemTime::now() + Duration::from_millis(300);
+    assert!(node_a.first_use("jti", "short-lived", soon).await.expect("first"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        node_b
+            .first_use("jti", "short-lived", soon + Duration::from_secs(60))
+            .await
+            .expect("expired"),
+        "forgotten once expired"
+    );
+    server.kill();
+    let error = node_a
+        .first_use("jti", "during-outage", until)
+        .await
+        .expect_err("an outage is an error");
+    assert!(error.to_string().starts_with("replay store unavailable"), "{error}");
+}

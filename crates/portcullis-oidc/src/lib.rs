@@ -28,7 +28,6 @@
 mod claims;
 mod client;
 mod http;
-mod replay;
 mod return_path;
 mod seal;
 mod transaction;
@@ -42,6 +41,6 @@ pub use client::{
     OidcClient, ProviderMetadata,
 };
 pub use http::{HttpClient, default_client};
-pub use replay::{MemoryReplayCache, ReplayCache};
+pub use portcullis_core::{MemoryReplayCache, ReplayCache};
 pub use return_path::{ReturnPath, ReturnPathError};
 pub use transaction::{LoginTransactions, PendingLogin, TakenTransaction, TransactionError};

@@ -62,6 +62,7 @@
 mod connection;
 #[cfg(feature = "refresh")]
 mod refresh;
+mod replay;
 #[cfg(feature = "revocation")]
 mod revocation;
 #[cfg(feature = "sessions")]
@@ -76,6 +77,7 @@ pub use portcullis_revocation::store_support::MirrorStats;
 pub use portcullis_session::SessionStore;
 #[cfg(feature = "refresh")]
 pub use refresh::RedisRefreshStore;
+pub use replay::RedisReplayCache;
 #[cfg(feature = "revocation")]
 pub use revocation::{RedisRevocationStore, ReplicatedRevocationStore, ReplicationOptions};
 #[cfg(feature = "sessions")]

@@ -90,10 +90,10 @@
 pub use portcullis_core::Claims;
 pub use portcullis_core::{
     AuthMethod, AuthenticatorRan, Clock, DefaultResponder, Identity, IdentityBuilder, KeyringError, LayerBody,
-    ManualClock, Principal, Protocol, Rejection, RejectionKind, RenderedRejection, RequestContext, RequireAuth,
-    RequireAuthLayer, Responder, ResponderLayer, ResponderService, ResponseBody, Route, SecretKeyring, SharedClock,
-    SharedResponder, StackResponder, StoreError, StoreFuture, StoreKind, SystemClock, TokenTransport, audit, guard,
-    require_auth, responder_for,
+    ManualClock, MemoryReplayCache, Principal, Protocol, Rejection, RejectionKind, RenderedRejection, ReplayCache,
+    RequestContext, RequireAuth, RequireAuthLayer, Responder, ResponderLayer, ResponderService, ResponseBody, Route,
+    SecretKeyring, SharedClock, SharedResponder, StackResponder, StoreError, StoreFuture, StoreKind, SystemClock,
+    TokenTransport, audit, guard, require_auth, responder_for,
 };
 
 /// Bearer-token (JWT) authentication: the whole `portcullis-jwt` crate.

@@ -5,9 +5,11 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::SystemTime;
 
-use portcullis_core::{StoreError, StoreFuture};
+use crate::{StoreError, StoreFuture};
 
 /// Remembers identifiers until they expire, and says whether one is new.
+/// Implemented in this crate for one process, and by `portcullis-redis`
+/// and `portcullis-postgres` for every node of a deployment.
 ///
 /// Every node of a deployment must share one (Redis or PostgreSQL past
 /// one machine): a logout token replayed to another node is a replay too.
@@ -22,7 +24,7 @@ pub trait ReplayCache: Send + Sync + 'static {
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use portcullis_oidc::{MemoryReplayCache, ReplayCache};
+/// use portcullis_core::{MemoryReplayCache, ReplayCache};
 ///
 /// # tokio_test_block_on(async {
 /// let cache = MemoryReplayCache::default();
