@@ -148,8 +148,8 @@ async fn instances_migrating_at_once_apply_the_schema_once() {
     for handle in handles {
         assert_eq!(
             handle.await.expect("join").expect("migrated"),
-            1,
-            "every instance sees version 1"
+            2,
+            "every instance sees version 2"
         );
     }
     let client = pools[0].get().await.expect("client");
@@ -157,7 +157,7 @@ async fn instances_migrating_at_once_apply_the_schema_once() {
         .query("SELECT version FROM racing.schema_version", &[])
         .await
         .expect("versions");
-    assert_eq!(rows.len(), 1, "the migration was applied exactly once");
+    assert_eq!(rows.len(), 2, "each of the two migrations was applied exactly once");
     let timeout: String = client
         .query_one("SHOW statement_timeout", &[])
         .await
@@ -486,4 +486,71 @@ async fn sslmode_require_is_verified_tls_and_never_plaintext() {
     assert!(error.to_string().contains("store unavailable"), "{error}");
     let store = PostgresSessionStore::new(pool, &stranger);
     assert!(store.load(&key).await.is_err(), "no read over an unverified connection");
+}
+
+/// The replay cache OIDC shares across nodes, on PostgreSQL: first use
+/// once across pools, namespaces apart, an expired row taken over, and an
+/// outage an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgres_replay_cache_counts_each_identifier_once_across_nodes() {
+    use portcullis::ReplayCache;
+    use portcullis::postgres::PostgresReplayCache;
+
+    let mut server = tokio::task::spawn_blocking(PostgresServer::start)
+        .await
+        .expect("server");
+    let options = PostgresOptions::default();
+    let node_a = PostgresReplayCache::new(ready(&server, &options).await, &options);
+    let node_b = PostgresReplayCache::new(connect(&server.url(), &options).expect("pool"), &options);
+    let until = SystemTime::now() + Duration::from_secs(60);
+    assert!(node_a.first_use("jti", "token-1", until).await.expect("first"));
+    assert!(
+        !node_b.first_use("jti", "token-1", until).await.expect("replay"),
+        "a replay on another node"
+    );
+    assert!(
+        node_b
+            .first_use("state", "token-1", until)
+            .await
+            .expect("other namespace")
+    );
+    let soon = SystemTime::now() + Duration::from_millis(200);
+    assert!(node_a.first_use("jti", "short-lived", soon).await.expect("first"));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        node_b.first_use("jti", "short-lived", until).await.expect("expired"),
+        "an expired identifier is forgotten"
+    );
+    assert!(
+        !node_a
+            .first_use("jti", "short-lived", until)
+            .await
+            .expect("replay again")
+    );
+    assert!(node_a.sweep().await.expect("sweep") <= 3);
+    // Many racing first uses of one identifier: exactly one wins.
+    let racers: Vec<_> = (0..8)
+        .map(|_| {
+            let node = node_b.clone();
+            tokio::spawn(async move { node.first_use("jti", "raced", until).await })
+        })
+        .collect();
+    let mut winners = 0;
+    for racer in racers {
+        if racer.await.expect("join").expect("answer") {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1, "exactly one first use");
+    tokio::task::spawn_blocking(move || {
+        server.kill();
+        server
+    })
+    .await
+    .expect("kill");
+    let error = node_a
+        .first_use("jti", "during-outage", until)
+        .await
+        .expect_err("an outage is an error");
+    assert!(error.to_string().starts_with("replay store unavailable"), "{error}");
 }

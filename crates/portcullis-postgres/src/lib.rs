@@ -42,6 +42,7 @@
 
 #[cfg(feature = "refresh")]
 mod refresh;
+mod replay;
 #[cfg(feature = "revocation")]
 mod revocation;
 mod schema;
@@ -53,6 +54,7 @@ use std::time::Duration;
 
 pub use deadpool_postgres::Pool;
 use portcullis_core::{StoreError, StoreKind};
+pub use replay::PostgresReplayCache;
 pub use schema::migrate;
 pub use tls::PostgresTls;
 

@@ -55,6 +55,16 @@ CREATE TABLE {s}.revocations (
 CREATE INDEX revocations_by_seq ON {s}.revocations (seq);
 CREATE INDEX revocations_by_expiry ON {s}.revocations (expires_ms);
 ",
+    // 2: single-use identifiers (OIDC `state`s, logout-token `jti`s).
+    r"
+CREATE TABLE {s}.replay (
+    namespace text NOT NULL,
+    id text NOT NULL,
+    until_ms bigint NOT NULL,            -- forgotten after this (a later first use may take the row)
+    PRIMARY KEY (namespace, id)
+);
+CREATE INDEX replay_by_expiry ON {s}.replay (until_ms);
+",
 ];
 
 /// Applies every migration not yet applied, in one transaction under an

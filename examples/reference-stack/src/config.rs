@@ -34,6 +34,25 @@ pub(crate) struct Config {
     pub(crate) access_ttl: Duration,
     pub(crate) refresh_ttl: Duration,
     pub(crate) refresh_grace: Duration,
+    /// Sign-in with an OpenID provider, when configured.
+    pub(crate) oidc: Option<OidcSettings>,
+}
+
+/// `PORTCULLIS_OIDC_ISSUER`, `PORTCULLIS_OIDC_CLIENT_ID` and
+/// `PORTCULLIS_OIDC_CLIENT_SECRET`: all three or none.
+pub(crate) struct OidcSettings {
+    pub(crate) issuer: String,
+    pub(crate) client_id: String,
+    pub(crate) client_secret: String,
+}
+
+impl std::fmt::Debug for OidcSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcSettings")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
 }
 
 fn var(name: &str) -> Option<String> {
@@ -141,7 +160,27 @@ impl Config {
                     .into(),
             );
         }
+        let oidc = match (
+            var("PORTCULLIS_OIDC_ISSUER"),
+            var("PORTCULLIS_OIDC_CLIENT_ID"),
+            var("PORTCULLIS_OIDC_CLIENT_SECRET"),
+        ) {
+            (Some(issuer), Some(client_id), Some(client_secret)) => Some(OidcSettings {
+                issuer,
+                client_id,
+                client_secret,
+            }),
+            (None, None, None) => None,
+            _ => {
+                return Err(
+                    "PORTCULLIS_OIDC_ISSUER, PORTCULLIS_OIDC_CLIENT_ID and PORTCULLIS_OIDC_CLIENT_SECRET \
+                            go together: set all three, or none"
+                        .into(),
+                );
+            }
+        };
         Ok(Self {
+            oidc,
             addr: var("PORTCULLIS_ADDR").unwrap_or_else(|| "127.0.0.1:3000".into()),
             redis,
             database_url,

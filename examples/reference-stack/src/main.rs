@@ -26,17 +26,21 @@ use std::time::Duration;
 use portcullis::csrf::CsrfLayer;
 use portcullis::jwt::remote::{RemoteKeys, RemoteOptions};
 use portcullis::jwt::{CacheLimits, JwtVerifier, Keys, Validation};
+use portcullis::oidc::{ClientConfig, OidcClient};
 use portcullis::postgres::{
-    PostgresOptions, PostgresRefreshStore, PostgresRevocationStore, PostgresSessionStore,
+    PostgresOptions, PostgresRefreshStore, PostgresReplayCache, PostgresRevocationStore, PostgresSessionStore,
     ReplicationOptions as PgReplication,
 };
+use portcullis::redis::RedisReplayCache;
 use portcullis::redis::{
     RedisConnection, RedisOptions, RedisRefreshStore, RedisSessionStore, ReplicaAcks, ReplicatedRevocationStore,
     ReplicationOptions,
 };
 use portcullis::revocation::{MemoryRefreshStore, MemoryRevocationStore, RefreshTokens, RevocationLayer, Revocations};
 use portcullis::session::{MemoryStore, SessionLayer, SessionStore};
-use portcullis::{JwtIssuer, JwtLayer, SecretKeyring, SigningKey, SigningKeyring, SystemClock};
+use portcullis::{
+    JwtIssuer, JwtLayer, MemoryReplayCache, ReplayCache, SecretKeyring, SigningKey, SigningKeyring, SystemClock,
+};
 use tower::ServiceBuilder;
 
 use crate::config::Config;
@@ -241,7 +245,37 @@ async fn build(config: &Config) -> Result<(axum::Router, String), Error> {
     };
     let jwt = JwtLayer::with_verifier(verifier.clone()).optional();
 
+    // Sign-in with an OpenID provider: discovered at start (a provider that
+    // cannot be discovered stops the start, loudly). Its callback and
+    // logout return here, under our issuer URL.
+    let oidc = match &config.oidc {
+        Some(settings) => {
+            let client = ClientConfig::new(
+                settings.client_id.as_str(),
+                settings.client_secret.as_str(),
+                format!("{issuer_name}/login/oidc/callback"),
+            );
+            // Single-use states and logout-token ids, shared by every
+            // instance on the same store.
+            let replay: Arc<dyn ReplayCache> = match (&config.redis, &app_database) {
+                (Some(servers), _) => {
+                    Arc::new(RedisReplayCache::connect_with(servers.clone(), RedisOptions::default()).await?)
+                }
+                (None, Some(pool)) => Arc::new(PostgresReplayCache::new(pool.clone(), &PostgresOptions::default())),
+                (None, None) => Arc::new(MemoryReplayCache::default()),
+            };
+            let oidc = OidcClient::discover(&settings.issuer, client, &secrets, replay)
+                .await
+                .map_err(|error| format!("PORTCULLIS_OIDC_ISSUER: {error}"))?;
+            println!("oidc: {}", settings.issuer);
+            csrf = csrf.insecure_exempt(crate::routes::BACKCHANNEL_LOGOUT)?;
+            Some(oidc)
+        }
+        None => None,
+    };
+
     let app = Arc::new(App {
+        oidc,
         users: Users::demo()?,
         notes,
         sessions: sessions.sessions().clone(),

@@ -12,9 +12,10 @@ use bytes::Bytes;
 use portcullis::csrf::CsrfToken;
 use portcullis::jwt::JwtVerifier;
 use portcullis::jwt::remote::RemoteKeys;
+use portcullis::oidc::{OidcClient, ReturnPath};
 use portcullis::revocation::{RefreshEndpoint, RefreshTokens, RevocationEndpoint, Revocations};
 use portcullis::session::{Session, Sessions};
-use portcullis::{Identity, JwtIssuer, RequireAuthLayer};
+use portcullis::{Identity, JwtIssuer, Principal, RequireAuthLayer};
 use serde::Deserialize;
 use serde_json::json;
 use tower::ServiceExt;
@@ -23,6 +24,8 @@ use crate::data::{Notes, Users};
 
 /// What the handlers share.
 pub(crate) struct App {
+    /// Sign-in with an OpenID provider, when configured.
+    pub(crate) oidc: Option<OidcClient>,
     pub(crate) users: Users,
     pub(crate) notes: Notes,
     pub(crate) sessions: Sessions,
@@ -36,6 +39,10 @@ pub(crate) struct App {
 }
 
 type Shared = Arc<App>;
+
+/// Where the provider posts logout tokens (exempt from CSRF: the token is
+/// signed, and no cookie comes with it).
+pub(crate) const BACKCHANNEL_LOGOUT: &str = "/logout/oidc/backchannel";
 
 pub(crate) fn router(app: Shared) -> Router {
     let authenticated = RequireAuthLayer::new();
@@ -63,6 +70,10 @@ pub(crate) fn router(app: Shared) -> Router {
             RevocationEndpoint::new(app.tokens.clone(), Some(app.verifier.clone()), app.revocations.clone()),
         )
         .route("/.well-known/jwks.json", get(jwks))
+        .route("/login/oidc", get(oidc_login))
+        .route("/login/oidc/callback", get(oidc_callback))
+        .route("/logout/oidc", post(oidc_logout))
+        .route(BACKCHANNEL_LOGOUT, post(oidc_backchannel_logout))
         .route_service(
             crate::grpc::WHO_AM_I,
             tower::ServiceBuilder::new()
@@ -81,6 +92,128 @@ fn escape(text: &str) -> String {
 
 /// A 503 that says what failed, never where or why inside (no address or
 /// driver error in a body); the detail goes to the log.
+/// A refusal that names its reason (and never an address or a token).
+fn refused(status: StatusCode, reason: &str) -> Response {
+    (status, axum::Json(json!({ "error": reason }))).into_response()
+}
+
+fn oidc_not_configured() -> Response {
+    refused(
+        StatusCode::NOT_FOUND,
+        "sign-in with an OpenID provider is not configured",
+    )
+}
+
+/// `GET /login/oidc?return=/path`: to the provider, with this login's
+/// transaction cookie.
+async fn oidc_login(State(app): State<Shared>, axum::extract::RawQuery(query): axum::extract::RawQuery) -> Response {
+    let Some(oidc) = app.oidc.as_ref() else {
+        return oidc_not_configured();
+    };
+    let requested = query
+        .as_deref()
+        .and_then(|query| form_urlencoded::parse(query.as_bytes()).find(|(name, _)| name == "return"))
+        .map_or_else(|| "/".to_owned(), |(_, value)| value.into_owned());
+    let return_to = match ReturnPath::parse(&requested) {
+        Ok(path) => path,
+        Err(error) => return refused(StatusCode::BAD_REQUEST, &error.to_string()),
+    };
+    let redirect = oidc.begin_login(return_to);
+    let mut response = Redirect::to(&redirect.url).into_response();
+    if let Ok(cookie) = HeaderValue::from_str(&redirect.set_cookie) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// `GET /login/oidc/callback`: the code exchanged, the ID token checked,
+/// the user logged into a session; then to the validated return path.
+async fn oidc_callback(
+    State(app): State<Shared>,
+    session: Session,
+    headers: HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let Some(oidc) = app.oidc.as_ref() else {
+        return oidc_not_configured();
+    };
+    match oidc
+        .complete_login(&headers, query.as_deref().unwrap_or_default())
+        .await
+    {
+        Ok(login) => {
+            if let Err(error) = oidc.log_in(&session, &login) {
+                return unavailable(error);
+            }
+            let mut response = Redirect::to(login.return_to.as_str()).into_response();
+            if let Ok(cookie) = HeaderValue::from_str(&login.remove_cookie) {
+                response.headers_mut().append(header::SET_COOKIE, cookie);
+            }
+            response
+        }
+        Err(error) => {
+            eprintln!("oidc callback refused: {error}");
+            refused(error.status(), error.reason())
+        }
+    }
+}
+
+/// `POST /logout/oidc` (CSRF-checked): the local session ends, then the
+/// browser goes to the provider's logout page, which returns here.
+async fn oidc_logout(State(app): State<Shared>, session: Session, headers: HeaderMap) -> Response {
+    let Some(oidc) = app.oidc.as_ref() else {
+        return oidc_not_configured();
+    };
+    let back = format!("{}/", app.issuer.issuer());
+    match oidc.end_session(&session, Some(&back), None) {
+        Some(url) if is_form(&headers) => Redirect::to(&url).into_response(),
+        Some(url) => axum::Json(json!({ "redirect": url })).into_response(),
+        None => StatusCode::NO_CONTENT.into_response(),
+    }
+}
+
+/// `POST /logout/oidc/backchannel`: the provider's logout token, checked
+/// (a replayed `jti` is refused on every instance), ends the user's
+/// sessions on every instance sharing this store.
+///
+/// Departure, for now: sessions are ended by the token's subject — every
+/// session that user holds from this provider, which is at least the one
+/// the provider ended. A token with `sid` alone is refused (501) until
+/// the `(issuer, sid)` index lands.
+async fn oidc_backchannel_logout(State(app): State<Shared>, body: Bytes) -> Response {
+    let Some(oidc) = app.oidc.as_ref() else {
+        return oidc_not_configured();
+    };
+    let logout = match oidc.verify_backchannel_logout(&body).await {
+        Ok(logout) => logout,
+        Err(error) => {
+            eprintln!("back-channel logout refused: {error}");
+            return no_store(refused(error.status(), error.reason()));
+        }
+    };
+    let Some(subject) = &logout.subject else {
+        return no_store(refused(
+            StatusCode::NOT_IMPLEMENTED,
+            "logout by provider session alone is not supported yet",
+        ));
+    };
+    match app
+        .sessions
+        .end_all(&Principal::new(logout.issuer.as_str(), subject.as_str()))
+        .await
+    {
+        Ok(_) => no_store(StatusCode::OK.into_response()),
+        Err(error) => no_store(unavailable(error)),
+    }
+}
+
+fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
 fn unavailable(detail: impl std::fmt::Display) -> Response {
     eprintln!("store unavailable: {detail}");
     (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response()

@@ -1,0 +1,237 @@
+//! The reference stack signing users in with a real OpenID provider (panva
+//! oidc-provider on loopback) in a real headless Chromium, and logging
+//! them out from the provider over the back channel: two instances on one
+//! Redis (and on one PostgreSQL), the provider posting its logout token to
+//! one of them, the user logged out of both.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http::{Method, StatusCode};
+use portcullis_tests::client::{Body, Client};
+use portcullis_tests::oidc_provider::{OidcProvider, ProviderClient};
+use portcullis_tests::postgres_server::PostgresServer;
+use portcullis_tests::redis_server::RedisServer;
+use portcullis_tests::webdriver::Browser;
+use portcullis_tests::{free_port, spawn_axum};
+
+/// One browser at a time: two Chromium and ChromeDriver pairs starting
+/// together on a 2-core machine reset each other's connections.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const CLIENT_SECRET: &str = "reference-stack-client-secret-for-tests";
+
+/// Signs in at the provider's development pages and waits until the
+/// browser shows `landing` (each page loads at the machine's pace).
+async fn sign_in_at_provider(browser: &Browser, login: &str, landing: &str) -> String {
+    browser.wait_for_text("Sign-in").await;
+    browser.type_into("input[name=login]", login).await;
+    browser.type_into("input[name=password]", "any password").await;
+    browser.click("button[type=submit]").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut consented = false;
+    loop {
+        let text = browser.text().await;
+        if text.contains(landing) {
+            return text;
+        }
+        if !consented && text.contains("Continue") && text.contains("Authorize") {
+            browser.click("button[type=submit]").await;
+            consented = true;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never reached {landing:?}; the page says: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A loopback relay in front of the stack's back-channel endpoint that
+/// keeps a copy of every logout token the provider posts (to replay it).
+async fn recording_relay(target: std::net::SocketAddr, seen: Arc<Mutex<Vec<String>>>) -> std::net::SocketAddr {
+    use axum::routing::post;
+    let router = axum::Router::new().route(
+        "/logout/oidc/backchannel",
+        post(move |body: String| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().expect("lock").push(body.clone());
+                let answer = Client::default()
+                    .call(target, Method::POST, "/logout/oidc/backchannel", Body::Form(&body), &[])
+                    .await;
+                (answer.status, answer.body)
+            }
+        }),
+    );
+    spawn_axum(router).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_login_and_its_back_channel_logout_reach_every_instance_on_one_redis() {
+    let redis = RedisServer::start();
+    login_then_back_channel_logout_on(("PORTCULLIS_REDIS_URL", redis.url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_login_and_its_back_channel_logout_reach_every_instance_on_one_postgres() {
+    let database = tokio::task::spawn_blocking(PostgresServer::start)
+        .await
+        .expect("server");
+    login_then_back_channel_logout_on(("PORTCULLIS_DATABASE_URL", database.url())).await;
+}
+
+/// Two instances on the store `store` names; a browser login through the
+/// provider on one; the provider's logout reaching both over the back
+/// channel; the replayed, forged and empty logout requests refused.
+async fn login_then_back_channel_logout_on(store: (&'static str, String)) {
+    let _one_browser = ONE_BROWSER.lock().await;
+    let (port_a, port_b) = (free_port(), free_port());
+    let (base_a, base_b) = (
+        format!("http://127.0.0.1:{port_a}"),
+        format!("http://127.0.0.1:{port_b}"),
+    );
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let relay = recording_relay(format!("127.0.0.1:{port_a}").parse().expect("addr"), seen.clone()).await;
+    // One client for both instances (one public site behind two nodes):
+    // both callbacks registered, logout tokens to instance A (via the relay).
+    let provider = OidcProvider::start(&[ProviderClient {
+        id: "reference-stack".into(),
+        secret: CLIENT_SECRET.into(),
+        redirect_uris: vec![
+            format!("{base_a}/login/oidc/callback"),
+            format!("{base_b}/login/oidc/callback"),
+        ],
+        post_logout_redirect_uris: vec![format!("{base_a}/"), format!("{base_b}/")],
+        backchannel_logout_uri: Some(format!("http://{relay}/logout/oidc/backchannel")),
+    }]);
+    let issuer = provider.issuer();
+    let env = |addr: &str, own: &str| {
+        vec![
+            ("PORTCULLIS_ADDR", addr.to_owned()),
+            ("PORTCULLIS_ISSUER", own.to_owned()),
+            store.clone(),
+            ("PORTCULLIS_OIDC_ISSUER", issuer.clone()),
+            ("PORTCULLIS_OIDC_CLIENT_ID", "reference-stack".to_owned()),
+            ("PORTCULLIS_OIDC_CLIENT_SECRET", CLIENT_SECRET.to_owned()),
+        ]
+    };
+    let start = |vars: Vec<(&'static str, String)>| async move {
+        let borrowed: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        common::start(&borrowed).await
+    };
+    let stack_a = start(env(&format!("127.0.0.1:{port_a}"), &base_a)).await;
+    let stack_b = start(env(&format!("127.0.0.1:{port_b}"), &base_b)).await;
+    assert_eq!(stack_a.printed("oidc"), issuer);
+
+    // The full login in a browser, through the provider's pages.
+    let browser = Browser::start().await;
+    browser.goto(&format!("{base_a}/login/oidc?return=/me")).await;
+    let me = sign_in_at_provider(&browser, "alice", "\"subject\"").await;
+    assert!(me.contains("\"method\":\"session\""), "{me}");
+    assert!(me.contains("\"subject\":\"alice\""), "{me}");
+    assert!(me.contains(&format!("\"issuer\":\"{issuer}\"")), "{me}");
+    // Cookies ignore the port: instance B reads the same session from Redis.
+    browser.goto(&format!("{base_b}/me")).await;
+    let me_b = browser.text().await;
+    assert!(
+        me_b.contains("\"subject\":\"alice\""),
+        "instance B shares the session: {me_b}"
+    );
+
+    // An open-redirect return path is refused by name.
+    browser
+        .goto(&format!("{base_a}/login/oidc?return=//evil.example"))
+        .await;
+    let text = browser.text().await;
+    assert!(text.contains("the return path names another origin"), "{text}");
+
+    // The user signs out at the provider: it posts a logout token to
+    // instance A, which ends the session for both.
+    browser.goto(&format!("{issuer}/session/end")).await;
+    browser.wait_for_text("sign me out").await;
+    let ended_at = Instant::now();
+    browser.click("button[name=logout][value=yes]").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut out_of = Vec::new();
+    while out_of.len() < 2 {
+        out_of.clear();
+        for base in [&base_a, &base_b] {
+            browser.goto(&format!("{base}/me")).await;
+            if !browser.text().await.contains("\"subject\":\"alice\"") {
+                out_of.push(base.clone());
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still signed in on {:?} 10 s after the provider logout",
+            [&base_a, &base_b]
+                .iter()
+                .filter(|b| !out_of.contains(b))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "back-channel logout on {} reached both instances within {:?}",
+        store.0,
+        ended_at.elapsed()
+    );
+
+    // The provider's real logout token, replayed: refused by both
+    // instances (the jti cache is shared through Redis), ending nothing.
+    let token = seen
+        .lock()
+        .expect("lock")
+        .first()
+        .cloned()
+        .expect("the provider posted a logout token");
+    assert!(token.starts_with("logout_token="), "{token}");
+    for stack in [&stack_a, &stack_b] {
+        let answer = Client::default()
+            .call(
+                stack.addr,
+                Method::POST,
+                "/logout/oidc/backchannel",
+                Body::Form(&token),
+                &[],
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
+        assert!(answer.body.contains("logout token replayed"), "{}", answer.body);
+    }
+    // A logout token signed by a key the provider never published.
+    let stranger = portcullis::SigningKey::generate_p256().expect("key");
+    let forged = portcullis::jwt::sign_compact(
+        &stranger,
+        &serde_json::json!({"alg": "ES256", "typ": "logout+jwt"}),
+        &serde_json::json!({"iss": issuer, "aud": "reference-stack", "sub": "alice", "jti": "forged-1",
+            "iat": 1, "exp": 4_000_000_000u64,
+            "events": {"http://schemas.openid.net/event/backchannel-logout": {}}}),
+    )
+    .expect("sign");
+    let answer = Client::default()
+        .call(
+            stack_a.addr,
+            Method::POST,
+            "/logout/oidc/backchannel",
+            Body::Form(&format!("logout_token={forged}")),
+            &[],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
+    assert!(answer.body.contains("logout token signature"), "{}", answer.body);
+    let answer = Client::default()
+        .call(
+            stack_a.addr,
+            Method::POST,
+            "/logout/oidc/backchannel",
+            Body::Form("nothing=here"),
+            &[],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert!(answer.body.contains("no logout token"), "{}", answer.body);
+}
