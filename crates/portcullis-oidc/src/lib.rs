@@ -3,7 +3,14 @@
 //! into your own `SessionLayer` session, and log them out again —
 //! RP-initiated and back-channel.
 //!
-//! This release holds the security core that every flow runs through:
+//! [`OidcClient`] is the relying party: [`OidcClient::discover`], then
+//! [`begin_login`](OidcClient::begin_login) in the login route,
+//! [`complete_login`](OidcClient::complete_login) and
+//! [`log_in`](OidcClient::log_in) in the callback route,
+//! [`end_session`](OidcClient::end_session) for RP-initiated logout and
+//! [`verify_backchannel_logout`](OidcClient::verify_backchannel_logout)
+//! for the provider's logout tokens. The reference stack wires all four
+//! routes. Underneath, the security core every flow runs through:
 //!
 //! - [`validate_id_token`]: every rule of OIDC Core §3.1.3.7 on top of the
 //!   JWT layer's signature, issuer, audience and lifetime checks;
@@ -15,6 +22,36 @@
 //!   from a [`SecretKeyring`](portcullis_core::SecretKeyring)) into a
 //!   short-lived cookie of its own, so logins in several tabs never
 //!   overwrite each other.
+//!
+//! # Bridge to tokens: your own access token from an OIDC session
+//!
+//! A first-party page signed in through the provider holds a session; its
+//! API calls (or a mobile app it hands off to) want a short-lived token
+//! of *your* issuer. Mint it from the session's principal — never with
+//! the provider's bare `sub`, which your issuer would read as a local
+//! user of that name: use the principal's unambiguous key as `sub` and
+//! name the provider in a claim.
+//!
+//! ```
+//! use portcullis_core::Principal;
+//! use portcullis_jwt::{JwtIssuer, JwtVerifier, SigningKey, Validation};
+//!
+//! let issuer = JwtIssuer::new(SigningKey::generate_ed25519()?, "https://app.example", "app-api");
+//! // What `Identity::principal()` holds for a session made by `OidcClient::log_in`.
+//! let signed_in = Principal::new("https://accounts.example", "alice");
+//! let mut claims = serde_json::Map::new();
+//! claims.insert("idp".into(), signed_in.issuer().into());
+//! let token = issuer.mint_with(&signed_in.key(), ["notes:read"], claims)?;
+//!
+//! let verifier = JwtVerifier::new(
+//!     issuer.verifying_keys(),
+//!     Validation::new().issuer("https://app.example").audience("app-api"),
+//! )?;
+//! let identity = verifier.verify(&token)?;
+//! assert_ne!(identity.subject(), "alice", "not the local user alice");
+//! assert_eq!(Principal::from_key(identity.subject()), Some(signed_in));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //!
 //! # Security
 //!
