@@ -35,6 +35,38 @@ pub fn routed_key(principal: &portcullis::Principal, n: u64) -> portcullis::sess
     portcullis::session::SessionKey::from_bytes(bytes).with_route(portcullis::Route::of(principal))
 }
 
+/// The rules every shared replay cache keeps, on two connections (two
+/// nodes) to one store: a first use once, a replay refused from the other
+/// node, namespaces apart, and an identifier forgotten once it expires.
+pub async fn replay_cache_rules(node_a: &dyn portcullis::ReplayCache, node_b: &dyn portcullis::ReplayCache) {
+    use std::time::{Duration, SystemTime};
+    let until = SystemTime::now() + Duration::from_secs(60);
+    assert!(node_a.first_use("jti", "token-1", until).await.expect("first"));
+    assert!(
+        !node_b.first_use("jti", "token-1", until).await.expect("replay"),
+        "a replay on another node"
+    );
+    assert!(
+        node_b
+            .first_use("state", "token-1", until)
+            .await
+            .expect("other namespace")
+    );
+    let soon = SystemTime::now() + Duration::from_millis(200);
+    assert!(node_a.first_use("jti", "short-lived", soon).await.expect("first"));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        node_b.first_use("jti", "short-lived", until).await.expect("expired"),
+        "forgotten once expired"
+    );
+    assert!(
+        !node_a
+            .first_use("jti", "short-lived", until)
+            .await
+            .expect("replay again")
+    );
+}
+
 /// A loopback port free now (the kernel's pick), for a server a test
 /// starts as a child process.
 pub fn free_port() -> u16 {

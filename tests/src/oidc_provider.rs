@@ -140,3 +140,31 @@ impl Drop for OidcProvider {
         let _ = self.child.wait();
     }
 }
+
+/// Signs in at the provider's development pages — the login form, then
+/// the consent form when the provider shows it — and waits (30 s at most)
+/// until the browser shows `landing`; returns that page's text. Pages
+/// load at the machine's pace, so each step waits for its page.
+pub async fn sign_in_at_provider(browser: &crate::webdriver::Browser, login: &str, landing: &str) -> String {
+    browser.wait_for_text("Sign-in").await;
+    browser.type_into("input[name=login]", login).await;
+    browser.type_into("input[name=password]", "any password").await;
+    browser.click("button[type=submit]").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut consented = false;
+    loop {
+        let text = browser.text().await;
+        if text.contains(landing) {
+            return text;
+        }
+        if !consented && text.contains("Continue") && text.contains("Authorize") {
+            browser.click("button[type=submit]").await;
+            consented = true;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never reached {landing:?} after signing in; the page says: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -18,7 +18,7 @@ use portcullis::oidc::{ClientConfig, MemoryReplayCache, OidcClient, ReturnPath};
 use portcullis::session::{MemoryStore, Session, SessionLayer};
 use portcullis::{AuthMethod, SecretKeyring};
 use portcullis_tests::loopback_listener;
-use portcullis_tests::oidc_provider::{OidcProvider, ProviderClient};
+use portcullis_tests::oidc_provider::{OidcProvider, ProviderClient, sign_in_at_provider};
 use portcullis_tests::webdriver::Browser;
 
 #[derive(Clone)]
@@ -176,34 +176,6 @@ async fn setup() -> Setup {
         app,
         callbacks,
         authorizations,
-    }
-}
-
-/// Signs in at the provider's development pages — the login form, then
-/// the consent form when the provider shows it — and waits until the
-/// browser lands on a page showing `landing`; returns that page's text.
-/// Pages load at the machine's pace, so each step waits for its page.
-async fn sign_in_at_provider(browser: &Browser, login: &str, landing: &str) -> String {
-    browser.wait_for_text("Sign-in").await;
-    browser.type_into("input[name=login]", login).await;
-    browser.type_into("input[name=password]", "any password").await;
-    browser.click("button[type=submit]").await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let mut consented = false;
-    loop {
-        let text = browser.text().await;
-        if text.contains(landing) {
-            return text;
-        }
-        if !consented && text.contains("Continue") && text.contains("Authorize") {
-            browser.click("button[type=submit]").await;
-            consented = true;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never reached {landing:?} after signing in; the page says: {text}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 

@@ -502,31 +502,8 @@ async fn the_postgres_replay_cache_counts_each_identifier_once_across_nodes() {
     let options = PostgresOptions::default();
     let node_a = PostgresReplayCache::new(ready(&server, &options).await, &options);
     let node_b = PostgresReplayCache::new(connect(&server.url(), &options).expect("pool"), &options);
+    portcullis_tests::replay_cache_rules(&node_a, &node_b).await;
     let until = SystemTime::now() + Duration::from_secs(60);
-    assert!(node_a.first_use("jti", "token-1", until).await.expect("first"));
-    assert!(
-        !node_b.first_use("jti", "token-1", until).await.expect("replay"),
-        "a replay on another node"
-    );
-    assert!(
-        node_b
-            .first_use("state", "token-1", until)
-            .await
-            .expect("other namespace")
-    );
-    let soon = SystemTime::now() + Duration::from_millis(200);
-    assert!(node_a.first_use("jti", "short-lived", soon).await.expect("first"));
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert!(
-        node_b.first_use("jti", "short-lived", until).await.expect("expired"),
-        "an expired identifier is forgotten"
-    );
-    assert!(
-        !node_a
-            .first_use("jti", "short-lived", until)
-            .await
-            .expect("replay again")
-    );
     assert!(node_a.sweep().await.expect("sweep") <= 3);
     // Many racing first uses of one identifier: exactly one wins.
     let racers: Vec<_> = (0..8)

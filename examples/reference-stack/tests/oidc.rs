@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
 use portcullis_tests::client::{Body, Client};
-use portcullis_tests::oidc_provider::{OidcProvider, ProviderClient};
+use portcullis_tests::oidc_provider::{OidcProvider, ProviderClient, sign_in_at_provider};
 use portcullis_tests::postgres_server::PostgresServer;
 use portcullis_tests::redis_server::RedisServer;
 use portcullis_tests::webdriver::Browser;
@@ -22,32 +22,6 @@ use portcullis_tests::{free_port, spawn_axum};
 static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const CLIENT_SECRET: &str = "reference-stack-client-secret-for-tests";
-
-/// Signs in at the provider's development pages and waits until the
-/// browser shows `landing` (each page loads at the machine's pace).
-async fn sign_in_at_provider(browser: &Browser, login: &str, landing: &str) -> String {
-    browser.wait_for_text("Sign-in").await;
-    browser.type_into("input[name=login]", login).await;
-    browser.type_into("input[name=password]", "any password").await;
-    browser.click("button[type=submit]").await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut consented = false;
-    loop {
-        let text = browser.text().await;
-        if text.contains(landing) {
-            return text;
-        }
-        if !consented && text.contains("Continue") && text.contains("Authorize") {
-            browser.click("button[type=submit]").await;
-            consented = true;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never reached {landing:?}; the page says: {text}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// A loopback relay in front of the stack's back-channel endpoint that
 /// keeps a copy of every logout token the provider posts (to replay it).
