@@ -37,11 +37,7 @@ fn refused(status: StatusCode, reason: &str) -> Response {
 }
 
 async fn start(State(app): State<App>, RawQuery(query): RawQuery) -> Response {
-    let requested = query
-        .as_deref()
-        .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "return"))
-        .map_or_else(|| "/".to_owned(), |(_, v)| v.into_owned());
-    let return_to = match ReturnPath::parse(&requested) {
+    let return_to = match ReturnPath::from_query(query.as_deref()) {
         Ok(path) => path,
         Err(error) => return refused(StatusCode::BAD_REQUEST, &error.to_string()),
     };

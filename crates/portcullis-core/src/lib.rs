@@ -55,3 +55,22 @@ pub use require_auth::{RequireAuth, RequireAuthLayer};
 pub use responder::{RenderedRejection, ResponderLayer, ResponderService, StackResponder, responder_for};
 pub use route::Route;
 pub use store::{StoreError, StoreFuture, StoreKind};
+
+/// Whether `host` (a URI's host: a name, an IPv4 address or a bracketed
+/// IPv6 address) is this machine's loopback: `localhost`, 127.0.0.0/8 or
+/// `::1`. Key sources and OpenID providers may use plain `http://` there
+/// (local development and tests) and nowhere else without an opt-in.
+///
+/// ```
+/// use portcullis_core::is_loopback_host;
+///
+/// assert!(is_loopback_host("127.0.0.2") && is_loopback_host("[::1]") && is_loopback_host("LOCALHOST"));
+/// assert!(!is_loopback_host("login.example.com") && !is_loopback_host("10.0.0.1"));
+/// ```
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
+}

@@ -44,20 +44,35 @@ impl IdTokenError {
     /// The rule that failed, short and safe to show.
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::Jwt(JwtError::InvalidSignature | JwtError::UnknownKeyId | JwtError::AlgorithmMismatch) => {
-                "id token signature"
-            }
-            Self::Jwt(JwtError::IssuerMismatch) => "id token issuer",
-            Self::Jwt(JwtError::AudienceMismatch) => "id token audience",
-            Self::Jwt(JwtError::Expired | JwtError::NotYetValid | JwtError::IssuedInFuture) => "id token expired",
-            Self::Jwt(JwtError::KeysUnavailable { .. }) => "provider keys unavailable",
-            Self::Jwt(_) => "id token malformed",
+            Self::Jwt(error) => jwt_reason(
+                error,
+                [
+                    "id token signature",
+                    "id token issuer",
+                    "id token audience",
+                    "id token expired",
+                    "id token malformed",
+                ],
+            ),
             Self::Subject => "id token subject",
             Self::IssuedAt => "id token issued at",
             Self::AuthorizedParty => "id token authorized party",
             Self::Nonce => "id token nonce",
             Self::AccessTokenHash => "id token at_hash",
         }
+    }
+}
+
+/// The reason of a JWT-layer refusal of an ID or logout token, from that
+/// token's five names: signature, issuer, audience, expired, malformed.
+fn jwt_reason(error: &JwtError, [signature, issuer, audience, expired, malformed]: [&'static str; 5]) -> &'static str {
+    match error {
+        JwtError::InvalidSignature | JwtError::UnknownKeyId | JwtError::AlgorithmMismatch => signature,
+        JwtError::IssuerMismatch => issuer,
+        JwtError::AudienceMismatch => audience,
+        JwtError::Expired | JwtError::NotYetValid | JwtError::IssuedInFuture => expired,
+        JwtError::KeysUnavailable { .. } => "provider keys unavailable",
+        _ => malformed,
     }
 }
 
@@ -216,14 +231,16 @@ impl LogoutTokenError {
     /// The rule that failed, short and safe to show.
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::Jwt(JwtError::InvalidSignature | JwtError::UnknownKeyId | JwtError::AlgorithmMismatch) => {
-                "logout token signature"
-            }
-            Self::Jwt(JwtError::IssuerMismatch) => "logout token issuer",
-            Self::Jwt(JwtError::AudienceMismatch) => "logout token audience",
-            Self::Jwt(JwtError::Expired | JwtError::NotYetValid | JwtError::IssuedInFuture) => "logout token expired",
-            Self::Jwt(JwtError::KeysUnavailable { .. }) => "provider keys unavailable",
-            Self::Jwt(_) => "logout token malformed",
+            Self::Jwt(error) => jwt_reason(
+                error,
+                [
+                    "logout token signature",
+                    "logout token issuer",
+                    "logout token audience",
+                    "logout token expired",
+                    "logout token malformed",
+                ],
+            ),
             Self::Type => "logout token type",
             Self::Events => "logout token events",
             Self::Nonce => "logout token nonce",

@@ -309,6 +309,7 @@ struct TokenErrorResponse {
 #[derive(Clone)]
 pub struct OidcClient(Arc<Inner>);
 
+#[derive(Clone)]
 struct Inner {
     metadata: ProviderMetadata,
     config: ClientConfig,
@@ -458,17 +459,9 @@ impl OidcClient {
     /// This client with other login transactions (a lifetime, plain HTTP).
     #[must_use]
     pub fn with_transactions(self, transactions: LoginTransactions) -> Self {
-        let inner = &*self.0;
-        Self(Arc::new(Inner {
-            metadata: inner.metadata.clone(),
-            config: inner.config.clone(),
-            keys: inner.keys.clone(),
-            verifier: inner.verifier.clone(),
-            http: inner.http.clone(),
-            transactions,
-            replay: inner.replay.clone(),
-            tokens: inner.tokens.clone(),
-        }))
+        let mut inner = (*self.0).clone();
+        inner.transactions = transactions;
+        Self(Arc::new(inner))
     }
 
     /// Begins a login: the authorization URL (code flow, PKCE S256,

@@ -58,16 +58,7 @@ pub(crate) fn transport_allowed(url: &str, insecure_allow_http: bool) -> bool {
     };
     match uri.scheme_str() {
         Some("https") => uri.host().is_some(),
-        Some("http") => {
-            insecure_allow_http
-                || uri.host().is_some_and(|host| {
-                    let host = host.trim_start_matches('[').trim_end_matches(']');
-                    host.eq_ignore_ascii_case("localhost")
-                        || host
-                            .parse::<std::net::IpAddr>()
-                            .is_ok_and(|address| address.is_loopback())
-                })
-        }
+        Some("http") => insecure_allow_http || uri.host().is_some_and(portcullis_core::is_loopback_host),
         _ => false,
     }
 }

@@ -62,6 +62,25 @@ impl ReturnPath {
         Ok(Self(path.to_owned()))
     }
 
+    /// The `return` parameter of a login route's query (`/` when absent),
+    /// validated.
+    ///
+    /// ```
+    /// use portcullis_oidc::ReturnPath;
+    ///
+    /// assert_eq!(ReturnPath::from_query(Some("return=%2Fnotes%3Ftab%3D2")).map(|p| p.to_string()), Ok("/notes?tab=2".into()));
+    /// assert_eq!(ReturnPath::from_query(None), Ok(ReturnPath::root()));
+    /// assert!(ReturnPath::from_query(Some("return=//evil.example")).is_err());
+    /// ```
+    pub fn from_query(query: Option<&str>) -> Result<Self, ReturnPathError> {
+        let requested = query.and_then(|query| {
+            form_urlencoded::parse(query.as_bytes())
+                .find(|(name, _)| name == "return")
+                .map(|(_, value)| value)
+        });
+        requested.map_or_else(|| Ok(Self::root()), |path| Self::parse(&path))
+    }
+
     /// The path.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -110,11 +110,7 @@ async fn oidc_login(State(app): State<Shared>, axum::extract::RawQuery(query): a
     let Some(oidc) = app.oidc.as_ref() else {
         return oidc_not_configured();
     };
-    let requested = query
-        .as_deref()
-        .and_then(|query| form_urlencoded::parse(query.as_bytes()).find(|(name, _)| name == "return"))
-        .map_or_else(|| "/".to_owned(), |(_, value)| value.into_owned());
-    let return_to = match ReturnPath::parse(&requested) {
+    let return_to = match ReturnPath::from_query(query.as_deref()) {
         Ok(path) => path,
         Err(error) => return refused(StatusCode::BAD_REQUEST, &error.to_string()),
     };

@@ -105,18 +105,10 @@ fn check_transport(url: &str, insecure_allow_http: bool) -> Result<(), KeySource
     };
     match uri.scheme_str() {
         Some("https") => Ok(()),
-        Some("http") if insecure_allow_http || uri.host().is_some_and(is_loopback) => Ok(()),
+        Some("http") if insecure_allow_http || uri.host().is_some_and(portcullis_core::is_loopback_host) => Ok(()),
         Some("http") => refuse("key sources must be https (loopback and insecure_allow_http excepted)"),
         _ => refuse("key sources must be https"),
     }
-}
-
-fn is_loopback(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|address| address.is_loopback())
 }
 
 impl KeySourceError {
