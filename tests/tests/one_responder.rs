@@ -75,6 +75,9 @@ impl SessionStore for DownStore {
     fn delete_all_of(&self, _: &Principal) -> StoreFuture<'_, usize> {
         down()
     }
+    fn delete_provider_session(&self, _: &str, _: &str) -> StoreFuture<'_, usize> {
+        down()
+    }
 }
 
 struct Answer {

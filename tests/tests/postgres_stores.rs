@@ -148,8 +148,8 @@ async fn instances_migrating_at_once_apply_the_schema_once() {
     for handle in handles {
         assert_eq!(
             handle.await.expect("join").expect("migrated"),
-            2,
-            "every instance sees version 2"
+            3,
+            "every instance sees version 3"
         );
     }
     let client = pools[0].get().await.expect("client");
@@ -157,7 +157,7 @@ async fn instances_migrating_at_once_apply_the_schema_once() {
         .query("SELECT version FROM racing.schema_version", &[])
         .await
         .expect("versions");
-    assert_eq!(rows.len(), 2, "each of the two migrations was applied exactly once");
+    assert_eq!(rows.len(), 3, "each of the three migrations was applied exactly once");
     let timeout: String = client
         .query_one("SHOW statement_timeout", &[])
         .await

@@ -12,7 +12,7 @@ use http::{HeaderMap, Method, Request, StatusCode};
 use portcullis_core::{Principal, SecretKeyring, StoreError, SystemClock};
 use portcullis_jwt::remote::{RemoteKeys, RemoteOptions};
 use portcullis_jwt::{JwtError, JwtVerifier, Keys, Validation};
-use portcullis_session::Session;
+use portcullis_session::{Session, Sessions};
 use serde::Deserialize;
 use tower::ServiceExt;
 
@@ -680,6 +680,30 @@ impl OidcClient {
         }
         Ok(logout)
     }
+
+    /// Back-channel logout, whole: verifies the body's logout token
+    /// ([`verify_backchannel_logout`](Self::verify_backchannel_logout)),
+    /// then ends what it names on every node sharing `sessions`' store —
+    /// with a `sid`, the sessions that provider session started (the
+    /// `(issuer, sid)` index, see [`log_in`](Self::log_in)), and the
+    /// user's other sessions stay; with a `sub` alone, every session of
+    /// `(issuer, sub)`. Returns how many ended. Answer 200 on `Ok` (also
+    /// when nothing was left to end), and the error's
+    /// [`status`](BackchannelError::status) otherwise.
+    pub async fn backchannel_logout(&self, sessions: &Sessions, body: &[u8]) -> Result<usize, BackchannelError> {
+        let logout = self.verify_backchannel_logout(body).await?;
+        let ended = match (&logout.session_id, &logout.subject) {
+            (Some(session), _) => sessions.end_provider_session(&logout.issuer, session).await,
+            (None, Some(subject)) => {
+                sessions
+                    .end_all(&Principal::new(logout.issuer.as_str(), subject.as_str()))
+                    .await
+            }
+            // Refused by the validation: never both absent.
+            (None, None) => return Err(LogoutTokenError::NoTarget.into()),
+        };
+        ended.map_err(|error| BackchannelError::Unavailable(error.to_string()))
+    }
 }
 
 /// The session entry an OIDC login leaves: the provider's session, and
@@ -701,7 +725,11 @@ impl OidcClient {
     /// the provider's `sid` recorded (and the ID token, sealed, for
     /// logout). Call it in the callback's handler.
     pub fn log_in(&self, session: &Session, login: &CompletedLogin) -> Result<(), serde_json::Error> {
-        session.login_as(login.principal.clone(), Vec::<String>::new());
+        session.login_from_provider(
+            login.principal.clone(),
+            login.claims.session_id.clone(),
+            Vec::<String>::new(),
+        );
         let entry = SessionEntry {
             issuer: login.claims.issuer.clone(),
             sid: login.claims.session_id.clone(),

@@ -65,6 +65,12 @@ CREATE TABLE {s}.replay (
 );
 CREATE INDEX replay_by_expiry ON {s}.replay (until_ms);
 ",
+    // 3: the identity provider's session a login came from (OIDC `sid`),
+    // indexed for back-channel logout.
+    r"
+ALTER TABLE {s}.sessions ADD COLUMN provider_session text; -- provider_session_key(): (issuer, sid); NULL otherwise
+CREATE INDEX sessions_by_provider_session ON {s}.sessions (provider_session) WHERE provider_session IS NOT NULL;
+",
 ];
 
 /// Applies every migration not yet applied, in one transaction under an

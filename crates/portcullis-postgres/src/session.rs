@@ -58,12 +58,13 @@ struct Sql {
     delete: String,
     sessions_of: String,
     delete_all_of: String,
+    delete_provider_session: String,
     sweep_sessions: String,
     sweep_aliases: String,
 }
 
-const COLUMNS: &str =
-    "principal, scopes, created_ms, idle_deadline_ms, absolute_deadline_ms, last_seen_ms, user_agent, data::text";
+const COLUMNS: &str = "principal, scopes, created_ms, idle_deadline_ms, absolute_deadline_ms, last_seen_ms, user_agent, \
+     data::text, provider_session";
 
 impl Sql {
     fn new(options: &PostgresOptions) -> Self {
@@ -78,8 +79,8 @@ impl Sql {
             ),
             create: format!(
                 "INSERT INTO {sessions} (key, principal, scopes, created_ms, idle_deadline_ms, absolute_deadline_ms, \
-                 last_seen_ms, user_agent, data, expires_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb, $10) \
-                 ON CONFLICT (key) DO NOTHING"
+                 last_seen_ms, user_agent, data, expires_ms, provider_session) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb, $10, $11) ON CONFLICT (key) DO NOTHING"
             ),
             update: format!(
                 "UPDATE {sessions} SET data = (data - $3::text[]) || $4::text::jsonb, \
@@ -95,7 +96,8 @@ impl Sql {
             delete_row: format!("DELETE FROM {sessions} WHERE key = $1"),
             insert: format!(
                 "INSERT INTO {sessions} (key, principal, scopes, created_ms, idle_deadline_ms, absolute_deadline_ms, \
-                 last_seen_ms, user_agent, data, expires_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb, $10)"
+                 last_seen_ms, user_agent, data, expires_ms, provider_session) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb, $10, $11)"
             ),
             drop_aliases: format!("DELETE FROM {aliases} WHERE key = $1 OR key = $2"),
             alias: format!(
@@ -128,6 +130,12 @@ impl Sql {
                 "WITH gone AS (DELETE FROM {sessions} WHERE principal = $1 RETURNING key, expires_ms), \
                  aliases AS (DELETE FROM {aliases} WHERE target IN (SELECT key FROM gone)) \
                  SELECT count(*) FROM gone WHERE expires_ms > $2"
+            ),
+            delete_provider_session: format!(
+                "WITH gone AS (DELETE FROM {sessions} WHERE provider_session = $1 RETURNING key, expires_ms, \
+                 absolute_deadline_ms), \
+                 aliases AS (DELETE FROM {aliases} WHERE target IN (SELECT key FROM gone)) \
+                 SELECT count(*) FROM gone WHERE expires_ms > $2 AND absolute_deadline_ms > $2"
             ),
             sweep_sessions: format!(
                 "DELETE FROM {sessions} WHERE key IN \
@@ -168,11 +176,12 @@ struct Values {
     user_agent: Option<String>,
     data: String,
     expires: i64,
+    provider_session: Option<String>,
 }
 
 impl Values {
     /// The insert statements' parameters, for the row under `key`.
-    fn params<'a>(&'a self, key: &'a String) -> [&'a (dyn tokio_postgres::types::ToSql + Sync); 10] {
+    fn params<'a>(&'a self, key: &'a String) -> [&'a (dyn tokio_postgres::types::ToSql + Sync); 11] {
         [
             key,
             &self.principal,
@@ -184,6 +193,7 @@ impl Values {
             &self.user_agent,
             &self.data,
             &self.expires,
+            &self.provider_session,
         ]
     }
 
@@ -198,6 +208,7 @@ impl Values {
             user_agent: record.user_agent.clone(),
             data: serde_json::to_string(&record.data).unwrap_or_else(|_| "{}".into()),
             expires: now_ms().saturating_add(duration_ms(ttl)),
+            provider_session: record.provider_session_key(),
         }
     }
 }
@@ -225,6 +236,17 @@ fn record_of(row: &Row, first: usize) -> Result<SessionRecord, StoreError> {
     record.user_agent = row.try_get(first + 6).map_err(|_| corrupt("column user_agent"))?;
     let data: String = row.try_get(first + 7).map_err(|_| corrupt("column data"))?;
     record.data = serde_json::from_str::<BTreeMap<String, String>>(&data).map_err(|_| corrupt("column data"))?;
+    // Stored as the (issuer, sid) index key; the issuer is the principal's.
+    let provider_session: Option<String> = row.try_get(first + 8).map_err(|_| corrupt("column provider_session"))?;
+    record.provider_session = match provider_session {
+        Some(key) => Some(
+            Principal::from_key(&key)
+                .ok_or_else(|| corrupt("column provider_session"))?
+                .subject()
+                .to_owned(),
+        ),
+        None => None,
+    };
     Ok(record)
 }
 
@@ -414,6 +436,27 @@ impl SessionStore for PostgresSessionStore {
             .await?;
             let ended: i64 = row.try_get(0).map_err(|_| corrupt("count"))?;
             Ok(usize::try_from(ended).unwrap_or(0))
+        })
+    }
+
+    fn delete_provider_session(&self, issuer: &str, session: &str) -> StoreFuture<'_, usize> {
+        let index_key = portcullis_session::provider_session_key(issuer, session);
+        Box::pin(async move {
+            let mut ended = 0;
+            // Twice: a rotation this statement waited for (it holds the
+            // row lock) commits a new row its snapshot cannot see; the
+            // second statement, with a new snapshot, does.
+            for _ in 0..2 {
+                let index_key = &index_key;
+                let row = with_client(&self.pool, self.timeout, StoreKind::Session, |client| async move {
+                    let statement = client.prepare_cached(&self.sql.delete_provider_session).await?;
+                    client.query_one(&statement, &[index_key, &now_ms()]).await
+                })
+                .await?;
+                let count: i64 = row.try_get(0).map_err(|_| corrupt("count"))?;
+                ended += usize::try_from(count).unwrap_or(0);
+            }
+            Ok(ended)
         })
     }
 }

@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_core::{Principal, Route};
-use portcullis_session::{Changes, SessionKey, SessionRecord, SessionStore, StoreError, StoreFuture, StoreKind};
+use portcullis_session::{
+    Changes, SessionKey, SessionRecord, SessionStore, StoreError, StoreFuture, StoreKind, provider_session_key,
+};
 use redis::Value;
 
 use crate::connection::{Call, Connection, Lua, RedisOptions, RedisServers, connect};
@@ -31,6 +33,13 @@ use crate::connection::{Call, Connection, Lua, RedisOptions, RedisServers, conne
 /// - `{tag}gen` — per principal, the "log out everywhere" generation: a
 ///   session made before its principal's current generation is dead on
 ///   load, even one that fell out of the index (an eviction, a lost write).
+/// - `{tag'}ps:{provider session key}` — the principals logged in through
+///   one identity-provider session ([`provider_session_key`]; `tag'` is
+///   the route of that key, so it is found from `(issuer, sid)` alone): a
+///   set, kept until the last such session's absolute deadline. The
+///   sessions themselves carry the provider session in `_psid`, so a
+///   provider's logout ends exactly those, under whatever key a rotation
+///   moved them to.
 ///
 /// A read costs one round trip (two while a grace alias points across
 /// routes). Every key a script touches is passed in `KEYS`; a rotation
@@ -259,6 +268,34 @@ end
 return out"
 );
 
+// KEYS = idx, gen, session*; ARGV = now, principal, provider session,
+// member*. Deletes each listed live session of the principal that names
+// the provider session; the number deleted.
+const PROVIDER_SESSIONS: &str = concat!(
+    functions!(),
+    r"
+local ended = 0
+for i = 3, #KEYS do
+  local ok, principal = live(KEYS[i], KEYS[2])
+  if ok and principal == ARGV[2] and redis.call('HGET', KEYS[i], '_psid') == ARGV[3] then
+    redis.call('DEL', KEYS[i]); ended = ended + 1
+    redis.call('HDEL', KEYS[1], ARGV[i + 1] .. ARGV[2])
+  end
+end
+return ended"
+);
+
+// KEYS = provider index; ARGV = now, principal, absolute deadline. Kept
+// until the latest deadline of the sessions it lists.
+const INDEX_PROVIDER_SESSION: &str = r"
+redis.call('SADD', KEYS[1], ARGV[2])
+local keep = tonumber(ARGV[3]) - tonumber(ARGV[1])
+if keep > 0 and redis.call('PTTL', KEYS[1]) < keep then redis.call('PEXPIRE', KEYS[1], string.format('%.0f', keep)) end
+return 1";
+
+// KEYS = provider index. The principals it lists.
+const PROVIDER_PRINCIPALS: &str = r"return redis.call('SMEMBERS', KEYS[1])";
+
 /// Every script of the session store, for the static key check.
 #[cfg_attr(not(test), allow(dead_code))]
 pub(crate) const SCRIPTS: &[(&str, &str)] = &[
@@ -271,6 +308,9 @@ pub(crate) const SCRIPTS: &[(&str, &str)] = &[
     ("delete", DELETE),
     ("members", MEMBERS),
     ("sessions", SESSIONS),
+    ("provider_sessions", PROVIDER_SESSIONS),
+    ("index_provider_session", INDEX_PROVIDER_SESSION),
+    ("provider_principals", PROVIDER_PRINCIPALS),
 ];
 
 struct Scripts {
@@ -283,6 +323,9 @@ struct Scripts {
     delete: Lua,
     members: Lua,
     sessions: Lua,
+    provider_sessions: Lua,
+    index_provider_session: Lua,
+    provider_principals: Lua,
 }
 
 fn scripts() -> &'static Scripts {
@@ -297,6 +340,9 @@ fn scripts() -> &'static Scripts {
         delete: Lua::new(DELETE),
         members: Lua::new(MEMBERS),
         sessions: Lua::new(SESSIONS),
+        provider_sessions: Lua::new(PROVIDER_SESSIONS),
+        index_provider_session: Lua::new(INDEX_PROVIDER_SESSION),
+        provider_principals: Lua::new(PROVIDER_PRINCIPALS),
     })
 }
 
@@ -369,6 +415,36 @@ impl RedisSessionStore {
         format!("{}gen", self.options.tag(route))
     }
 
+    /// The set of principals logged in through the provider session
+    /// `issuer`/`session`, on the route of that pair.
+    fn provider_index(&self, issuer: &str, session: &str) -> String {
+        let route = Route::of(&Principal::new(issuer, session));
+        format!(
+            "{}ps:{}",
+            self.options.tag(route),
+            provider_session_key(issuer, session)
+        )
+    }
+
+    /// Lists the record's principal under its provider session, before the
+    /// record is written: a failed write leaves only an entry that points
+    /// at nothing, never a session its provider cannot end.
+    async fn index_provider_session(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        let (Some(principal), Some(session)) = (&record.principal, &record.provider_session) else {
+            return Ok(());
+        };
+        let mut connection = self.connection.clone();
+        let _: i64 = Call::new(&scripts().index_provider_session)
+            .key(self.provider_index(principal.issuer(), session))
+            .arg(now_ms())
+            .arg(principal.key())
+            .arg(record.absolute_deadline_ms)
+            .run_durable(&mut connection, self.options.replica_acks)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
     /// The key and route of an alias's target.
     fn target(member: &str) -> Result<(SessionKey, Route), StoreError> {
         let key = SessionKey::from_hex(member).ok_or_else(|| corrupt("field _moved_to"))?;
@@ -394,6 +470,9 @@ impl RedisSessionStore {
         if let Some(ua) = &record.user_agent {
             fields.extend(["_ua".to_owned(), ua.clone()]);
         }
+        if let Some(session) = &record.provider_session {
+            fields.extend(["_psid".to_owned(), session.clone()]);
+        }
         for (name, value) in &record.data {
             fields.extend([format!("d:{name}"), value.clone()]);
         }
@@ -413,6 +492,7 @@ impl RedisSessionStore {
 
     async fn create_record(&self, key: &SessionKey, record: &SessionRecord, ttl: Duration) -> Result<(), StoreError> {
         let principal = Self::principal_of(record, key)?;
+        self.index_provider_session(record).await?;
         let route = key.route();
         let mut connection = self.connection.clone();
         let _: i64 = Call::new(&scripts().create)
@@ -501,6 +581,7 @@ fn parse_record(flat: Vec<String>) -> Result<Option<SessionRecord>, StoreError> 
         None => None,
     };
     record.user_agent = fields.get("_ua").cloned();
+    record.provider_session = fields.get("_psid").cloned();
     record.scopes = match fields.get("_scopes") {
         Some(text) => serde_json::from_str(text).map_err(|_| corrupt("field _scopes"))?,
         None => Vec::new(),
@@ -609,6 +690,7 @@ impl SessionStore for RedisSessionStore {
                     return Ok(false);
                 }
                 let reply: Value = if route == new.route() {
+                    self.index_provider_session(&record).await?;
                     Call::new(&scripts().rotate)
                         .key(self.session_key(&old))
                         .key(self.session_key(&target))
@@ -748,6 +830,56 @@ impl SessionStore for RedisSessionStore {
                 .await
                 .map_err(unavailable)?;
             Ok(usize::try_from(ended).unwrap_or(0))
+        })
+    }
+
+    fn delete_provider_session(&self, issuer: &str, session: &str) -> StoreFuture<'_, usize> {
+        let (issuer, session) = (issuer.to_owned(), session.to_owned());
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            let principals: Vec<String> = Call::new(&scripts().provider_principals)
+                .key(self.provider_index(&issuer, &session))
+                .run(&mut connection)
+                .await
+                .map_err(unavailable)?;
+            let mut ended = 0;
+            for principal in principals {
+                let principal = Principal::from_key(&principal).ok_or_else(|| corrupt("provider session index"))?;
+                if principal.issuer() != issuer {
+                    continue;
+                }
+                // A rotation racing this moves a session to a key the first
+                // listing did not have: list again until nothing is new.
+                let mut seen = std::collections::HashSet::new();
+                for _ in 0..3 {
+                    let fresh: Vec<String> = self
+                        .members(&principal)
+                        .await?
+                        .into_iter()
+                        .filter(|member| seen.insert(member.clone()))
+                        .collect();
+                    if fresh.is_empty() {
+                        break;
+                    }
+                    let route = Route::of(&principal);
+                    let mut call = Call::new(&scripts().provider_sessions)
+                        .key(self.idx(route))
+                        .key(self.gen_key(route));
+                    for member in &fresh {
+                        call = call.key(self.session_key_of(route, member));
+                    }
+                    let count: i64 = call
+                        .arg(now_ms())
+                        .arg(principal.key())
+                        .arg(&session)
+                        .args(&fresh)
+                        .run_durable(&mut connection, self.options.replica_acks)
+                        .await
+                        .map_err(unavailable)?;
+                    ended += usize::try_from(count).unwrap_or(0);
+                }
+            }
+            Ok(ended)
         })
     }
 }

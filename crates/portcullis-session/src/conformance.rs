@@ -106,6 +106,7 @@ pub async fn run(store: Arc<dyn SessionStore>, space: &str) {
     rekey_moves_the_record_whole(store.clone(), &format!("{space}-rekey")).await;
     rekey_with_grace_leaves_an_alias(store.clone(), &format!("{space}-rekey-grace")).await;
     rekey_under_concurrency_loses_no_update(store.clone(), &format!("{space}-rekey-race")).await;
+    provider_logout_ends_only_its_sessions(store.clone(), &format!("{space}-provider")).await;
     log_out_everywhere(store, &format!("{space}-everywhere")).await;
 }
 
@@ -464,6 +465,7 @@ macro_rules! session_store_conformance {
             rekey_moves_the_record_whole,
             rekey_with_grace_leaves_an_alias,
             rekey_under_concurrency_loses_no_update,
+            provider_logout_ends_only_its_sessions,
             log_out_everywhere
         );
     };
@@ -645,4 +647,120 @@ async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = 
     })
     .await;
     outputs.into_iter().flatten().collect()
+}
+
+/// A provider's logout of one of its sessions ([`SessionStore::delete_provider_session`])
+/// ends the sessions that provider session started — under whatever key a
+/// rotation or a re-key moved them to, their grace aliases included — and
+/// only those: the principal's session of another provider session, a
+/// session of the same `sid` at another issuer, and another user's stay.
+pub async fn provider_logout_ends_only_its_sessions(store: Arc<dyn SessionStore>, space: &str) {
+    let (alice, bob) = (person(space, "alice"), person(space, "bob"));
+    let other_alice = Principal::new("https://idp.test", alice.subject());
+    let (s1, s2) = (format!("{space}-s1"), format!("{space}-s2"));
+    let with_session = |principal: &Principal, session: &str| {
+        let mut record = record(Some(principal));
+        record.provider_session = Some(session.to_owned());
+        record
+    };
+    let (k1, k2, k3, k4, k5) = (
+        key(space, 1),
+        key(space, 2),
+        key(space, 3),
+        key(space, 4),
+        key(space, 5),
+    );
+    let (k6, k8) = (owned(key(space, 6), &bob), owned(key(space, 8), &other_alice));
+    store
+        .create(&k1, &with_session(&alice, &s1), TTL)
+        .await
+        .expect("create");
+    store
+        .create(&k2, &with_session(&alice, &s1), TTL)
+        .await
+        .expect("create");
+    store
+        .create(&k3, &with_session(&alice, &s2), TTL)
+        .await
+        .expect("create");
+    store.create(&k6, &with_session(&bob, &s2), TTL).await.expect("create");
+    store
+        .create(&k8, &with_session(&other_alice, &s1), TTL)
+        .await
+        .expect("create");
+    assert_eq!(
+        store
+            .load(&k3)
+            .await
+            .expect("load")
+            .and_then(|r| r.provider_session.clone()),
+        Some(s2.clone()),
+        "the provider session round-trips"
+    );
+    let rotated = with_session(&alice, &s1);
+    assert!(
+        store
+            .rotate(&k2, &k4, &rotated, TTL, Some(Duration::from_secs(60)))
+            .await
+            .expect("rotate"),
+        "rotated"
+    );
+    assert!(
+        store
+            .rekey(&k1, &k5, Some(Duration::from_secs(60)))
+            .await
+            .expect("rekey"),
+        "re-keyed"
+    );
+
+    let ended = store
+        .delete_provider_session(alice.issuer(), &s1)
+        .await
+        .expect("delete");
+    assert_eq!(
+        ended, 2,
+        "both sessions of the provider session end, wherever they moved"
+    );
+    for (what, gone) in [
+        ("rotated", &k4),
+        ("its alias", &k2),
+        ("re-keyed", &k5),
+        ("its old key", &k1),
+    ] {
+        assert_eq!(store.load(gone).await.expect("load"), None, "{what}: ended");
+    }
+    assert_eq!(
+        listed(store.sessions_of(&alice).await.expect("list")),
+        vec![k3],
+        "alice's session of another provider session stays, and is the only one listed"
+    );
+    assert!(store.load(&k6).await.expect("load").is_some(), "bob's session stays");
+    assert!(
+        store.load(&k8).await.expect("load").is_some(),
+        "the same sid at another issuer is another session"
+    );
+    assert_eq!(
+        store
+            .delete_provider_session(alice.issuer(), &s1)
+            .await
+            .expect("delete"),
+        0,
+        "a second logout finds nothing"
+    );
+    assert_eq!(
+        store
+            .delete_provider_session(alice.issuer(), &format!("{space}-unknown"))
+            .await
+            .expect("delete"),
+        0,
+        "an unknown provider session ends nothing"
+    );
+    assert_eq!(
+        store.delete_provider_session(bob.issuer(), &s2).await.expect("delete"),
+        2,
+        "a provider session is matched by (issuer, sid) alone: every session naming it ends"
+    );
+    for principal in [&alice, &bob, &other_alice] {
+        store.delete_all_of(principal).await.expect("delete all");
+    }
 }

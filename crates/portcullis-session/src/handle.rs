@@ -52,6 +52,7 @@ pub(crate) enum Pending {
     Login {
         principal: Principal,
         scopes: Vec<String>,
+        provider_session: Option<String>,
     },
     Cycle,
     Logout,
@@ -133,9 +134,23 @@ impl Session {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
+        self.login_from_provider(principal, None, scopes);
+    }
+
+    /// Logs `principal` in as [`login_as`](Session::login_as) does, and
+    /// records the identity provider's session the login came from (an
+    /// OpenID provider's `sid`): the store indexes it, so the provider's
+    /// back-channel logout of that session ends this one
+    /// ([`Sessions::end_provider_session`]).
+    pub fn login_from_provider<I, S>(&self, principal: Principal, provider_session: Option<String>, scopes: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
         self.state().pending = Pending::Login {
             principal,
             scopes: scopes.into_iter().map(Into::into).collect(),
+            provider_session,
         };
     }
 
@@ -374,5 +389,38 @@ impl Sessions {
     /// Ends every session of `principal`.
     pub async fn end_all(&self, principal: &Principal) -> Result<usize, StoreError> {
         self.store.delete_all_of(principal).await
+    }
+
+    /// Ends every session logged in through the identity provider's
+    /// session `session` of `issuer` (see
+    /// [`Session::login_from_provider`]), on every node that shares the
+    /// store; returns how many there were. The principal's other sessions
+    /// (another device, another provider session) stay.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::{Duration, SystemTime};
+    /// use portcullis_core::Principal;
+    /// use portcullis_session::{MemoryStore, SessionKey, SessionRecord, SessionStore, Sessions};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), portcullis_session::StoreError> {
+    /// let store = Arc::new(MemoryStore::new());
+    /// let alice = Principal::new("https://idp.example", "alice");
+    /// for (n, sid) in [(1u8, "s1"), (2, "s2")] {
+    ///     let mut record = SessionRecord::new(SystemTime::now(), Duration::from_secs(60), Duration::from_secs(600));
+    ///     record.principal = Some(alice.clone());
+    ///     record.provider_session = Some(sid.into());
+    ///     // A logged-in session's key starts with its principal's route.
+    ///     let hex = format!("{}{}", portcullis_core::Route::of(&alice), format!("{n:02x}").repeat(30));
+    ///     let key = SessionKey::from_hex(&hex).expect("64 hex digits");
+    ///     store.create(&key, &record, Duration::from_secs(60)).await?;
+    /// }
+    /// let sessions = Sessions::new(store);
+    /// assert_eq!(sessions.end_provider_session("https://idp.example", "s1").await?, 1);
+    /// assert_eq!(sessions.list(&alice).await?.len(), 1, "the session of s2 stays");
+    /// # Ok(()) }
+    /// ```
+    pub async fn end_provider_session(&self, issuer: &str, session: &str) -> Result<usize, StoreError> {
+        self.store.delete_provider_session(issuer, session).await
     }
 }

@@ -74,6 +74,8 @@ pub use handle::{DEFAULT_ISSUER, Session, SessionInfo, Sessions};
 pub use id::SessionKey;
 pub use layer::{ConfigError, DEFAULT_COOKIE_NAME, ResponseFuture, SameSite, SessionLayer, SessionService};
 pub use memory::MemoryStore;
-pub use store::{Changes, SessionRecord, SessionStore, StoreError, StoreFuture, StoreKind, Touch};
+pub use store::{
+    Changes, SessionRecord, SessionStore, StoreError, StoreFuture, StoreKind, Touch, provider_session_key,
+};
 
 pub(crate) const LAYER: &str = "session";

@@ -36,6 +36,10 @@ use crate::{SessionKey, SessionStore};
 pub struct MemoryStore {
     records: DashMap<SessionKey, Entry>,
     by_principal: DashMap<Principal, HashSet<SessionKey>>,
+    /// [`provider_session_key`](crate::provider_session_key) → the keys of
+    /// the sessions it started. An entry may be stale (its session moved
+    /// on or ended): checked on use.
+    by_provider_session: DashMap<String, HashSet<SessionKey>>,
     /// Every entry's key by expiry, soonest first. An item may be stale (its
     /// entry gone, or touched to a later expiry): checked when it is popped.
     expiries: Mutex<BinaryHeap<Reverse<(Instant, SessionKey)>>>,
@@ -97,6 +101,7 @@ impl MemoryStore {
         Self {
             records: DashMap::new(),
             by_principal: DashMap::new(),
+            by_provider_session: DashMap::new(),
             expiries: Mutex::new(BinaryHeap::new()),
             capacity: capacity.max(1),
         }
@@ -163,7 +168,7 @@ impl MemoryStore {
                 .remove_if(&key, |_, entry| force || entry.expires() <= due.max(now));
             match removed {
                 Some((_, Entry::Live { record, .. })) => {
-                    self.unindex(record.principal.as_ref(), &key);
+                    self.unindex(&record, &key);
                     dropped += 1;
                 }
                 Some((_, Entry::Alias { .. })) => dropped += 1,
@@ -200,10 +205,8 @@ impl MemoryStore {
     pub fn sweep(&self) {
         let now = Instant::now();
         self.records.retain(|_, entry| entry.expires() > now);
-        self.by_principal.retain(|_, keys| {
-            keys.retain(|key| self.records.contains_key(key));
-            !keys.is_empty()
-        });
+        prune(&self.by_principal, &self.records);
+        prune(&self.by_provider_session, &self.records);
         let rebuilt: BinaryHeap<_> = self
             .records
             .iter()
@@ -223,25 +226,31 @@ impl MemoryStore {
         }
     }
 
-    fn index(&self, principal: Option<&Principal>, key: SessionKey) {
-        if let Some(principal) = principal {
+    fn index(&self, record: &SessionRecord, key: SessionKey) {
+        if let Some(principal) = &record.principal {
             self.by_principal.entry(principal.clone()).or_default().insert(key);
+        }
+        if let Some(provider_session) = record.provider_session_key() {
+            self.by_provider_session
+                .entry(provider_session)
+                .or_default()
+                .insert(key);
         }
     }
 
-    fn unindex(&self, principal: Option<&Principal>, key: &SessionKey) {
-        if let Some(principal) = principal {
-            self.by_principal.remove_if_mut(principal, |_, keys| {
-                keys.remove(key);
-                keys.is_empty()
-            });
+    fn unindex(&self, record: &SessionRecord, key: &SessionKey) {
+        if let Some(principal) = &record.principal {
+            drop_from(&self.by_principal, principal, key);
+        }
+        if let Some(provider_session) = record.provider_session_key() {
+            drop_from(&self.by_provider_session, &provider_session, key);
         }
     }
 
     fn insert_live(&self, key: SessionKey, record: SessionRecord, ttl: Duration) {
         let now = Instant::now();
         self.make_room(now);
-        self.index(record.principal.as_ref(), key);
+        self.index(&record, key);
         let expires = now + ttl;
         self.records.insert(
             key,
@@ -260,7 +269,7 @@ impl MemoryStore {
 
     fn remove_live(&self, key: &SessionKey) {
         if let Some((_, Entry::Live { record, .. })) = self.records.remove(key) {
-            self.unindex(record.principal.as_ref(), key);
+            self.unindex(&record, key);
         }
     }
 
@@ -300,7 +309,7 @@ impl MemoryStore {
             self.records.remove(new);
             return false;
         };
-        self.unindex(previous.principal.as_ref(), &live);
+        self.unindex(&previous, &live);
         for key in [live, *old] {
             match grace {
                 Some(grace) => self.insert_alias(key, *new, now + grace),
@@ -339,12 +348,12 @@ impl MemoryStore {
                     });
                 }
             }
-            self.index(snapshot.principal.as_ref(), *new);
+            self.index(&snapshot, *new);
             self.queue(*new, expires);
             let unchanged =
                 |entry: &Entry| matches!(entry, Entry::Live { record, .. } if Arc::ptr_eq(record, &snapshot));
             if self.records.remove_if(old, |_, entry| unchanged(entry)).is_some() {
-                self.unindex(snapshot.principal.as_ref(), old);
+                self.unindex(&snapshot, old);
                 if let Some(grace) = grace {
                     self.insert_alias(*old, *new, (now + grace).min(expires));
                 }
@@ -354,7 +363,7 @@ impl MemoryStore {
             // unless a request already wrote to it (then it is the session,
             // and the old record goes).
             if self.records.remove_if(new, |_, entry| unchanged(entry)).is_some() {
-                self.unindex(snapshot.principal.as_ref(), new);
+                self.unindex(&snapshot, new);
             } else {
                 self.remove_live(old);
                 return true;
@@ -491,12 +500,60 @@ impl SessionStore for MemoryStore {
             .unwrap_or_default();
         let mut ended = 0;
         for key in keys {
-            if self.records.remove(&key).is_some() {
+            if let Some((_, entry)) = self.records.remove(&key) {
+                if let Entry::Live { record, .. } = &entry {
+                    self.unindex(record, &key);
+                }
                 ended += 1;
             }
         }
         Box::pin(std::future::ready(Ok(ended)))
     }
+
+    fn delete_provider_session(&self, issuer: &str, session: &str) -> StoreFuture<'_, usize> {
+        let index_key = crate::provider_session_key(issuer, session);
+        let now = Instant::now();
+        let mut ended = 0;
+        // A rotation racing this may index its new key after the entry was
+        // taken: the next pass finds it (a rotation makes one new key).
+        for _ in 0..3 {
+            let Some((_, keys)) = self.by_provider_session.remove(&index_key) else {
+                break;
+            };
+            for key in keys {
+                // Only a live record that still names this provider
+                // session: an index entry may be stale.
+                let removed = self.records.remove_if(&key, |_, entry| {
+                    matches!(entry, Entry::Live { record, .. }
+                        if record.provider_session_key().as_deref() == Some(index_key.as_str()))
+                });
+                if let Some((_, Entry::Live { record, expires })) = removed {
+                    self.unindex(&record, &key);
+                    ended += usize::from(expires > now);
+                }
+            }
+        }
+        Box::pin(std::future::ready(Ok(ended)))
+    }
+}
+
+/// Takes `key` out of the index entry `name`, and the entry once empty.
+fn drop_from<K: Eq + std::hash::Hash>(index: &DashMap<K, HashSet<SessionKey>>, name: &K, key: &SessionKey) {
+    index.remove_if_mut(name, |_, keys| {
+        keys.remove(key);
+        keys.is_empty()
+    });
+}
+
+/// Keeps only the index entries whose sessions are still held.
+fn prune<K: Eq + std::hash::Hash + Clone>(
+    index: &DashMap<K, HashSet<SessionKey>>,
+    records: &DashMap<SessionKey, Entry>,
+) {
+    index.retain(|_, keys| {
+        keys.retain(|key| records.contains_key(key));
+        !keys.is_empty()
+    });
 }
 
 #[cfg(test)]

@@ -33,6 +33,12 @@ pub struct SessionRecord {
     pub user_agent: Option<String>,
     /// Application data: key → JSON text.
     pub data: BTreeMap<String, String>,
+    /// The identity provider's session this login came from (an OpenID
+    /// provider's `sid`), scoped to the principal's issuer. Stores index
+    /// it beside the principal, so a provider's logout of that session
+    /// ([`SessionStore::delete_provider_session`]) ends every session it
+    /// started, on every node.
+    pub provider_session: Option<String>,
 }
 
 impl SessionRecord {
@@ -65,6 +71,29 @@ impl SessionRecord {
     pub fn ttl(&self, now: SystemTime) -> Duration {
         Duration::from_millis(self.deadline_ms().saturating_sub(millis(now)))
     }
+
+    /// The index key of the record's provider session: see
+    /// [`provider_session_key`]. `None` without a principal or a provider
+    /// session.
+    pub fn provider_session_key(&self) -> Option<String> {
+        let principal = self.principal.as_ref()?;
+        let session = self.provider_session.as_deref()?;
+        Some(provider_session_key(principal.issuer(), session))
+    }
+}
+
+/// The one key a store indexes a provider session under: the provider's
+/// issuer and its session id, unambiguously joined (in
+/// [`Principal::key`]'s form), so another provider's session `"s1"` is
+/// another session.
+///
+/// ```
+/// use portcullis_session::provider_session_key;
+/// assert_eq!(provider_session_key("https://idp.test", "s1"), "16:https://idp.tests1");
+/// assert_ne!(provider_session_key("https://a", "bs1"), provider_session_key("https://ab", "s1"));
+/// ```
+pub fn provider_session_key(issuer: &str, session: &str) -> String {
+    Principal::new(issuer, session).key()
 }
 
 /// Per-key changes of one request, applied together.
@@ -190,4 +219,12 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
 
     /// Deletes every session of `principal`; returns how many there were.
     fn delete_all_of(&self, principal: &Principal) -> StoreFuture<'_, usize>;
+
+    /// Deletes every live session logged in through the provider session
+    /// `session` of `issuer` (the records whose principal's issuer is
+    /// `issuer` and whose [`provider_session`](SessionRecord::provider_session)
+    /// is `session`, under whatever key rotations moved them to); returns
+    /// how many there were. Other sessions of the same principal stay: a
+    /// provider's back-channel logout ends the sessions it started.
+    fn delete_provider_session(&self, issuer: &str, session: &str) -> StoreFuture<'_, usize>;
 }

@@ -15,7 +15,7 @@ use portcullis::jwt::remote::RemoteKeys;
 use portcullis::oidc::{OidcClient, ReturnPath};
 use portcullis::revocation::{RefreshEndpoint, RefreshTokens, RevocationEndpoint, Revocations};
 use portcullis::session::{Session, Sessions};
-use portcullis::{Identity, JwtIssuer, Principal, RequireAuthLayer};
+use portcullis::{Identity, JwtIssuer, RequireAuthLayer};
 use serde::Deserialize;
 use serde_json::json;
 use tower::ServiceExt;
@@ -169,37 +169,22 @@ async fn oidc_logout(State(app): State<Shared>, session: Session, headers: Heade
 }
 
 /// `POST /logout/oidc/backchannel`: the provider's logout token, checked
-/// (a replayed `jti` is refused on every instance), ends the user's
-/// sessions on every instance sharing this store.
-///
-/// Departure, for now: sessions are ended by the token's subject — every
-/// session that user holds from this provider, which is at least the one
-/// the provider ended. A token with `sid` alone is refused (501) until
-/// the `(issuer, sid)` index lands.
+/// (a replayed `jti` is refused on every instance), ends the sessions it
+/// names on every instance sharing this store: with a `sid`, the sessions
+/// of that provider session; with a `sub` alone, all of the user's.
 async fn oidc_backchannel_logout(State(app): State<Shared>, body: Bytes) -> Response {
     let Some(oidc) = app.oidc.as_ref() else {
         return oidc_not_configured();
     };
-    let logout = match oidc.verify_backchannel_logout(&body).await {
-        Ok(logout) => logout,
+    match oidc.backchannel_logout(&app.sessions, &body).await {
+        Ok(ended) => {
+            eprintln!("back-channel logout: {ended} session(s) ended");
+            no_store(StatusCode::OK.into_response())
+        }
         Err(error) => {
             eprintln!("back-channel logout refused: {error}");
-            return no_store(refused(error.status(), error.reason()));
+            no_store(refused(error.status(), error.reason()))
         }
-    };
-    let Some(subject) = &logout.subject else {
-        return no_store(refused(
-            StatusCode::NOT_IMPLEMENTED,
-            "logout by provider session alone is not supported yet",
-        ));
-    };
-    match app
-        .sessions
-        .end_all(&Principal::new(logout.issuer.as_str(), subject.as_str()))
-        .await
-    {
-        Ok(_) => no_store(StatusCode::OK.into_response()),
-        Err(error) => no_store(unavailable(error)),
     }
 }
 

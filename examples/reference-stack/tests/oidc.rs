@@ -58,8 +58,10 @@ async fn a_provider_login_and_its_back_channel_logout_reach_every_instance_on_on
 }
 
 /// Two instances on the store `store` names; a browser login through the
-/// provider on one; the provider's logout reaching both over the back
-/// channel; the replayed, forged and empty logout requests refused.
+/// provider on one, and one on another device; the provider's logout of
+/// the first reaching both instances over the back channel and ending that
+/// provider session's login only; the replayed, forged and empty logout
+/// requests refused.
 async fn login_then_back_channel_logout_on(store: (&'static str, String)) {
     let _one_browser = ONE_BROWSER.lock().await;
     let (port_a, port_b) = (free_port(), free_port());
@@ -115,6 +117,13 @@ async fn login_then_back_channel_logout_on(store: (&'static str, String)) {
         "instance B shares the session: {me_b}"
     );
 
+    // Alice signs in on another device too: another provider session,
+    // which the provider's logout of the first must leave alone.
+    let other_device = Browser::start().await;
+    other_device.goto(&format!("{base_b}/login/oidc?return=/me")).await;
+    let me = sign_in_at_provider(&other_device, "alice", "\"subject\"").await;
+    assert!(me.contains("\"subject\":\"alice\""), "{me}");
+
     // An open-redirect return path is refused by name.
     browser
         .goto(&format!("{base_a}/login/oidc?return=//evil.example"))
@@ -153,6 +162,16 @@ async fn login_then_back_channel_logout_on(store: (&'static str, String)) {
         store.0,
         ended_at.elapsed()
     );
+    // The token named the first device's provider session (`sid`): the
+    // other device's session of the same user stays, on both instances.
+    for base in [&base_a, &base_b] {
+        other_device.goto(&format!("{base}/me")).await;
+        let me = other_device.text().await;
+        assert!(
+            me.contains("\"subject\":\"alice\""),
+            "the other device's session outlives the first device's provider logout on {base}: {me}"
+        );
+    }
 
     // The provider's real logout token, replayed: refused by both
     // instances (the jti cache is shared through Redis), ending nothing.

@@ -141,9 +141,15 @@ pub(super) async fn save(
                 }
             };
             apply(&mut record.data, &state.changes);
-            if let Pending::Login { principal, scopes } = &pending {
+            if let Pending::Login {
+                principal,
+                scopes,
+                provider_session,
+            } = &pending
+            {
                 record.principal = Some(principal.clone());
                 record.scopes = scopes.clone();
+                record.provider_session = provider_session.clone();
             }
             refresh(&mut record, config, now);
             // A logged-in session lives on its principal's shard; an
@@ -167,13 +173,19 @@ pub(super) async fn save(
                         // Ended meanwhile: a logout is final. A login is a
                         // fresh authentication and starts a fresh session,
                         // with nothing of the ended one; anything else ends.
-                        let Pending::Login { principal, scopes } = &pending else {
+                        let Pending::Login {
+                            principal,
+                            scopes,
+                            provider_session,
+                        } = &pending
+                        else {
                             return Ok(Some(removal_cookie(config)));
                         };
                         let mut fresh = SessionRecord::new(now, config.idle, config.absolute);
                         fresh.user_agent = record.user_agent.take();
                         fresh.principal = Some(principal.clone());
                         fresh.scopes = scopes.clone();
+                        fresh.provider_session = provider_session.clone();
                         store.create(&key, &fresh, fresh.ttl(now)).await?;
                     }
                 }
