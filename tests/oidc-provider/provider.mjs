@@ -10,7 +10,14 @@
 // which is how token substitution happens in the wild:
 // - GET /test/id-tokens?client_id=…  the ID tokens issued to that client;
 // - POST /test/substitute {"id_token": "…"}  the next token response carries
-//   that ID token instead of its own (once).
+//   that ID token instead of its own (once);
+// - GET /test/refresh-grants?client_id=…  how many refresh-token grants that
+//   client was answered (to prove a refresh is single-flight).
+//
+// Refresh tokens are issued to every client allowed the grant, and rotated
+// on every use (a reused one is refused and revokes the grant, as a
+// provider with reuse detection does). ACCESS_TOKEN_TTL (seconds, default
+// 600) sets the access tokens' lifetime.
 import Provider from 'oidc-provider';
 
 const port = Number(process.env.PORT);
@@ -22,6 +29,8 @@ const issuer = `http://127.0.0.1:${port}`;
 const clients = JSON.parse(process.env.CLIENTS ?? '[]');
 
 const issued = new Map(); // client_id -> [id_token, …]
+const refreshGrants = new Map(); // client_id -> count
+const accessTokenTtl = Number(process.env.ACCESS_TOKEN_TTL ?? 600);
 let substitute = null;
 
 const provider = new Provider(issuer, {
@@ -49,13 +58,20 @@ const provider = new Provider(issuer, {
     accountId: id,
     claims: async () => ({ sub: id, name: id }),
   }),
-  ttl: { IdToken: 600, AccessToken: 600, Session: 3600, Interaction: 600, Grant: 3600 },
+  ttl: { IdToken: 600, AccessToken: accessTokenTtl, Session: 3600, Interaction: 600, Grant: 3600, RefreshToken: 3600 },
+  issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+  rotateRefreshToken: true,
 });
 
 provider.use(async (ctx, next) => {
   if (ctx.path === '/test/id-tokens' && ctx.method === 'GET') {
     ctx.type = 'json';
     ctx.body = issued.get(ctx.query.client_id) ?? [];
+    return;
+  }
+  if (ctx.path === '/test/refresh-grants' && ctx.method === 'GET') {
+    ctx.type = 'json';
+    ctx.body = refreshGrants.get(ctx.query.client_id) ?? 0;
     return;
   }
   if (ctx.path === '/test/substitute' && ctx.method === 'POST') {
@@ -66,6 +82,10 @@ provider.use(async (ctx, next) => {
     return;
   }
   await next();
+  if (ctx.path === '/token' && ctx.status === 200 && ctx.oidc?.params?.grant_type === 'refresh_token') {
+    const clientId = ctx.oidc?.client?.clientId;
+    if (clientId) refreshGrants.set(clientId, (refreshGrants.get(clientId) ?? 0) + 1);
+  }
   if (ctx.path === '/token' && ctx.status === 200 && ctx.body?.id_token) {
     const clientId = ctx.oidc?.client?.clientId;
     if (clientId) issued.set(clientId, [...(issued.get(clientId) ?? []), ctx.body.id_token]);

@@ -54,6 +54,11 @@ impl OidcProvider {
     /// Starts a provider with `clients` registered, on a free loopback
     /// port, and waits until it listens.
     pub fn start(clients: &[ProviderClient]) -> Self {
+        Self::start_with_access_token_lifetime(clients, Duration::from_secs(600))
+    }
+
+    /// [`start`](Self::start), its access tokens living `lifetime`.
+    pub fn start_with_access_token_lifetime(clients: &[ProviderClient], lifetime: Duration) -> Self {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("oidc-provider");
         assert!(
             dir.join("node_modules/oidc-provider/package.json").exists(),
@@ -67,6 +72,7 @@ impl OidcProvider {
             .current_dir(&dir)
             .env("PORT", port.to_string())
             .env("CLIENTS", clients.to_string())
+            .env("ACCESS_TOKEN_TTL", lifetime.as_secs().to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -115,6 +121,21 @@ impl OidcProvider {
             )
             .await;
         serde_json::from_str(&answer.body).expect("a JSON list of ID tokens")
+    }
+
+    /// How many refresh-token grants the provider answered for
+    /// `client_id` (its test hook).
+    pub async fn refresh_grants(&self, client_id: &str) -> u64 {
+        let answer = crate::client::Client::default()
+            .call(
+                self.addr(),
+                http::Method::GET,
+                &format!("/test/refresh-grants?client_id={client_id}"),
+                crate::client::Body::None,
+                &[],
+            )
+            .await;
+        answer.body.trim().parse().expect("a count of refresh grants")
     }
 
     /// Makes the provider's next token response carry `id_token` instead

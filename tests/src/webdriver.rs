@@ -149,6 +149,57 @@ impl Browser {
         .await;
     }
 
+    /// Opens a new tab (same profile, so the same cookie jar) and returns
+    /// its handle; the current tab stays current.
+    pub async fn new_tab(&self) -> String {
+        let opened = call(
+            http::Method::POST,
+            &self.url("/window/new"),
+            Some(json!({ "type": "tab" })),
+        )
+        .await;
+        opened["handle"].as_str().expect("window handle").to_owned()
+    }
+
+    /// The handle of the current tab.
+    pub async fn current_tab(&self) -> String {
+        call(http::Method::GET, &self.url("/window"), None)
+            .await
+            .as_str()
+            .expect("window handle")
+            .to_owned()
+    }
+
+    /// Makes the tab `handle` the current one.
+    pub async fn switch_to(&self, handle: &str) {
+        call(
+            http::Method::POST,
+            &self.url("/window"),
+            Some(json!({ "handle": handle })),
+        )
+        .await;
+    }
+
+    /// The current page's cookies (`HttpOnly` ones included) as one
+    /// `Cookie` header value, to send the browser's session from a plain
+    /// HTTP client.
+    pub async fn cookie_header(&self) -> String {
+        let cookies = call(http::Method::GET, &self.url("/cookie"), None).await;
+        cookies
+            .as_array()
+            .expect("a list of cookies")
+            .iter()
+            .map(|cookie| {
+                format!(
+                    "{}={}",
+                    cookie["name"].as_str().unwrap_or_default(),
+                    cookie["value"].as_str().unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
     /// Waits (at most 10 s) until the page text contains `needle`.
     pub async fn wait_for_text(&self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -97,9 +97,11 @@ pub struct IdTokenClaims {
 pub struct IdTokenExpectations<'a> {
     /// This client's `client_id`.
     pub client_id: &'a str,
-    /// The login's `nonce`; `None` only on a refresh, where the provider
-    /// may leave it out (when present it must still match the original).
+    /// The login's `nonce` (`None` only on a refresh whose login had none).
     pub nonce: Option<&'a str>,
+    /// An ID token of a refresh (OIDC Core §12.2): the provider may leave
+    /// the `nonce` out; one it sends must still be the login's.
+    pub refresh: bool,
     /// The access token that came with it, to check `at_hash` against.
     pub access_token: Option<&'a str>,
     /// The oldest accepted `iat`.
@@ -168,7 +170,7 @@ pub fn validate_id_token(
     }
     match (expect.nonce, string(&raw, "nonce")) {
         (Some(expected), Some(sent)) if constant_time_eq(expected, sent) => {}
-        (None, None) => {}
+        (_, None) if expect.refresh => {}
         _ => return Err(IdTokenError::Nonce),
     }
     if let (Some(access_token), Some(sent)) = (expect.access_token, string(&raw, "at_hash")) {

@@ -18,6 +18,7 @@ use tower::ServiceExt;
 
 use crate::http::{HttpClient, default_client, transport_allowed};
 use crate::seal::Sealer;
+use crate::upstream::{Refreshes, UpstreamTokens};
 use crate::{
     IdTokenClaims, IdTokenError, IdTokenExpectations, LoginTransactions, LogoutToken, LogoutTokenError,
     LogoutTokenExpectations, ReplayCache, ReturnPath, TransactionError, validate_id_token, validate_logout_token,
@@ -55,6 +56,14 @@ pub struct ClientConfig {
     /// **Insecure**: reach the provider over plain `http://` beyond
     /// loopback (default `false`).
     pub insecure_allow_http: bool,
+    /// Keep the provider's access and refresh tokens, sealed, in the
+    /// session store (never in a cookie), for
+    /// [`OidcClient::access_token`] (default `false`: an app that does not
+    /// call the provider's APIs keeps nothing it could leak).
+    pub keep_upstream_tokens: bool,
+    /// Refresh a kept access token once it has less than this left
+    /// (default 30 s).
+    pub refresh_ahead: Duration,
 }
 
 impl ClientConfig {
@@ -73,7 +82,31 @@ impl ClientConfig {
             max_id_token_age: Duration::from_secs(600),
             leeway: Duration::from_secs(60),
             insecure_allow_http: false,
+            keep_upstream_tokens: false,
+            refresh_ahead: Duration::from_secs(30),
         }
+    }
+
+    /// Keeps the provider's tokens, sealed in the session store, for
+    /// [`OidcClient::access_token`]; the scopes asked for are `scopes`
+    /// (`offline_access`, for instance, for a refresh token).
+    ///
+    /// ```
+    /// use portcullis_oidc::ClientConfig;
+    /// let config = ClientConfig::new("app", "secret", "https://app.example/login/oidc/callback")
+    ///     .keep_upstream_tokens(["offline_access", "api:read"]);
+    /// assert!(config.keep_upstream_tokens);
+    /// assert_eq!(config.scopes, ["offline_access", "api:read"]);
+    /// ```
+    #[must_use]
+    pub fn keep_upstream_tokens<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.keep_upstream_tokens = true;
+        self.scopes.extend(scopes.into_iter().map(Into::into));
+        self
     }
 }
 
@@ -277,6 +310,8 @@ pub struct CompletedLogin {
     pub access_token: String,
     /// The provider's refresh token, if it sent one.
     pub refresh_token: Option<String>,
+    /// When the access token expires, if the provider said (`expires_in`).
+    pub access_token_expires_at: Option<SystemTime>,
 }
 
 impl std::fmt::Debug for CompletedLogin {
@@ -289,13 +324,26 @@ impl std::fmt::Debug for CompletedLogin {
 }
 
 #[derive(Deserialize)]
-struct TokenResponse {
+pub(crate) struct TokenResponse {
     #[serde(default)]
-    access_token: Option<String>,
+    pub(crate) access_token: Option<String>,
     #[serde(default)]
-    id_token: Option<String>,
+    pub(crate) id_token: Option<String>,
     #[serde(default)]
-    refresh_token: Option<String>,
+    pub(crate) refresh_token: Option<String>,
+    /// Seconds the access token lives.
+    #[serde(default)]
+    pub(crate) expires_in: Option<u64>,
+}
+
+/// What can go wrong at the token endpoint.
+pub(crate) enum TokenEndpointError {
+    /// A 4xx, with the OAuth `error` (`invalid_grant`, …).
+    Refused(String),
+    /// A 2xx that is not a JSON token response.
+    Malformed,
+    /// Unreachable, or a 5xx.
+    Unavailable(String),
 }
 
 #[derive(Deserialize)]
@@ -307,19 +355,22 @@ struct TokenErrorResponse {
 ///
 /// Built by [`OidcClient::discover`]; cheap to clone.
 #[derive(Clone)]
-pub struct OidcClient(Arc<Inner>);
+pub struct OidcClient(pub(crate) Arc<Inner>);
 
 #[derive(Clone)]
-struct Inner {
-    metadata: ProviderMetadata,
-    config: ClientConfig,
-    keys: Keys,
-    verifier: JwtVerifier,
+pub(crate) struct Inner {
+    pub(crate) metadata: ProviderMetadata,
+    pub(crate) config: ClientConfig,
+    pub(crate) keys: Keys,
+    pub(crate) verifier: JwtVerifier,
     http: HttpClient,
     transactions: LoginTransactions,
     replay: Arc<dyn ReplayCache>,
     /// Seals the tokens kept in the session store.
-    tokens: Arc<Sealer>,
+    pub(crate) tokens: Arc<Sealer>,
+    /// Upstream-token refreshes in flight or just done, one per refresh
+    /// token (see `upstream.rs`).
+    pub(crate) refreshes: Arc<Refreshes>,
 }
 
 impl std::fmt::Debug for OidcClient {
@@ -442,6 +493,7 @@ impl OidcClient {
             transactions,
             replay,
             tokens: Arc::new(Sealer::new(secrets, "portcullis-oidc session tokens")),
+            refreshes: Arc::new(Refreshes::default()),
         })))
     }
 
@@ -538,6 +590,7 @@ impl OidcClient {
         let expect = IdTokenExpectations {
             client_id: &inner.config.client_id,
             nonce: Some(transaction.nonce()),
+            refresh: false,
             access_token: Some(&access_token),
             max_age: inner.config.max_id_token_age,
             now,
@@ -557,19 +610,34 @@ impl OidcClient {
             id_token,
             access_token,
             refresh_token: tokens.refresh_token,
+            access_token_expires_at: tokens.expires_in.map(|lifetime| now + Duration::from_secs(lifetime)),
         })
     }
 
     async fn exchange(&self, code: &str, code_verifier: &str) -> Result<TokenResponse, CallbackError> {
+        let config = &self.0.config;
+        let grant = [
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", &config.redirect_uri),
+            ("code_verifier", code_verifier),
+        ];
+        self.token_request(&grant).await.map_err(|error| match error {
+            TokenEndpointError::Refused(error) => CallbackError::CodeRefused(error),
+            TokenEndpointError::Malformed => CallbackError::TokenResponse("not a JSON token response"),
+            TokenEndpointError::Unavailable(error) => CallbackError::Unavailable(error),
+        })
+    }
+
+    /// One request to the token endpoint: `grant`, plus the client's
+    /// authentication.
+    pub(crate) async fn token_request(&self, grant: &[(&str, &str)]) -> Result<TokenResponse, TokenEndpointError> {
         let inner = &*self.0;
         let config = &inner.config;
         // Built before any await: the form serializer is not `Send`.
         let (body, basic) = {
             let mut form = form_urlencoded::Serializer::new(String::new());
-            form.append_pair("grant_type", "authorization_code")
-                .append_pair("code", code)
-                .append_pair("redirect_uri", &config.redirect_uri)
-                .append_pair("code_verifier", code_verifier);
+            form.extend_pairs(grant);
             let basic = match config.auth {
                 ClientAuth::ClientSecretBasic => {
                     let encode = |value: &str| form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>();
@@ -594,24 +662,25 @@ impl OidcClient {
         }
         let request = request
             .body(Bytes::from(body))
-            .map_err(|error| CallbackError::Unavailable(error.to_string()))?;
+            .map_err(|error| TokenEndpointError::Unavailable(error.to_string()))?;
         let response = inner
             .http
             .clone()
             .oneshot(request)
             .await
-            .map_err(|error| CallbackError::Unavailable(error.to_string()))?;
+            .map_err(|error| TokenEndpointError::Unavailable(error.to_string()))?;
         let status = response.status();
         if status.is_success() {
-            return serde_json::from_slice(response.body())
-                .map_err(|_| CallbackError::TokenResponse("not a JSON token response"));
+            return serde_json::from_slice(response.body()).map_err(|_| TokenEndpointError::Malformed);
         }
         if status.is_client_error() {
             let error = serde_json::from_slice::<TokenErrorResponse>(response.body())
                 .map_or_else(|_| status.to_string(), |body| body.error);
-            return Err(CallbackError::CodeRefused(error));
+            return Err(TokenEndpointError::Refused(error));
         }
-        Err(CallbackError::Unavailable(format!("token endpoint answered {status}")))
+        Err(TokenEndpointError::Unavailable(format!(
+            "token endpoint answered {status}"
+        )))
     }
 
     /// The provider's logout URL (RP-initiated logout 1.0), if it has an
@@ -710,10 +779,14 @@ impl OidcClient {
 /// the ID token (sealed: the session store never holds it in the clear)
 /// for the `id_token_hint` of an RP-initiated logout.
 #[derive(serde::Serialize, Deserialize)]
-struct SessionEntry {
-    issuer: String,
-    sid: Option<String>,
-    id_token: String,
+pub(crate) struct SessionEntry {
+    pub(crate) issuer: String,
+    pub(crate) sid: Option<String>,
+    pub(crate) id_token: String,
+    /// The upstream tokens, sealed, when the client keeps them
+    /// ([`ClientConfig::keep_upstream_tokens`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) tokens: Option<String>,
 }
 
 impl OidcClient {
@@ -722,14 +795,38 @@ impl OidcClient {
 
     /// Logs the user of `login` into `session`: principal `(provider
     /// issuer, sub)`, the session id rotated when the response is saved,
-    /// the provider's `sid` recorded (and the ID token, sealed, for
-    /// logout). Call it in the callback's handler.
+    /// the provider's `sid` recorded and indexed (its back-channel logout
+    /// ends this session: [`backchannel_logout`](Self::backchannel_logout)),
+    /// the ID token sealed for logout, and — with
+    /// [`ClientConfig::keep_upstream_tokens`] — the access and refresh
+    /// tokens sealed for [`access_token`](Self::access_token). Call it in
+    /// the callback's handler.
     pub fn log_in(&self, session: &Session, login: &CompletedLogin) -> Result<(), serde_json::Error> {
         session.login_from_provider(
             login.principal.clone(),
             login.claims.session_id.clone(),
             Vec::<String>::new(),
         );
+        let tokens = if self.0.config.keep_upstream_tokens {
+            let tokens = UpstreamTokens {
+                access_token: login.access_token.clone(),
+                refresh_token: login.refresh_token.clone(),
+                expires_at: login
+                    .access_token_expires_at
+                    .and_then(|at| at.duration_since(SystemTime::UNIX_EPOCH).ok())
+                    .map(|at| at.as_secs()),
+                nonce: login
+                    .claims
+                    .raw
+                    .get("nonce")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned),
+            };
+            let context = UpstreamTokens::context(&login.principal);
+            Some(self.0.tokens.seal(&serde_json::to_vec(&tokens)?, &context))
+        } else {
+            None
+        };
         let entry = SessionEntry {
             issuer: login.claims.issuer.clone(),
             sid: login.claims.session_id.clone(),
@@ -737,6 +834,7 @@ impl OidcClient {
                 .0
                 .tokens
                 .seal(login.id_token.as_bytes(), login.principal.key().as_bytes()),
+            tokens,
         };
         session.insert(Self::SESSION_KEY, &entry)
     }
@@ -771,7 +869,7 @@ impl OidcClient {
 
 /// Refetches remote keys after an unknown `kid` (rate-limited by the key
 /// set); `true` if there may be new keys to try.
-async fn refetch_keys(keys: &Keys) -> bool {
+pub(crate) async fn refetch_keys(keys: &Keys) -> bool {
     match keys {
         Keys::Remote(remote) => remote.refresh_for_unknown_kid().await,
         _ => false,

@@ -8,9 +8,16 @@
 //! [`complete_login`](OidcClient::complete_login) and
 //! [`log_in`](OidcClient::log_in) in the callback route,
 //! [`end_session`](OidcClient::end_session) for RP-initiated logout and
-//! [`verify_backchannel_logout`](OidcClient::verify_backchannel_logout)
-//! for the provider's logout tokens. The reference stack wires all four
-//! routes. Underneath, the security core every flow runs through:
+//! [`backchannel_logout`](OidcClient::backchannel_logout) for the
+//! provider's logout tokens (it ends the sessions of the token's provider
+//! session on every node, through the `(issuer, sid)` index the session
+//! stores keep beside the subject index). The reference stack wires all
+//! four routes. With [`ClientConfig::keep_upstream_tokens`], the
+//! provider's access and refresh tokens are kept sealed in the session
+//! store, and [`access_token`](OidcClient::access_token) hands out a
+//! current access token, refreshing it once per session however many
+//! requests ask at once. Underneath, the security core every flow runs
+//! through:
 //!
 //! - [`validate_id_token`]: every rule of OIDC Core §3.1.3.7 on top of the
 //!   JWT layer's signature, issuer, audience and lifetime checks;
@@ -68,6 +75,7 @@ mod http;
 mod return_path;
 mod seal;
 mod transaction;
+mod upstream;
 
 pub use claims::{
     BACKCHANNEL_LOGOUT_EVENT, IdTokenClaims, IdTokenError, IdTokenExpectations, LogoutToken, LogoutTokenError,
@@ -81,3 +89,4 @@ pub use http::{HttpClient, default_client};
 pub use portcullis_core::{MemoryReplayCache, ReplayCache};
 pub use return_path::{ReturnPath, ReturnPathError};
 pub use transaction::{LoginTransactions, PendingLogin, TakenTransaction, TransactionError};
+pub use upstream::{UpstreamAccessToken, UpstreamTokenError};

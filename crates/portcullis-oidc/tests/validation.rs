@@ -71,6 +71,7 @@ fn expect(access_token: Option<&str>) -> IdTokenExpectations<'_> {
     IdTokenExpectations {
         client_id: CLIENT,
         nonce: Some(NONCE),
+        refresh: false,
         access_token,
         max_age: Duration::from_secs(600),
         now: SystemTime::now(),
@@ -198,14 +199,36 @@ fn at_hash_is_checked_when_present_and_a_refresh_may_omit_the_nonce() {
     // still be the login's.
     let refreshed = provider.id_token(|c| drop(c.as_object_mut().map(|o| o.remove("nonce"))));
     let on_refresh = IdTokenExpectations {
-        nonce: None,
+        refresh: true,
         ..expect(None)
     };
     assert!(validate_id_token(&provider.verifier, &refreshed, &on_refresh).is_ok());
+    assert!(
+        validate_id_token(&provider.verifier, &provider.id_token(|_| {}), &on_refresh).is_ok(),
+        "a refresh may repeat the login's nonce"
+    );
+    assert_eq!(
+        id_reason(
+            &provider,
+            &provider.id_token(|c| c["nonce"] = "another".into()),
+            &on_refresh
+        ),
+        "id token nonce",
+        "a nonce a refresh sends must be the login's"
+    );
+    let login_without_nonce = IdTokenExpectations {
+        nonce: None,
+        ..on_refresh
+    };
     assert!(matches!(
-        validate_id_token(&provider.verifier, &provider.id_token(|_| {}), &on_refresh),
+        validate_id_token(&provider.verifier, &provider.id_token(|_| {}), &login_without_nonce),
         Err(IdTokenError::Nonce)
     ));
+    assert_eq!(
+        id_reason(&provider, &refreshed, &expect(None)),
+        "id token nonce",
+        "outside a refresh the nonce is required"
+    );
 }
 
 #[test]
