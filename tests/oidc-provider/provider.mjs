@@ -12,13 +12,21 @@
 // - POST /test/substitute {"id_token": "…"}  the next token response carries
 //   that ID token instead of its own (once);
 // - GET /test/refresh-grants?client_id=…  how many refresh-token grants that
-//   client was answered (to prove a refresh is single-flight).
+//   client was answered (to prove a refresh is single-flight);
+// - POST /test/sign-logout-token {claims}  a logout token with those claims,
+//   signed with the provider's own published key: a token that passes the
+//   signature check and breaks another rule (a nonce, no events), as only a
+//   broken or hostile provider would send.
+//
+// The provider signs with one RS256 key made at start (its JWKS publishes
+// it), so the hook signs exactly as the provider does.
 //
 // Refresh tokens are issued to every client allowed the grant, and rotated
 // on every use (a reused one is refused and revokes the grant, as a
 // provider with reuse detection does). ACCESS_TOKEN_TTL (seconds, default
 // 600) sets the access tokens' lifetime.
 import Provider from 'oidc-provider';
+import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 
 const port = Number(process.env.PORT);
 if (!Number.isInteger(port) || port <= 0) {
@@ -33,7 +41,12 @@ const refreshGrants = new Map(); // client_id -> count
 const accessTokenTtl = Number(process.env.ACCESS_TOKEN_TTL ?? 600);
 let substitute = null;
 
+const { privateKey } = await generateKeyPair('RS256', { extractable: true });
+const signingKid = 'test-provider-key';
+const signingJwk = { ...(await exportJWK(privateKey)), kid: signingKid, alg: 'RS256', use: 'sig' };
+
 const provider = new Provider(issuer, {
+  jwks: { keys: [signingJwk] },
   clients: clients.map((client) => ({
     grant_types: ['authorization_code', 'refresh_token'],
     response_types: ['code'],
@@ -72,6 +85,15 @@ provider.use(async (ctx, next) => {
   if (ctx.path === '/test/refresh-grants' && ctx.method === 'GET') {
     ctx.type = 'json';
     ctx.body = refreshGrants.get(ctx.query.client_id) ?? 0;
+    return;
+  }
+  if (ctx.path === '/test/sign-logout-token' && ctx.method === 'POST') {
+    let body = '';
+    for await (const chunk of ctx.req) body += chunk;
+    ctx.type = 'text';
+    ctx.body = await new SignJWT(JSON.parse(body).claims)
+      .setProtectedHeader({ alg: 'RS256', kid: signingKid, typ: 'logout+jwt' })
+      .sign(privateKey);
     return;
   }
   if (ctx.path === '/test/substitute' && ctx.method === 'POST') {

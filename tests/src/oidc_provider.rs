@@ -138,6 +138,23 @@ impl OidcProvider {
         answer.body.trim().parse().expect("a count of refresh grants")
     }
 
+    /// A logout token with `claims`, signed with the provider's own
+    /// published key (its test hook): one that passes the signature check,
+    /// to prove the other rules refuse it.
+    pub async fn sign_logout_token(&self, claims: serde_json::Value) -> String {
+        let answer = crate::client::Client::default()
+            .call(
+                self.addr(),
+                http::Method::POST,
+                "/test/sign-logout-token",
+                crate::client::Body::Json(serde_json::json!({ "claims": claims })),
+                &[],
+            )
+            .await;
+        assert_eq!(answer.status, 200, "the provider's signing hook: {}", answer.body);
+        answer.body
+    }
+
     /// Makes the provider's next token response carry `id_token` instead
     /// of its own: a real, provider-signed token substituted, as a
     /// malicious or confused token endpoint would (its test hook).

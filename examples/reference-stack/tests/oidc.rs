@@ -195,6 +195,64 @@ async fn login_then_back_channel_logout_on(store: (&'static str, String)) {
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
         assert!(answer.body.contains("logout token replayed"), "{}", answer.body);
     }
+    // Logout tokens signed with the provider's own key that break a rule:
+    // refused by name, and the other device's session, which each names
+    // by `sub`, lives on. The same token with no rule broken then ends it:
+    // the refusals were the rules', not the signature's.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let claims = |jti: &str| {
+        serde_json::json!({"iss": issuer, "aud": "reference-stack", "sub": "alice", "jti": jti,
+            "iat": now, "exp": now + 120,
+            "events": {"http://schemas.openid.net/event/backchannel-logout": {}}})
+    };
+    let mut with_nonce = claims("crafted-nonce");
+    with_nonce["nonce"] = "n-1".into();
+    let mut without_events = claims("crafted-events");
+    without_events.as_object_mut().expect("object").remove("events");
+    for (claims, reason) in [
+        (with_nonce, "logout token nonce"),
+        (without_events, "logout token events"),
+    ] {
+        let token = provider.sign_logout_token(claims).await;
+        let answer = Client::default()
+            .call(
+                stack_b.addr,
+                Method::POST,
+                "/logout/oidc/backchannel",
+                Body::Form(&format!("logout_token={token}")),
+                &[],
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
+        assert!(answer.body.contains(reason), "{reason}: {}", answer.body);
+        other_device.goto(&format!("{base_a}/me")).await;
+        assert!(
+            other_device.text().await.contains("\"subject\":\"alice\""),
+            "a refused logout token ({reason}) ends nothing"
+        );
+    }
+    let token = provider.sign_logout_token(claims("crafted-good")).await;
+    let answer = Client::default()
+        .call(
+            stack_b.addr,
+            Method::POST,
+            "/logout/oidc/backchannel",
+            Body::Form(&format!("logout_token={token}")),
+            &[],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    for base in [&base_a, &base_b] {
+        other_device.goto(&format!("{base}/me")).await;
+        assert!(
+            !other_device.text().await.contains("\"subject\":\"alice\""),
+            "a logout token by sub alone ends all of alice's sessions, on {base} too"
+        );
+    }
+
     // A logout token signed by a key the provider never published.
     let stranger = portcullis::SigningKey::generate_p256().expect("key");
     let forged = portcullis::jwt::sign_compact(
