@@ -25,6 +25,9 @@ pub struct ProviderClient {
     pub post_logout_redirect_uris: Vec<String>,
     /// Where the provider posts logout tokens, if anywhere.
     pub backchannel_logout_uri: Option<String>,
+    /// With a JWKS (`{"keys": […]}`), the client authenticates by
+    /// `private_key_jwt` with those keys instead of its secret.
+    pub jwks: Option<serde_json::Value>,
 }
 
 impl ProviderClient {
@@ -38,6 +41,10 @@ impl ProviderClient {
         if let Some(uri) = &self.backchannel_logout_uri {
             client["backchannel_logout_uri"] = uri.clone().into();
             client["backchannel_logout_session_required"] = true.into();
+        }
+        if let Some(jwks) = &self.jwks {
+            client["token_endpoint_auth_method"] = "private_key_jwt".into();
+            client["jwks"] = jwks.clone();
         }
         client
     }

@@ -156,6 +156,20 @@ struct Options {
     keep_tokens_refreshing_ahead: Option<Duration>,
     /// The provider's access-token lifetime (default 10 min).
     access_token_lifetime: Option<Duration>,
+    /// Authenticate by `private_key_jwt` with this key (registered at the
+    /// provider) instead of the client secret.
+    assertion_key: Option<portcullis::SigningKey>,
+}
+
+/// The `private_key_jwt` assertions of the client `stack` at `provider`,
+/// signed with `key`.
+fn assertions(key: &portcullis::SigningKey, provider: &OidcProvider) -> portcullis::JwtIssuer {
+    portcullis::JwtIssuer::new(key.clone(), "stack", provider.issuer())
+}
+
+/// The JWKS that publishes `key`.
+fn jwks_of(key: &portcullis::SigningKey) -> serde_json::Value {
+    portcullis::JwtIssuer::new(key.clone(), "stack", "any").jwks()
 }
 
 async fn setup() -> Setup {
@@ -174,6 +188,7 @@ async fn setup_with(options: Options) -> Setup {
             redirect_uris: vec![format!("{app}/login/oidc/callback")],
             post_logout_redirect_uris: vec![format!("{app}/")],
             backchannel_logout_uri: None,
+            jwks: options.assertion_key.as_ref().map(jwks_of),
         }],
         options.access_token_lifetime.unwrap_or(Duration::from_secs(600)),
     );
@@ -182,6 +197,9 @@ async fn setup_with(options: Options) -> Setup {
         "a-client-secret-of-enough-length",
         format!("{app}/login/oidc/callback"),
     );
+    if let Some(key) = &options.assertion_key {
+        config.auth = portcullis::oidc::ClientAuth::PrivateKeyJwt(assertions(key, &provider));
+    }
     if let Some(ahead) = options.keep_tokens_refreshing_ahead {
         config = config.keep_upstream_tokens(Vec::<String>::new());
         config.refresh_ahead = ahead;
@@ -485,6 +503,7 @@ async fn the_providers_tokens_are_kept_sealed_and_refreshed_once_for_concurrent_
     let setup = setup_with(Options {
         keep_tokens_refreshing_ahead: Some(Duration::from_secs(34)),
         access_token_lifetime: Some(Duration::from_secs(40)),
+        ..Options::default()
     })
     .await;
     let app = &setup.app;
@@ -568,4 +587,85 @@ async fn the_providers_tokens_are_kept_sealed_and_refreshed_once_for_concurrent_
     assert_eq!(setup.provider.refresh_grants("stack").await, 1);
     let entry = stored().await;
     assert!(!entry.contains(&refreshed[0]), "the refreshed token is sealed too");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_authenticated_by_private_key_jwt_signs_in_and_a_wrong_key_is_refused() {
+    let _one_browser = ONE_BROWSER.lock().await;
+    let registered = portcullis::SigningKey::generate_p256()
+        .expect("key")
+        .with_kid("stack-1");
+    let setup = setup_with(Options {
+        assertion_key: Some(registered.clone()),
+        ..Options::default()
+    })
+    .await;
+    let app = &setup.app;
+    let issuer = setup.provider.issuer();
+
+    // Straight at the real token endpoint, with a real transaction and a
+    // made-up code: the registered key authenticates (the provider then
+    // refuses only the code), a key it never saw does not.
+    let attempt = |key: portcullis::SigningKey| {
+        let issuer = issuer.clone();
+        let provider = &setup.provider;
+        async move {
+            let mut config = ClientConfig::new("stack", "", format!("{}/login/oidc/callback", "http://127.0.0.1:1"));
+            config.auth = portcullis::oidc::ClientAuth::PrivateKeyJwt(assertions(&key, provider));
+            let client = OidcClient::discover(
+                &issuer,
+                config,
+                &SecretKeyring::single(&[9; 32]).expect("ring"),
+                Arc::new(MemoryReplayCache::default()),
+            )
+            .await
+            .expect("discovery");
+            let login = client.begin_login(ReturnPath::parse("/").expect("path"));
+            let state = param(login.url.split_once('?').expect("query").1, "state").to_owned();
+            let cookie = login.set_cookie.split(';').next().expect("cookie").to_owned();
+            let mut headers = HeaderMap::new();
+            headers.insert(http::header::COOKIE, cookie.parse().expect("header"));
+            let query = format!("code=made-up&state={state}&iss={}", issuer);
+            match client.complete_login(&headers, &query).await {
+                Err(portcullis::oidc::CallbackError::CodeRefused(error)) => error,
+                other => panic!("expected the token endpoint to refuse: {other:?}"),
+            }
+        }
+    };
+    assert_eq!(
+        attempt(registered.clone()).await,
+        "invalid_grant",
+        "the registered key authenticates the client; only the code is refused"
+    );
+    let stranger = portcullis::SigningKey::generate_p256()
+        .expect("key")
+        .with_kid("stack-1");
+    assert_eq!(
+        attempt(stranger).await,
+        "invalid_client",
+        "an assertion signed by an unregistered key is refused"
+    );
+    let other_name = OidcClient::discover(
+        &issuer,
+        {
+            let mut config = ClientConfig::new("stack", "", "http://127.0.0.1:1/cb");
+            config.auth = portcullis::oidc::ClientAuth::PrivateKeyJwt(portcullis::JwtIssuer::new(
+                registered.clone(),
+                "someone-else",
+                issuer.clone(),
+            ));
+            config
+        },
+        &SecretKeyring::single(&[9; 32]).expect("ring"),
+        Arc::new(MemoryReplayCache::default()),
+    )
+    .await
+    .expect_err("an assertion issuer not named after the client is refused at build time");
+    assert!(other_name.to_string().contains("client_id"), "{other_name}");
+
+    // The whole login in a browser, the code exchanged with an assertion.
+    let browser = Browser::start().await;
+    browser.goto(&format!("{app}/login/oidc?return=/me")).await;
+    let landed = sign_in_at_provider(&browser, "alice", "method=session").await;
+    assert!(landed.contains("method=session subject=alice"), "{landed}");
 }

@@ -11,7 +11,7 @@ use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, Method, Request, StatusCode};
 use portcullis_core::{Principal, SecretKeyring, StoreError, SystemClock};
 use portcullis_jwt::remote::{RemoteKeys, RemoteOptions};
-use portcullis_jwt::{JwtError, JwtVerifier, Keys, Validation};
+use portcullis_jwt::{JwtError, JwtIssuer, JwtVerifier, Keys, Validation};
 use portcullis_session::{Session, Sessions};
 use serde::Deserialize;
 use tower::ServiceExt;
@@ -25,7 +25,7 @@ use crate::{
 };
 
 /// How this client authenticates at the token endpoint.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub enum ClientAuth {
     /// HTTP Basic with the form-encoded id and secret (RFC 6749 §2.3.1).
@@ -33,7 +33,28 @@ pub enum ClientAuth {
     ClientSecretBasic,
     /// `client_id` and `client_secret` in the form body.
     ClientSecretPost,
+    /// `private_key_jwt` (OIDC Core §9, RFC 7523): a short-lived assertion
+    /// signed by this [`JwtIssuer`]'s key, no shared secret. The issuer's
+    /// name must be the `client_id`, and its audience what the provider
+    /// accepts (its token endpoint URL, or its issuer identifier); publish
+    /// its [`jwks`](JwtIssuer::jwks) in the client's registration. Each
+    /// assertion lives 60 s with a fresh `jti`, whatever the issuer's own
+    /// token lifetime.
+    ///
+    /// ```
+    /// use portcullis_jwt::{JwtIssuer, SigningKey};
+    /// use portcullis_oidc::{ClientAuth, ClientConfig};
+    ///
+    /// let assertions = JwtIssuer::new(SigningKey::generate_p256()?.with_kid("app-1"), "app", "https://idp.example/token");
+    /// let mut config = ClientConfig::new("app", "", "https://app.example/login/oidc/callback");
+    /// config.auth = ClientAuth::PrivateKeyJwt(assertions);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    PrivateKeyJwt(JwtIssuer),
 }
+
+/// How long one client assertion lives.
+const ASSERTION_LIFETIME: Duration = Duration::from_secs(60);
 
 /// This relying party, as registered at the provider.
 #[derive(Clone)]
@@ -186,6 +207,10 @@ pub enum DiscoveryError {
     /// The provider does not offer PKCE with S256.
     #[error("the provider does not support PKCE with S256")]
     NoPkce,
+    /// The client's configuration cannot work (a `private_key_jwt` issuer
+    /// not named after the `client_id`).
+    #[error("client configuration: {0}")]
+    Config(&'static str),
 }
 
 /// Why a callback was refused. No session is made; the reason is named.
@@ -473,6 +498,17 @@ impl OidcClient {
         {
             return Err(DiscoveryError::NoPkce);
         }
+        let mut config = config;
+        if let ClientAuth::PrivateKeyJwt(assertions) = &config.auth {
+            if assertions.issuer() != config.client_id {
+                return Err(DiscoveryError::Config(
+                    "a private_key_jwt issuer must be named after the client_id",
+                ));
+            }
+            // An assertion is no access token: short-lived, and no `at+jwt` type.
+            config.auth =
+                ClientAuth::PrivateKeyJwt(assertions.clone().access_token_ttl(ASSERTION_LIFETIME).token_type(None));
+        }
         let validation = Validation::new()
             .issuer(metadata.issuer.clone())
             .audience(config.client_id.clone())
@@ -638,7 +674,7 @@ impl OidcClient {
         let (body, basic) = {
             let mut form = form_urlencoded::Serializer::new(String::new());
             form.extend_pairs(grant);
-            let basic = match config.auth {
+            let basic = match &config.auth {
                 ClientAuth::ClientSecretBasic => {
                     let encode = |value: &str| form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>();
                     let credentials = format!("{}:{}", encode(&config.client_id), encode(&config.client_secret));
@@ -647,6 +683,18 @@ impl OidcClient {
                 ClientAuth::ClientSecretPost => {
                     form.append_pair("client_id", &config.client_id)
                         .append_pair("client_secret", &config.client_secret);
+                    None
+                }
+                ClientAuth::PrivateKeyJwt(assertions) => {
+                    let assertion = assertions
+                        .mint(&config.client_id, Vec::<String>::new())
+                        .map_err(|error| TokenEndpointError::Unavailable(format!("client assertion: {error}")))?;
+                    form.append_pair("client_id", &config.client_id)
+                        .append_pair(
+                            "client_assertion_type",
+                            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                        )
+                        .append_pair("client_assertion", &assertion);
                     None
                 }
             };

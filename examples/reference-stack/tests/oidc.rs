@@ -82,6 +82,7 @@ async fn login_then_back_channel_logout_on(store: (&'static str, String)) {
         ],
         post_logout_redirect_uris: vec![format!("{base_a}/"), format!("{base_b}/")],
         backchannel_logout_uri: Some(format!("http://{relay}/logout/oidc/backchannel")),
+        jwks: None,
     }]);
     let issuer = provider.issuer();
     let env = |addr: &str, own: &str| {
