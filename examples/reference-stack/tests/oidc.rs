@@ -198,8 +198,8 @@ async fn login_then_back_channel_logout_on(store: (&'static str, String)) {
     }
     // Logout tokens signed with the provider's own key that break a rule:
     // refused by name, and the other device's session, which each names
-    // by `sub`, lives on. The same token with no rule broken then ends it:
-    // the refusals were the rules', not the signature's.
+    // by `sub`, lives on. (The same token with no rule broken ends it, at
+    // the end: the refusals were the rules', not the signature's.)
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
@@ -235,25 +235,6 @@ async fn login_then_back_channel_logout_on(store: (&'static str, String)) {
             "a refused logout token ({reason}) ends nothing"
         );
     }
-    let token = provider.sign_logout_token(claims("crafted-good")).await;
-    let answer = Client::default()
-        .call(
-            stack_b.addr,
-            Method::POST,
-            "/logout/oidc/backchannel",
-            Body::Form(&format!("logout_token={token}")),
-            &[],
-        )
-        .await;
-    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
-    for base in [&base_a, &base_b] {
-        other_device.goto(&format!("{base}/me")).await;
-        assert!(
-            !other_device.text().await.contains("\"subject\":\"alice\""),
-            "a logout token by sub alone ends all of alice's sessions, on {base} too"
-        );
-    }
-
     // A logout token signed by a key the provider never published.
     let stranger = portcullis::SigningKey::generate_p256().expect("key");
     let forged = portcullis::jwt::sign_compact(
@@ -275,6 +256,11 @@ async fn login_then_back_channel_logout_on(store: (&'static str, String)) {
         .await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
     assert!(answer.body.contains("logout token signature"), "{}", answer.body);
+    other_device.goto(&format!("{base_a}/me")).await;
+    assert!(
+        other_device.text().await.contains("\"subject\":\"alice\""),
+        "a token of an unknown key ends nothing"
+    );
     let answer = Client::default()
         .call(
             stack_a.addr,
@@ -286,4 +272,25 @@ async fn login_then_back_channel_logout_on(store: (&'static str, String)) {
         .await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
     assert!(answer.body.contains("no logout token"), "{}", answer.body);
+
+    // Last, the control: the provider's own key and no rule broken, by
+    // `sub` alone, ends every session of alice, on both instances.
+    let token = provider.sign_logout_token(claims("crafted-good")).await;
+    let answer = Client::default()
+        .call(
+            stack_b.addr,
+            Method::POST,
+            "/logout/oidc/backchannel",
+            Body::Form(&format!("logout_token={token}")),
+            &[],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    for base in [&base_a, &base_b] {
+        other_device.goto(&format!("{base}/me")).await;
+        assert!(
+            !other_device.text().await.contains("\"subject\":\"alice\""),
+            "a logout token by sub alone ends all of alice's sessions, on {base} too"
+        );
+    }
 }
