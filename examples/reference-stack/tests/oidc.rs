@@ -9,8 +9,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http::{Method, StatusCode};
-use portcullis_tests::client::{Body, Client};
+use http::StatusCode;
 use portcullis_tests::oidc_provider::{OidcProvider, ProviderClient, sign_in_at_provider};
 use portcullis_tests::postgres_server::PostgresServer;
 use portcullis_tests::redis_server::RedisServer;
@@ -33,14 +32,24 @@ async fn recording_relay(target: std::net::SocketAddr, seen: Arc<Mutex<Vec<Strin
             let seen = seen.clone();
             async move {
                 seen.lock().expect("lock").push(body.clone());
-                let answer = Client::default()
-                    .call(target, Method::POST, "/logout/oidc/backchannel", Body::Form(&body), &[])
-                    .await;
+                let answer = post_logout(target, &body).await;
                 (answer.status, answer.body)
             }
         }),
     );
     spawn_axum(router).await
+}
+
+/// Posts the form `body` to the back-channel logout endpoint of the stack
+/// at `addr`.
+async fn post_logout(addr: std::net::SocketAddr, body: &str) -> portcullis_tests::Answer {
+    portcullis_tests::post_form(addr, "/logout/oidc/backchannel", body).await
+}
+
+/// Whether `browser` is signed in as alice on the stack at `base`.
+async fn signed_in_as_alice(browser: &Browser, base: &str) -> bool {
+    browser.goto(&format!("{base}/me")).await;
+    browser.text().await.contains("\"subject\":\"alice\"")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,15 +193,7 @@ async fn login_then_back_channel_logout_on(store: (&'static str, String)) {
         .expect("the provider posted a logout token");
     assert!(token.starts_with("logout_token="), "{token}");
     for stack in [&stack_a, &stack_b] {
-        let answer = Client::default()
-            .call(
-                stack.addr,
-                Method::POST,
-                "/logout/oidc/backchannel",
-                Body::Form(&token),
-                &[],
-            )
-            .await;
+        let answer = post_logout(stack.addr, &token).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
         assert!(answer.body.contains("logout token replayed"), "{}", answer.body);
     }
@@ -218,20 +219,11 @@ async fn login_then_back_channel_logout_on(store: (&'static str, String)) {
         (without_events, "logout token events"),
     ] {
         let token = provider.sign_logout_token(claims).await;
-        let answer = Client::default()
-            .call(
-                stack_b.addr,
-                Method::POST,
-                "/logout/oidc/backchannel",
-                Body::Form(&format!("logout_token={token}")),
-                &[],
-            )
-            .await;
+        let answer = post_logout(stack_b.addr, &format!("logout_token={token}")).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
         assert!(answer.body.contains(reason), "{reason}: {}", answer.body);
-        other_device.goto(&format!("{base_a}/me")).await;
         assert!(
-            other_device.text().await.contains("\"subject\":\"alice\""),
+            signed_in_as_alice(&other_device, &base_a).await,
             "a refused logout token ({reason}) ends nothing"
         );
     }
@@ -245,51 +237,25 @@ async fn login_then_back_channel_logout_on(store: (&'static str, String)) {
             "events": {"http://schemas.openid.net/event/backchannel-logout": {}}}),
     )
     .expect("sign");
-    let answer = Client::default()
-        .call(
-            stack_a.addr,
-            Method::POST,
-            "/logout/oidc/backchannel",
-            Body::Form(&format!("logout_token={forged}")),
-            &[],
-        )
-        .await;
+    let answer = post_logout(stack_a.addr, &format!("logout_token={forged}")).await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
     assert!(answer.body.contains("logout token signature"), "{}", answer.body);
-    other_device.goto(&format!("{base_a}/me")).await;
     assert!(
-        other_device.text().await.contains("\"subject\":\"alice\""),
+        signed_in_as_alice(&other_device, &base_a).await,
         "a token of an unknown key ends nothing"
     );
-    let answer = Client::default()
-        .call(
-            stack_a.addr,
-            Method::POST,
-            "/logout/oidc/backchannel",
-            Body::Form("nothing=here"),
-            &[],
-        )
-        .await;
+    let answer = post_logout(stack_a.addr, "nothing=here").await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
     assert!(answer.body.contains("no logout token"), "{}", answer.body);
 
     // Last, the control: the provider's own key and no rule broken, by
     // `sub` alone, ends every session of alice, on both instances.
     let token = provider.sign_logout_token(claims("crafted-good")).await;
-    let answer = Client::default()
-        .call(
-            stack_b.addr,
-            Method::POST,
-            "/logout/oidc/backchannel",
-            Body::Form(&format!("logout_token={token}")),
-            &[],
-        )
-        .await;
+    let answer = post_logout(stack_b.addr, &format!("logout_token={token}")).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     for base in [&base_a, &base_b] {
-        other_device.goto(&format!("{base}/me")).await;
         assert!(
-            !other_device.text().await.contains("\"subject\":\"alice\""),
+            !signed_in_as_alice(&other_device, base).await,
             "a logout token by sub alone ends all of alice's sessions, on {base} too"
         );
     }
