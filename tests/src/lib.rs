@@ -21,6 +21,7 @@ pub mod oidc_provider;
 pub mod postgres_server;
 pub mod redis_cluster;
 pub mod redis_server;
+pub mod tcp_proxy;
 pub mod webdriver;
 
 /// A fresh session key routed to `principal`, as `SessionLayer` makes
@@ -363,4 +364,58 @@ impl Partition {
     pub fn restore(&self) {
         self.cut.send_replace(false);
     }
+}
+
+/// Two caching nodes on one Redis deployment share every change: for
+/// `subjects` users (spread over the shards of a Cluster), a session made
+/// on `a` and read twice on `b` (the second read from `b`'s cache), then
+/// written and ended on `a`, is seen written and ended on `b` within 1 s.
+/// Returns the slowest propagation seen.
+pub async fn cached_nodes_share_changes(
+    a: &portcullis::redis::RedisSessionStore,
+    b: &portcullis::redis::RedisSessionStore,
+    subjects: u64,
+) -> std::time::Duration {
+    use portcullis::session::{Changes, SessionRecord, SessionStore};
+    use std::time::{Duration, Instant, SystemTime};
+    let bound = Duration::from_secs(1);
+    let mut slowest = Duration::ZERO;
+    for n in 0..subjects {
+        let person = portcullis::Principal::new("https://app.test", format!("cached-{n}"));
+        let key = routed_key(&person, n);
+        let mut record = SessionRecord::new(SystemTime::now(), Duration::from_secs(600), Duration::from_secs(3600));
+        record.principal = Some(person);
+        a.create(&key, &record, Duration::from_secs(600)).await.expect("create");
+        b.load(&key).await.expect("load").expect("present on b");
+        let hits = b.cache_stats().expect("cache on").hits;
+        b.load(&key).await.expect("load").expect("present on b");
+        assert!(
+            b.cache_stats().expect("cache on").hits > hits,
+            "subject {n}: served from b's cache"
+        );
+        let mut changes = Changes::default();
+        changes.set.insert("n".into(), n.to_string());
+        assert!(a.update(&key, &changes).await.expect("update"));
+        let started = Instant::now();
+        while b
+            .load(&key)
+            .await
+            .expect("load")
+            .and_then(|record| record.data.get("n").cloned())
+            != Some(n.to_string())
+        {
+            assert!(
+                started.elapsed() < bound,
+                "subject {n}: the write reached b within {bound:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        a.delete(&key).await.expect("delete");
+        while b.load(&key).await.expect("load").is_some() {
+            assert!(started.elapsed() < 2 * bound, "subject {n}: the logout reached b");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        slowest = slowest.max(started.elapsed());
+    }
+    slowest
 }

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant, SystemTime};
 use portcullis::Principal;
 use portcullis::redis::{
     RedisOptions, RedisRefreshStore, RedisRevocationStore, RedisServers, RedisSessionStore, ReplicaAcks,
-    ReplicatedRevocationStore, ReplicationOptions,
+    ReplicatedRevocationStore, ReplicationOptions, SessionCacheOptions,
 };
 use portcullis::session::{SessionKey, SessionRecord, SessionStore};
 use portcullis_tests::redis_cluster::{RedisCluster, query, run_every_store_suite};
-use portcullis_tests::routed_key;
+use portcullis_tests::{cached_nodes_share_changes, routed_key};
 
 fn servers(cluster: &RedisCluster) -> RedisServers {
     RedisServers::cluster(cluster.seeds())
@@ -398,4 +398,26 @@ async fn revoking_a_subject_ends_a_refresh_family_that_fell_out_of_the_index() {
         .await
         .expect_err("refused");
     assert!(error.to_string().contains("not routed to its subject"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_cache_hears_changes_made_on_every_shard() {
+    let cluster = RedisCluster::start();
+    let cached = || async {
+        RedisSessionStore::connect_cached(
+            servers(&cluster),
+            RedisOptions::default(),
+            SessionCacheOptions::default(),
+        )
+        .await
+        .expect("connect")
+    };
+    let (a, b) = (cached().await, cached().await);
+    portcullis::session::conformance::run(Arc::new(cached().await), "cached").await;
+    // 30 subjects land on every primary; each script publishes on its own
+    // shard, and the Cluster carries the message to the node b hears.
+    let slowest = cached_nodes_share_changes(&a, &b, 30).await;
+    println!("cluster: slowest change reaching the other node's cache {slowest:?}");
+    let spread = cluster.keys_per_primary();
+    assert!(spread.len() == 3, "{spread:?}");
 }

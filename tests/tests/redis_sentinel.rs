@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use portcullis::Principal;
-use portcullis::redis::{RedisOptions, RedisServers, RedisSessionStore, ReplicaAcks};
+use portcullis::redis::{RedisOptions, RedisServers, RedisSessionStore, ReplicaAcks, SessionCacheOptions};
 use portcullis::session::{SessionRecord, SessionStore};
 use portcullis_tests::redis_cluster::{RedisSentinel, run_every_store_suite};
-use portcullis_tests::routed_key;
+use portcullis_tests::{cached_nodes_share_changes, routed_key};
 
 fn servers(setup: &RedisSentinel) -> RedisServers {
     RedisServers::sentinel(setup.sentinel_urls(), RedisSentinel::MASTER)
@@ -167,5 +167,47 @@ async fn a_sentinel_failover_under_load_keeps_every_acknowledged_login() {
     assert!(
         reads_after < promoted_after + Duration::from_secs(2),
         "reads recovered within 2 s of the promotion"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_cache_follows_the_primary_across_a_failover() {
+    let mut setup = RedisSentinel::start();
+    let cached = || async {
+        RedisSessionStore::connect_cached(servers(&setup), RedisOptions::default(), SessionCacheOptions::default())
+            .await
+            .expect("connect")
+    };
+    let (a, b) = (cached().await, cached().await);
+    portcullis::session::conformance::run(Arc::new(cached().await), "cached").await;
+    cached_nodes_share_changes(&a, &b, 10).await;
+
+    let resyncs = b.cache_stats().expect("on").resyncs;
+    let old = setup.kill_primary();
+    setup.wait_failover_from(old, Duration::from_secs(30));
+    // b lost its feed with the old primary and follows the new one.
+    let started = Instant::now();
+    while !(b.cache_stats().expect("on").serving && b.cache_stats().expect("on").resyncs > resyncs) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the feed follows the new primary"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Writes go to the new primary once the Sentinels name it, and their
+    // changes reach b's cache.
+    let started = Instant::now();
+    let probe = routed_key(&Principal::new("https://app.test", "probe"), 0);
+    while a.load(&probe).await.is_err() || b.load(&probe).await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the stores reach the new primary"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cached_nodes_share_changes(&a, &b, 3).await;
+    println!(
+        "sentinel: writes and their invalidations worked again {:?} after the cache followed the new primary",
+        started.elapsed()
     );
 }

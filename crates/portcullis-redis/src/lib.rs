@@ -67,6 +67,8 @@ mod replay;
 mod revocation;
 #[cfg(feature = "sessions")]
 mod session;
+#[cfg(feature = "sessions")]
+mod session_feed;
 
 pub use connection::{RedisConnection, RedisOptions, RedisServers, ReplicaAcks};
 #[cfg(feature = "revocation")]
@@ -75,6 +77,8 @@ pub use portcullis_revocation::FeedLossPolicy;
 pub use portcullis_revocation::store_support::MirrorStats;
 #[cfg(feature = "sessions")]
 pub use portcullis_session::SessionStore;
+#[cfg(feature = "sessions")]
+pub use portcullis_session::{CacheOptions, CacheStats};
 #[cfg(feature = "refresh")]
 pub use refresh::RedisRefreshStore;
 pub use replay::RedisReplayCache;
@@ -82,6 +86,8 @@ pub use replay::RedisReplayCache;
 pub use revocation::{RedisRevocationStore, ReplicatedRevocationStore, ReplicationOptions};
 #[cfg(feature = "sessions")]
 pub use session::RedisSessionStore;
+#[cfg(feature = "sessions")]
+pub use session_feed::SessionCacheOptions;
 
 #[cfg(test)]
 mod script_keys;

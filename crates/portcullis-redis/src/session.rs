@@ -10,6 +10,8 @@ use portcullis_session::{
 use redis::Value;
 
 use crate::connection::{Call, Connection, Lua, RedisOptions, RedisServers, connect};
+use crate::session_feed::{CachedReads, Feed, SessionCacheOptions, channel};
+use portcullis_session::{CacheStats, SessionCache};
 
 /// Sessions in Redis — one node, a Cluster or a Sentinel-watched primary
 /// ([`RedisServers`]) — keyed by the session key (a keyed hash of the id,
@@ -47,10 +49,25 @@ use crate::connection::{Call, Connection, Lua, RedisOptions, RedisServers, conne
 /// scripts, ordered so that a logout meanwhile stays final: the new record
 /// is written first, under an id nobody holds yet, and removed again if the
 /// old one turns out to have ended.
+///
+/// # The local cache
+///
+/// [`connect_cached`](RedisSessionStore::connect_cached) puts a bounded
+/// local cache in front (opt in): a read is served from this node's memory
+/// when it holds a current copy, so the common request costs no round
+/// trip. Every write script announces what it changed on a pub/sub
+/// channel (`{prefix}session-changes`), and each caching node drops its
+/// copy on hearing it — a logout, a rotation or a write on any node
+/// reaches every other node's cache within the feed's delay. The node
+/// also hears its own heartbeat on that channel; when the feed is lost or
+/// falls silent past [`CacheOptions::max_staleness`](portcullis_session::CacheOptions::max_staleness),
+/// the cache is bypassed (every read goes to Redis) until the node has
+/// subscribed again and emptied it. Writes always go to Redis first.
 #[derive(Clone)]
 pub struct RedisSessionStore {
     connection: Connection,
     options: Arc<RedisOptions>,
+    cached: Option<Arc<CachedReads>>,
 }
 
 impl fmt::Debug for RedisSessionStore {
@@ -61,13 +78,36 @@ impl fmt::Debug for RedisSessionStore {
     }
 }
 
+/// Publishing a change on the session cache's feed (see
+/// `session_feed.rs`): `changed(key)` names a session key that changed,
+/// on the channel `{prefix}session-changes` (the prefix read back from the
+/// key's hash tag, `{prefix + route}`, the route being 4 hex digits).
+/// Published by the script that makes the change, so no change goes
+/// unannounced; `PUBLISH` names no key, and reaches every node of a
+/// Cluster.
+macro_rules! publish {
+    () => {
+        r"
+local function channel(key)
+  local tag = string.match(key, '^{(.-)}')
+  return string.sub(tag, 1, -5) .. 'session-changes'
+end
+local function changed(key)
+  redis.call('PUBLISH', channel(key), key)
+end
+"
+    };
+}
+
 /// The Lua functions the scripts share. `live(key, gen)` is the record
 /// under `key` if it is live (created, and of its principal's current
 /// generation); `create` writes and indexes a record; `retire` removes a
 /// live record (and its index entry), leaving grace aliases if asked.
 macro_rules! functions {
     () => {
-        r"
+        concat!(
+            publish!(),
+            r"
 local function live(key, gen)
   local f = redis.call('HMGET', key, '_created', '_principal', '_gen')
   if not f[1] then return false end
@@ -96,6 +136,7 @@ local function create(key, idx, gen, ttl, member, deadline, principal, first)
   redis.call('PEXPIRE', key, ttl)
 end
 "
+        )
     };
 }
 
@@ -115,6 +156,10 @@ end
 if principal then
   local current = redis.call('HGET', KEYS[2], principal)
   if current and tonumber(current) > tonumber(gen or '0') then return {} end
+end
+if #h > 0 then
+  -- How long Redis keeps it: a node's cached copy lives no longer.
+  table.insert(h, '_pttl'); table.insert(h, tostring(redis.call('PTTL', KEYS[1])))
 end
 return h";
 
@@ -140,6 +185,7 @@ if ARGV[i] == '1' then
   redis.call('HSET', KEYS[1], '_idle', ARGV[i + 1], '_seen', ARGV[i + 2])
   redis.call('PEXPIRE', KEYS[1], ARGV[i + 3])
 end
+changed(KEYS[1])
 return 1"
 );
 
@@ -159,6 +205,8 @@ local function retire(old, target, idx, gen, expected, target_member, grace, new
   if principal then redis.call('HDEL', idx, target_member .. principal) end
   redis.call('DEL', target)
   redis.call('DEL', old)
+  changed(target)
+  if old ~= target then changed(old) end
   if grace ~= '' then
     for _, k in ipairs({target, old}) do
       redis.call('HSET', k, '_moved_to', new_member)
@@ -205,6 +253,7 @@ if not ok then return 0 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local keep = redis.call('PTTL', KEYS[1])
 redis.call('RENAME', KEYS[1], KEYS[2])
+changed(KEYS[1])
 if principal then
   local deadline = redis.call('HGET', KEYS[3], ARGV[2] .. principal) or redis.call('HGET', KEYS[2], '_absolute')
   redis.call('HDEL', KEYS[3], ARGV[2] .. principal)
@@ -219,12 +268,16 @@ return 1"
 
 // KEYS = session, idx; ARGV = now, member, follow ('1': report an alias
 // instead of deleting it)
-const DELETE: &str = r"
+const DELETE: &str = concat!(
+    publish!(),
+    r"
 local moved = redis.call('HGET', KEYS[1], '_moved_to')
 if moved and ARGV[3] == '1' then return {'@moved', moved} end
 local principal = redis.call('HGET', KEYS[1], '_principal')
 if principal then redis.call('HDEL', KEYS[2], ARGV[2] .. principal) end
-return redis.call('DEL', KEYS[1])";
+changed(KEYS[1])
+return redis.call('DEL', KEYS[1])"
+);
 
 // KEYS = idx; ARGV = now, principal. The members of the principal's
 // sessions in the index.
@@ -252,6 +305,7 @@ for i = 3, #KEYS do
     if ARGV[3] == '1' then
       redis.call('DEL', KEYS[i]); ended = ended + 1
       redis.call('HDEL', KEYS[1], member .. ARGV[2])
+      changed(KEYS[i])
     else
       table.insert(out, member); table.insert(out, redis.call('HGETALL', KEYS[i]))
     end
@@ -261,6 +315,9 @@ for i = 3, #KEYS do
 end
 if ARGV[3] == '1' then
   redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+  -- Sessions of the principal outside the index die by generation: every
+  -- node drops all it holds of theirs.
+  redis.call('PUBLISH', channel(KEYS[1]), 'p:' .. ARGV[2])
   local keep = redis.call('PTTL', KEYS[1])
   if keep > 0 and redis.call('PTTL', KEYS[2]) < keep then redis.call('PEXPIRE', KEYS[2], keep) end
   return ended
@@ -280,6 +337,7 @@ for i = 3, #KEYS do
   if ok and principal == ARGV[2] and redis.call('HGET', KEYS[i], '_psid') == ARGV[3] then
     redis.call('DEL', KEYS[i]); ended = ended + 1
     redis.call('HDEL', KEYS[1], ARGV[i + 1] .. ARGV[2])
+    changed(KEYS[i])
   end
 end
 return ended"
@@ -396,7 +454,61 @@ impl RedisSessionStore {
         Ok(Self {
             connection,
             options: Arc::new(options),
+            cached: None,
         })
+    }
+
+    /// [`connect_with`](Self::connect_with), with the local read cache in
+    /// front (see [the local cache](Self#the-local-cache)): subscribes to
+    /// the invalidation feed before it returns, and follows it in a task on
+    /// the current tokio runtime for as long as a clone of the store lives.
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use portcullis_redis::{RedisOptions, RedisSessionStore, SessionCacheOptions};
+    /// use portcullis_session::SessionLayer;
+    ///
+    /// # async fn demo() -> Result<(), portcullis_session::StoreError> {
+    /// let store = RedisSessionStore::connect_cached(
+    ///     "redis://127.0.0.1:6379",
+    ///     RedisOptions::default(),
+    ///     SessionCacheOptions::default(),
+    /// )
+    /// .await?;
+    /// let layer = SessionLayer::new(Arc::new(store));
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_cached(
+        servers: impl Into<RedisServers>,
+        options: RedisOptions,
+        cache_options: SessionCacheOptions,
+    ) -> Result<Self, StoreError> {
+        let servers = servers.into();
+        let mut store = Self::connect_with(servers.clone(), options).await?;
+        let cache = Arc::new(SessionCache::new(cache_options.cache));
+        let feed = Feed {
+            servers: cache_options.feed.unwrap_or(servers),
+            channel: channel(&store.options.prefix),
+            heartbeat: cache_options.heartbeat,
+            connect_timeout: store.options.connection_timeout,
+            publisher: store.connection.clone(),
+        };
+        let task = feed.start(cache.clone()).await.map_err(unavailable)?;
+        store.cached = Some(Arc::new(CachedReads::new(cache, task)));
+        Ok(store)
+    }
+
+    /// The local cache's counters and health, when it is on.
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.cached.as_ref().map(|cached| cached.cache.stats())
+    }
+
+    /// Drops this node's copy of `key` (a write to it, whatever its
+    /// outcome: an unknown outcome may have changed it).
+    fn forget(&self, key: &SessionKey) {
+        if let Some(cached) = &self.cached {
+            cached.cache.invalidate(key);
+        }
     }
 
     fn session_key_of(&self, route: Route, member: &str) -> String {
@@ -511,18 +623,159 @@ impl RedisSessionStore {
         Ok(())
     }
 
+    /// The record under `key` as Redis has it, whether it was found
+    /// through a grace alias, and how long Redis keeps it.
+    async fn load_from_redis(&self, key: SessionKey) -> Result<Loaded, StoreError> {
+        let mut at = key;
+        let mut connection = self.connection.clone();
+        for _ in 0..=MAX_ALIAS_HOPS {
+            let reply: Value = Call::new(&scripts().load)
+                .key(self.session_key(&at))
+                .key(self.gen_key(at.route()))
+                .arg(now_ms())
+                .run(&mut connection)
+                .await
+                .map_err(unavailable)?;
+            match answer(reply) {
+                Answer::Moved(member) => at = Self::target(&member)?.0,
+                Answer::Value(value) => {
+                    let flat: Vec<String> = redis::from_redis_value(value).map_err(corrupt)?;
+                    let kept_ms = flat
+                        .chunks(2)
+                        .find(|pair| pair[0] == "_pttl")
+                        .and_then(|pair| pair.get(1)?.parse::<i64>().ok())
+                        .unwrap_or(0);
+                    return Ok(Loaded {
+                        record: parse_record(flat)?.map(Arc::new),
+                        through_alias: at != key,
+                        kept_for: Duration::from_millis(u64::try_from(kept_ms).unwrap_or(0)),
+                    });
+                }
+            }
+        }
+        Ok(Loaded {
+            record: None,
+            through_alias: true,
+            kept_for: Duration::ZERO,
+        })
+    }
+
+    /// [`SessionStore::rotate`] in Redis (the cache is told afterwards).
+    async fn rotate_in_redis(
+        &self,
+        old: SessionKey,
+        new: SessionKey,
+        record: SessionRecord,
+        ttl: Duration,
+        grace: String,
+    ) -> Result<bool, StoreError> {
+        let principal = Self::principal_of(&record, &new)?;
+        let mut connection = self.connection.clone();
+        // The live record `old` resolves to, as last seen: itself, or
+        // the target of its alias. A script that finds another alias
+        // says so, and we go again.
+        let mut alias = String::new();
+        for _ in 0..=MAX_ALIAS_HOPS {
+            let (target, route) = if alias.is_empty() {
+                (old, old.route())
+            } else {
+                Self::target(&alias)?
+            };
+            if route != old.route() {
+                // An alias across routes: the layer never makes one
+                // (grace is for the same subject); no rotation
+                // through it.
+                return Ok(false);
+            }
+            let reply: Value = if route == new.route() {
+                self.index_provider_session(&record).await?;
+                Call::new(&scripts().rotate)
+                    .key(self.session_key(&old))
+                    .key(self.session_key(&target))
+                    .key(self.session_key(&new))
+                    .key(self.idx(route))
+                    .key(self.gen_key(route))
+                    .arg(now_ms())
+                    .arg(&alias)
+                    .arg(target.to_hex())
+                    .arg(&grace)
+                    .arg(new.to_hex())
+                    .arg(ms(ttl))
+                    .arg(record.absolute_deadline_ms)
+                    .arg(&principal)
+                    .args(Self::fields(&record))
+                    .run_durable(&mut connection, self.options.replica_acks)
+                    .await
+                    .map_err(unavailable)?
+            } else {
+                // Across routes (a login): the new record first, under
+                // an id nobody holds yet; then the old one retired; and
+                // if it had ended meanwhile, the new one removed again.
+                self.create_record(&new, &record, ttl).await?;
+                let retired: Result<Value, redis::RedisError> = Call::new(&scripts().retire)
+                    .key(self.session_key(&old))
+                    .key(self.session_key(&target))
+                    .key(self.idx(route))
+                    .key(self.gen_key(route))
+                    .arg(now_ms())
+                    .arg(&alias)
+                    .arg(target.to_hex())
+                    .arg(&grace)
+                    .arg(new.to_hex())
+                    .run_durable(&mut connection, self.options.replica_acks)
+                    .await;
+                match retired {
+                    Ok(Value::Int(1)) => Value::Int(1),
+                    other => {
+                        self.delete_one(&new, false).await?;
+                        other.map_err(unavailable)?
+                    }
+                }
+            };
+            match answer(reply) {
+                Answer::Moved(member) => alias = member,
+                Answer::Value(value) => return Ok(redis::from_redis_value::<i64>(value).map_err(corrupt)? == 1),
+            }
+        }
+        Ok(false)
+    }
+
+    /// [`SessionStore::rekey`] in Redis (the cache is told afterwards).
+    async fn rekey_in_redis(&self, old: SessionKey, new: SessionKey, grace: String) -> Result<bool, StoreError> {
+        if old.route() != new.route() || old == new {
+            // Two keys of one id share its route; anything else is not
+            // a re-key.
+            return Ok(false);
+        }
+        let route = old.route();
+        let mut connection = self.connection.clone();
+        let moved: i64 = Call::new(&scripts().rekey)
+            .key(self.session_key(&old))
+            .key(self.session_key(&new))
+            .key(self.idx(route))
+            .key(self.gen_key(route))
+            .arg(now_ms())
+            .arg(old.to_hex())
+            .arg(new.to_hex())
+            .arg(grace)
+            .run_durable(&mut connection, self.options.replica_acks)
+            .await
+            .map_err(unavailable)?;
+        Ok(moved == 1)
+    }
+
     async fn delete_one(&self, key: &SessionKey, follow: bool) -> Result<Option<String>, StoreError> {
         let mut connection = self.connection.clone();
-        let reply: Value = Call::new(&scripts().delete)
+        let reply: Result<Value, redis::RedisError> = Call::new(&scripts().delete)
             .key(self.session_key(key))
             .key(self.idx(key.route()))
             .arg(now_ms())
             .arg(key.to_hex())
             .arg(if follow { "1" } else { "0" })
             .run_durable(&mut connection, self.options.replica_acks)
-            .await
-            .map_err(unavailable)?;
-        Ok(match answer(reply) {
+            .await;
+        self.forget(key);
+        Ok(match answer(reply.map_err(unavailable)?) {
             Answer::Moved(member) => Some(member),
             Answer::Value(_) => None,
         })
@@ -553,6 +806,15 @@ impl RedisSessionStore {
             .arg(if end { "1" } else { "0" })
             .args(members)
     }
+}
+
+/// A read from Redis.
+struct Loaded {
+    record: Option<Arc<SessionRecord>>,
+    /// Found through a grace alias (its changes arrive under another key).
+    through_alias: bool,
+    /// How long Redis keeps the record from now (`PTTL`).
+    kept_for: Duration,
 }
 
 /// Parses a flat `HGETALL` answer.
@@ -596,27 +858,32 @@ fn parse_record(flat: Vec<String>) -> Result<Option<SessionRecord>, StoreError> 
 
 impl SessionStore for RedisSessionStore {
     fn load(&self, key: &SessionKey) -> StoreFuture<'_, Option<Arc<SessionRecord>>> {
-        let mut at = *key;
+        let key = *key;
         Box::pin(async move {
-            let mut connection = self.connection.clone();
-            for _ in 0..=MAX_ALIAS_HOPS {
-                let reply: Value = Call::new(&scripts().load)
-                    .key(self.session_key(&at))
-                    .key(self.gen_key(at.route()))
-                    .arg(now_ms())
-                    .run(&mut connection)
-                    .await
-                    .map_err(unavailable)?;
-                match answer(reply) {
-                    Answer::Moved(member) => at = Self::target(&member)?.0,
-                    Answer::Value(value) => {
-                        let flat: Vec<String> = redis::from_redis_value(value).map_err(corrupt)?;
-                        return Ok(parse_record(flat)?.map(Arc::new));
-                    }
-                }
+            let Some(cached) = &self.cached else {
+                return self.load_from_redis(key).await.map(|loaded| loaded.record);
+            };
+            if let Some(hit) = cached.cache.get(&key) {
+                return Ok(Some(hit));
             }
-            Ok(None)
+            let ticket = cached.cache.begin_load(&key);
+            let loaded = self.load_from_redis(key).await;
+            // A record found through a grace alias changes under another
+            // key: not cached.
+            match &loaded {
+                Ok(Loaded {
+                    record: Some(record),
+                    through_alias: false,
+                    kept_for,
+                }) => cached.cache.finish_load(ticket, Some((record, *kept_for))),
+                _ => cached.cache.finish_load(ticket, None),
+            }
+            loaded.map(|loaded| loaded.record)
         })
+    }
+
+    fn load_now(&self, key: &SessionKey) -> Option<Result<Option<Arc<SessionRecord>>, StoreError>> {
+        self.cached.as_ref()?.cache.get(key).map(|hit| Ok(Some(hit)))
     }
 
     fn create(&self, key: &SessionKey, record: &SessionRecord, ttl: Duration) -> StoreFuture<'_, ()> {
@@ -644,14 +911,14 @@ impl SessionStore for RedisSessionStore {
         Box::pin(async move {
             let mut connection = self.connection.clone();
             for _ in 0..=MAX_ALIAS_HOPS {
-                let reply: Value = Call::new(&scripts().update)
+                let reply = Call::new(&scripts().update)
                     .key(self.session_key(&at))
                     .key(self.gen_key(at.route()))
                     .args(&args)
                     .run(&mut connection)
-                    .await
-                    .map_err(unavailable)?;
-                match answer(reply) {
+                    .await;
+                self.forget(&at);
+                match answer(reply.map_err(unavailable)?) {
                     Answer::Moved(member) => at = Self::target(&member)?.0,
                     Answer::Value(value) => return Ok(redis::from_redis_value::<i64>(value).map_err(corrupt)? == 1),
                 }
@@ -671,75 +938,10 @@ impl SessionStore for RedisSessionStore {
         let (old, new, record) = (*old, *new, record.clone());
         let grace = grace.map(|g| ms(g).to_string()).unwrap_or_default();
         Box::pin(async move {
-            let principal = Self::principal_of(&record, &new)?;
-            let mut connection = self.connection.clone();
-            // The live record `old` resolves to, as last seen: itself, or
-            // the target of its alias. A script that finds another alias
-            // says so, and we go again.
-            let mut alias = String::new();
-            for _ in 0..=MAX_ALIAS_HOPS {
-                let (target, route) = if alias.is_empty() {
-                    (old, old.route())
-                } else {
-                    Self::target(&alias)?
-                };
-                if route != old.route() {
-                    // An alias across routes: the layer never makes one
-                    // (grace is for the same subject); no rotation
-                    // through it.
-                    return Ok(false);
-                }
-                let reply: Value = if route == new.route() {
-                    self.index_provider_session(&record).await?;
-                    Call::new(&scripts().rotate)
-                        .key(self.session_key(&old))
-                        .key(self.session_key(&target))
-                        .key(self.session_key(&new))
-                        .key(self.idx(route))
-                        .key(self.gen_key(route))
-                        .arg(now_ms())
-                        .arg(&alias)
-                        .arg(target.to_hex())
-                        .arg(&grace)
-                        .arg(new.to_hex())
-                        .arg(ms(ttl))
-                        .arg(record.absolute_deadline_ms)
-                        .arg(&principal)
-                        .args(Self::fields(&record))
-                        .run_durable(&mut connection, self.options.replica_acks)
-                        .await
-                        .map_err(unavailable)?
-                } else {
-                    // Across routes (a login): the new record first, under
-                    // an id nobody holds yet; then the old one retired; and
-                    // if it had ended meanwhile, the new one removed again.
-                    self.create_record(&new, &record, ttl).await?;
-                    let retired: Result<Value, redis::RedisError> = Call::new(&scripts().retire)
-                        .key(self.session_key(&old))
-                        .key(self.session_key(&target))
-                        .key(self.idx(route))
-                        .key(self.gen_key(route))
-                        .arg(now_ms())
-                        .arg(&alias)
-                        .arg(target.to_hex())
-                        .arg(&grace)
-                        .arg(new.to_hex())
-                        .run_durable(&mut connection, self.options.replica_acks)
-                        .await;
-                    match retired {
-                        Ok(Value::Int(1)) => Value::Int(1),
-                        other => {
-                            self.delete_one(&new, false).await?;
-                            other.map_err(unavailable)?
-                        }
-                    }
-                };
-                match answer(reply) {
-                    Answer::Moved(member) => alias = member,
-                    Answer::Value(value) => return Ok(redis::from_redis_value::<i64>(value).map_err(corrupt)? == 1),
-                }
-            }
-            Ok(false)
+            let rotated = self.rotate_in_redis(old, new, record, ttl, grace).await;
+            self.forget(&old);
+            self.forget(&new);
+            rotated
         })
     }
 
@@ -747,26 +949,10 @@ impl SessionStore for RedisSessionStore {
         let (old, new) = (*old, *new);
         let grace = grace.map(|g| ms(g).to_string()).unwrap_or_default();
         Box::pin(async move {
-            if old.route() != new.route() || old == new {
-                // Two keys of one id share its route; anything else is not
-                // a re-key.
-                return Ok(false);
-            }
-            let route = old.route();
-            let mut connection = self.connection.clone();
-            let moved: i64 = Call::new(&scripts().rekey)
-                .key(self.session_key(&old))
-                .key(self.session_key(&new))
-                .key(self.idx(route))
-                .key(self.gen_key(route))
-                .arg(now_ms())
-                .arg(old.to_hex())
-                .arg(new.to_hex())
-                .arg(grace)
-                .run_durable(&mut connection, self.options.replica_acks)
-                .await
-                .map_err(unavailable)?;
-            Ok(moved == 1)
+            let moved = self.rekey_in_redis(old, new, grace).await;
+            self.forget(&old);
+            self.forget(&new);
+            moved
         })
     }
 
@@ -824,12 +1010,14 @@ impl SessionStore for RedisSessionStore {
             // step, which ends every other older one too.
             let members = self.members(&principal).await?;
             let mut connection = self.connection.clone();
-            let ended: i64 = self
+            let ended: Result<i64, _> = self
                 .sessions_call(&principal, &members, true)
                 .run_durable(&mut connection, self.options.replica_acks)
-                .await
-                .map_err(unavailable)?;
-            Ok(usize::try_from(ended).unwrap_or(0))
+                .await;
+            if let Some(cached) = &self.cached {
+                cached.cache.invalidate_principal(&principal.key());
+            }
+            Ok(usize::try_from(ended.map_err(unavailable)?).unwrap_or(0))
         })
     }
 
@@ -868,15 +1056,17 @@ impl SessionStore for RedisSessionStore {
                     for member in &fresh {
                         call = call.key(self.session_key_of(route, member));
                     }
-                    let count: i64 = call
+                    let count: Result<i64, _> = call
                         .arg(now_ms())
                         .arg(principal.key())
                         .arg(&session)
                         .args(&fresh)
                         .run_durable(&mut connection, self.options.replica_acks)
-                        .await
-                        .map_err(unavailable)?;
-                    ended += usize::try_from(count).unwrap_or(0);
+                        .await;
+                    for key in fresh.iter().filter_map(|member| SessionKey::from_hex(member)) {
+                        self.forget(&key);
+                    }
+                    ended += usize::try_from(count.map_err(unavailable)?).unwrap_or(0);
                 }
             }
             Ok(ended)

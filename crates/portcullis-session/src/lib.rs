@@ -60,6 +60,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod cache;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 #[cfg(feature = "axum")]
@@ -70,6 +71,7 @@ mod layer;
 mod memory;
 mod store;
 
+pub use cache::{CacheOptions, CacheStats, LoadTicket, SessionCache};
 pub use handle::{DEFAULT_ISSUER, Session, SessionInfo, Sessions};
 pub use id::SessionKey;
 pub use layer::{ConfigError, DEFAULT_COOKIE_NAME, ResponseFuture, SameSite, SessionLayer, SessionService};
