@@ -107,7 +107,11 @@ pub struct LoadTicket {
     resyncs: u64,
 }
 
-/// The local read cache of one node. See the [module](self) and
+/// The local read cache of one node, for a shared store with an
+/// invalidation feed (Redis pub/sub, PostgreSQL `NOTIFY`): the store
+/// serves reads from it while the feed is healthy, writes through to the
+/// server, and tells it what changed — its own writes at once, other
+/// nodes' as the feed brings them. Bounds and the fail policy are in
 /// [`CacheOptions`].
 ///
 /// ```
