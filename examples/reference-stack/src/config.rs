@@ -17,6 +17,11 @@ pub(crate) struct Config {
     pub(crate) database_ca: Option<String>,
     /// Replicas a durable Redis write waits for (0: none).
     pub(crate) redis_replica_acks: u32,
+    /// The local session cache in front of Redis (`PORTCULLIS_SESSION_CACHE=on`).
+    pub(crate) session_cache: bool,
+    /// Where the cache hears of changes, if not the Redis servers
+    /// themselves (a replica, a proxy).
+    pub(crate) session_cache_feed: Option<String>,
     /// PEM files: the first signs, the rest are retired (published, never
     /// signing). Empty: an ephemeral key.
     pub(crate) signing_keys: Vec<String>,
@@ -124,6 +129,18 @@ impl Config {
                 .parse()
                 .map_err(|_| format!("PORTCULLIS_REDIS_REPLICA_ACKS must be a whole number, got {text:?}"))?,
         };
+        let session_cache = match var("PORTCULLIS_SESSION_CACHE").as_deref() {
+            None | Some("off") => false,
+            Some("on") => true,
+            Some(other) => return Err(format!("PORTCULLIS_SESSION_CACHE must be on or off, got {other:?}")),
+        };
+        if session_cache && redis.is_none() {
+            return Err("PORTCULLIS_SESSION_CACHE=on needs the Redis session store (PORTCULLIS_REDIS_*)".into());
+        }
+        let session_cache_feed = var("PORTCULLIS_SESSION_CACHE_FEED_URL");
+        if session_cache_feed.is_some() && !session_cache {
+            return Err("PORTCULLIS_SESSION_CACHE_FEED_URL needs PORTCULLIS_SESSION_CACHE=on".into());
+        }
         let database_url = var("PORTCULLIS_DATABASE_URL");
         if database_url.is_some() && redis.is_some() {
             return Err("PORTCULLIS_DATABASE_URL and the PORTCULLIS_REDIS_* settings are exclusive: pick one".into());
@@ -186,6 +203,8 @@ impl Config {
             database_url,
             database_ca: var("PORTCULLIS_DATABASE_CA"),
             redis_replica_acks,
+            session_cache,
+            session_cache_feed,
             signing_keys,
             staged_signing_keys,
             secrets,

@@ -33,8 +33,8 @@ use portcullis::postgres::{
 };
 use portcullis::redis::RedisReplayCache;
 use portcullis::redis::{
-    RedisConnection, RedisOptions, RedisRefreshStore, RedisSessionStore, ReplicaAcks, ReplicatedRevocationStore,
-    ReplicationOptions,
+    RedisConnection, RedisOptions, RedisRefreshStore, RedisServers, RedisSessionStore, ReplicaAcks,
+    ReplicatedRevocationStore, ReplicationOptions, SessionCacheOptions,
 };
 use portcullis::revocation::{MemoryRefreshStore, MemoryRevocationStore, RefreshTokens, RevocationLayer, Revocations};
 use portcullis::session::{MemoryStore, SessionLayer, SessionStore};
@@ -49,14 +49,16 @@ use crate::routes::App;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// Sessions, revocations, refresh tokens, notes, and the Redis connection
-/// (for the health check) when there is one.
+/// Sessions, revocations, refresh tokens, notes, the Redis connection
+/// (for the health check) when there is one, and the session cache's
+/// counters when it is on.
 type Stores = (
     Arc<dyn SessionStore>,
     Arc<dyn portcullis::revocation::RevocationStore>,
     Arc<dyn portcullis::revocation::RefreshStore>,
     Notes,
     Option<RedisConnection>,
+    Option<crate::routes::CacheStatsSource>,
 );
 
 /// Reads a PEM signing key (its `kid` is its RFC 7638 thumbprint, the
@@ -115,7 +117,7 @@ async fn build(config: &Config) -> Result<(axum::Router, String), Error> {
     println!("secrets: current {} previous {}", ids[0], ids[1..].join(","));
 
     // Stores: Redis when configured, else in process.
-    let (session_store, revocation_store, refresh_store, notes, redis): Stores = match &config.redis {
+    let (session_store, revocation_store, refresh_store, notes, redis, cache_stats): Stores = match &config.redis {
         Some(servers) => {
             let mut options = RedisOptions::default();
             // On a Cluster or Sentinel, logins, logouts, refresh spends and
@@ -132,12 +134,25 @@ async fn build(config: &Config) -> Result<(axum::Router, String), Error> {
             let mut replication = ReplicationOptions::default();
             replication.redis = options.clone();
             let connection = RedisConnection::connect(servers, &options).await?;
+            let sessions = if config.session_cache {
+                let mut cache = SessionCacheOptions::default();
+                cache.feed = config.session_cache_feed.clone().map(RedisServers::single);
+                RedisSessionStore::connect_cached(servers.clone(), options.clone(), cache).await?
+            } else {
+                RedisSessionStore::connect_with(servers.clone(), options.clone()).await?
+            };
+            println!("session cache: {}", if config.session_cache { "on" } else { "off" });
+            let stats = sessions.clone();
+            let cache_stats: Option<crate::routes::CacheStatsSource> = config
+                .session_cache
+                .then(|| Arc::new(move || stats.cache_stats()) as crate::routes::CacheStatsSource);
             (
-                Arc::new(RedisSessionStore::connect_with(servers.clone(), options.clone()).await?),
+                Arc::new(sessions),
                 Arc::new(ReplicatedRevocationStore::start(servers.clone(), replication).await?),
                 Arc::new(RedisRefreshStore::connect_with(servers.clone(), options).await?),
                 Notes::Redis(connection.clone()),
                 Some(connection),
+                cache_stats,
             )
         }
         None if config.database_url.is_some() => {
@@ -178,6 +193,7 @@ async fn build(config: &Config) -> Result<(axum::Router, String), Error> {
                 Arc::new(PostgresRefreshStore::new(pool.clone(), &options)),
                 Notes::Postgres(pool.clone()),
                 None,
+                None,
             )
         }
         None => (
@@ -185,6 +201,7 @@ async fn build(config: &Config) -> Result<(axum::Router, String), Error> {
             Arc::new(MemoryRevocationStore::new()),
             Arc::new(MemoryRefreshStore::new()),
             Notes::Memory(Mutex::new(HashMap::new())),
+            None,
             None,
         ),
     };
@@ -286,6 +303,7 @@ async fn build(config: &Config) -> Result<(axum::Router, String), Error> {
         remote,
         database: app_database,
         redis,
+        cache_stats,
     });
     let stack = ServiceBuilder::new()
         .layer(sessions)

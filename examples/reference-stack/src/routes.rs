@@ -36,7 +36,12 @@ pub(crate) struct App {
     pub(crate) remote: Option<RemoteKeys>,
     pub(crate) redis: Option<portcullis::redis::RedisConnection>,
     pub(crate) database: Option<portcullis::postgres::Pool>,
+    /// The local session cache's counters, when it is on.
+    pub(crate) cache_stats: Option<CacheStatsSource>,
 }
+
+/// Reads the session cache's counters.
+pub(crate) type CacheStatsSource = Arc<dyn Fn() -> Option<portcullis::redis::CacheStats> + Send + Sync>;
 
 type Shared = Arc<App>;
 
@@ -58,6 +63,12 @@ pub(crate) fn router(app: Shared) -> Router {
             get(list_notes)
                 .layer(RequireAuthLayer::new().scope("notes:read"))
                 .merge(post(add_note).layer(RequireAuthLayer::new().scope("notes:write"))),
+        )
+        .route(
+            "/preferences",
+            get(preferences)
+                .merge(post(set_preferences))
+                .layer(authenticated.clone()),
         )
         .route("/sessions", get(list_sessions).layer(authenticated.clone()))
         .route(
@@ -357,6 +368,41 @@ struct NewNote {
     text: String,
 }
 
+/// The session key of the visitor's theme.
+const THEME: &str = "theme";
+const THEMES: [&str; 2] = ["light", "dark"];
+
+/// `GET /preferences`: the theme picked on this device — data of the
+/// session, not of the user, as a UI preference is.
+async fn preferences(session: Session) -> Response {
+    let theme: String = session
+        .get(THEME)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| THEMES[0].to_owned());
+    axum::Json(json!({ "theme": theme })).into_response()
+}
+
+#[derive(Deserialize)]
+struct NewPreferences {
+    theme: String,
+}
+
+/// `POST /preferences` (`theme=light|dark`), CSRF-checked.
+async fn set_preferences(session: Session, headers: HeaderMap, body: Bytes) -> Response {
+    let wanted: NewPreferences = match parse(&headers, &body) {
+        Ok(wanted) => wanted,
+        Err(error) => return (StatusCode::BAD_REQUEST, error).into_response(),
+    };
+    if !THEMES.contains(&wanted.theme.as_str()) {
+        return (StatusCode::BAD_REQUEST, "theme must be light or dark").into_response();
+    }
+    match session.insert(THEME, &wanted.theme) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
 async fn add_note(State(app): State<Shared>, identity: Identity, headers: HeaderMap, body: Bytes) -> Response {
     let note: NewNote = match parse(&headers, &body) {
         Ok(note) => note,
@@ -499,13 +545,77 @@ async fn jwks(State(app): State<Shared>) -> Response {
 }
 
 /// Counters in the Prometheus text format: sessions this instance moved
-/// from a previous secret to the current one (a rotation's progress).
+/// from a previous secret to the current one (a rotation's progress), and
+/// the session cache's, when it is on.
 async fn metrics(State(app): State<Shared>) -> Response {
-    let body = format!(
+    let mut body = format!(
         "# HELP portcullis_sessions_rekeyed_total Sessions moved from a previous secret to the current one.\n\
          # TYPE portcullis_sessions_rekeyed_total counter\n\
          portcullis_sessions_rekeyed_total {}\n",
         app.sessions.rekeyed_sessions()
     );
+    if let Some(stats) = app.cache_stats.as_ref().and_then(|source| source()) {
+        let rows: [(&str, &str, &str, u64); 9] = [
+            (
+                "hits_total",
+                "counter",
+                "Session reads served from the local cache.",
+                stats.hits,
+            ),
+            (
+                "misses_total",
+                "counter",
+                "Session reads that went to the store with the cache serving.",
+                stats.misses,
+            ),
+            (
+                "bypassed_total",
+                "counter",
+                "Session reads that went to the store because the feed was lost or silent.",
+                stats.bypassed,
+            ),
+            (
+                "invalidations_total",
+                "counter",
+                "Cached sessions dropped because the store said they changed.",
+                stats.invalidations,
+            ),
+            (
+                "feed_losses_total",
+                "counter",
+                "Times the invalidation feed was lost.",
+                stats.feed_losses,
+            ),
+            (
+                "resyncs_total",
+                "counter",
+                "Times the cache was emptied and the feed followed again.",
+                stats.resyncs,
+            ),
+            (
+                "entries",
+                "gauge",
+                "Sessions held in the local cache.",
+                u64::try_from(stats.entries).unwrap_or(u64::MAX),
+            ),
+            (
+                "serving",
+                "gauge",
+                "1 while reads are served from the cache, 0 while it is bypassed.",
+                u64::from(stats.serving),
+            ),
+            (
+                "feed_delay_ms",
+                "gauge",
+                "The invalidation feed's last measured delay.",
+                stats.feed_delay_ms,
+            ),
+        ];
+        for (name, kind, help, value) in rows {
+            body.push_str(&format!(
+                "# HELP portcullis_session_cache_{name} {help}\n# TYPE portcullis_session_cache_{name} {kind}\nportcullis_session_cache_{name} {value}\n"
+            ));
+        }
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
