@@ -366,17 +366,31 @@ impl Partition {
     }
 }
 
-/// Two caching nodes on one Redis deployment share every change: for
-/// `subjects` users (spread over the shards of a Cluster), a session made
+/// A session store with the local cache on.
+pub trait CachingStore: portcullis::session::SessionStore {
+    /// The cache's counters.
+    fn cache_stats(&self) -> Option<portcullis::session::CacheStats>;
+}
+
+impl CachingStore for portcullis::redis::RedisSessionStore {
+    fn cache_stats(&self) -> Option<portcullis::session::CacheStats> {
+        portcullis::redis::RedisSessionStore::cache_stats(self)
+    }
+}
+
+impl CachingStore for portcullis::postgres::PostgresSessionStore {
+    fn cache_stats(&self) -> Option<portcullis::session::CacheStats> {
+        portcullis::postgres::PostgresSessionStore::cache_stats(self)
+    }
+}
+
+/// Two caching nodes on one shared store share every change: for
+/// `subjects` users (spread over the shards of a Redis Cluster), a session made
 /// on `a` and read twice on `b` (the second read from `b`'s cache), then
 /// written and ended on `a`, is seen written and ended on `b` within 1 s.
 /// Returns the slowest propagation seen.
-pub async fn cached_nodes_share_changes(
-    a: &portcullis::redis::RedisSessionStore,
-    b: &portcullis::redis::RedisSessionStore,
-    subjects: u64,
-) -> std::time::Duration {
-    use portcullis::session::{Changes, SessionRecord, SessionStore};
+pub async fn cached_nodes_share_changes<S: CachingStore>(a: &S, b: &S, subjects: u64) -> std::time::Duration {
+    use portcullis::session::{Changes, SessionRecord};
     use std::time::{Duration, Instant, SystemTime};
     let bound = Duration::from_secs(1);
     let mut slowest = Duration::ZERO;

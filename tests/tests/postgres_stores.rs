@@ -7,12 +7,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use portcullis::Principal;
 use portcullis::postgres::{
-    PostgresOptions, PostgresRefreshStore, PostgresRevocationStore, PostgresSessionStore, ReplicationOptions, connect,
-    migrate,
+    PostgresOptions, PostgresRefreshStore, PostgresRevocationStore, PostgresSessionStore, ReplicationOptions,
+    SessionCacheOptions, connect, migrate,
 };
 use portcullis::session::{Changes, SessionRecord, SessionStore};
 use portcullis_tests::postgres_server::PostgresServer;
-use portcullis_tests::routed_key;
+use portcullis_tests::tcp_proxy::TcpProxy;
+use portcullis_tests::{cached_nodes_share_changes, routed_key};
 
 async fn ready(server: &PostgresServer, options: &PostgresOptions) -> portcullis::postgres::Pool {
     let pool = connect(&server.url(), options).expect("pool");
@@ -148,8 +149,8 @@ async fn instances_migrating_at_once_apply_the_schema_once() {
     for handle in handles {
         assert_eq!(
             handle.await.expect("join").expect("migrated"),
-            3,
-            "every instance sees version 3"
+            4,
+            "every instance sees version 4"
         );
     }
     let client = pools[0].get().await.expect("client");
@@ -157,7 +158,7 @@ async fn instances_migrating_at_once_apply_the_schema_once() {
         .query("SELECT version FROM racing.schema_version", &[])
         .await
         .expect("versions");
-    assert_eq!(rows.len(), 3, "each of the three migrations was applied exactly once");
+    assert_eq!(rows.len(), 4, "each of the four migrations was applied exactly once");
     let timeout: String = client
         .query_one("SHOW statement_timeout", &[])
         .await
@@ -530,4 +531,71 @@ async fn the_postgres_replay_cache_counts_each_identifier_once_across_nodes() {
         .await
         .expect_err("an outage is an error");
     assert!(error.to_string().starts_with("replay store unavailable"), "{error}");
+}
+
+/// A store with the local cache on, hearing the feed at `feed_url` (the
+/// database itself when `None`).
+async fn cached(
+    server: &PostgresServer,
+    pool: &portcullis::postgres::Pool,
+    feed_url: Option<String>,
+) -> PostgresSessionStore {
+    let options = PostgresOptions::default();
+    let mut cache = SessionCacheOptions::default();
+    cache.cache.max_staleness = Duration::from_millis(600);
+    cache.feed_url = feed_url;
+    PostgresSessionStore::new(pool.clone(), &options)
+        .with_cache(&server.url(), &options, cache)
+        .await
+        .expect("cached store")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_cache_on_postgres_hears_every_change_and_bypasses_a_lost_feed() {
+    let server = tokio::task::spawn_blocking(PostgresServer::start)
+        .await
+        .expect("server");
+    let options = PostgresOptions::default();
+    let pool = ready(&server, &options).await;
+    // The conformance suite with the cache on.
+    portcullis::session::conformance::run(Arc::new(cached(&server, &pool, None).await), "pg-cached").await;
+
+    // Two nodes: changes on one reach the other's cache through NOTIFY.
+    let a = cached(&server, &pool, None).await;
+    let proxy = TcpProxy::start(format!("127.0.0.1:{}", server.port()).parse().expect("addr")).await;
+    let feed = server
+        .url()
+        .replace(&format!(":{}/", server.port()), &format!(":{}/", proxy.addr().port()));
+    assert_ne!(feed, server.url(), "the feed goes through the proxy");
+    let b = cached(&server, &pool, Some(feed)).await;
+    let slowest = cached_nodes_share_changes(&a, &b, 20).await;
+    println!("postgres: slowest change reaching the other node's cache {slowest:?}");
+
+    // B's LISTEN connection cut: B reads the database, never its copy.
+    let person = Principal::new("https://app.test", "cut-feed");
+    let key = routed_key(&person, 1);
+    let mut record = SessionRecord::new(SystemTime::now(), Duration::from_secs(600), Duration::from_secs(3600));
+    record.principal = Some(person);
+    a.create(&key, &record, Duration::from_secs(600)).await.expect("create");
+    b.load(&key).await.expect("load");
+    b.load(&key).await.expect("load");
+    proxy.cut();
+    let cut = Instant::now();
+    while b.cache_stats().expect("on").serving {
+        assert!(cut.elapsed() < Duration::from_secs(2), "B noticed its feed was cut");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    a.delete(&key).await.expect("logout");
+    assert_eq!(
+        b.load(&key).await.expect("load"),
+        None,
+        "a logout holds at once without the feed"
+    );
+    proxy.restore();
+    let restored = Instant::now();
+    while !b.cache_stats().expect("on").serving {
+        assert!(restored.elapsed() < Duration::from_secs(5), "B listens again");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cached_nodes_share_changes(&a, &b, 2).await;
 }

@@ -48,6 +48,8 @@ mod revocation;
 mod schema;
 #[cfg(feature = "sessions")]
 mod session;
+#[cfg(feature = "sessions")]
+mod session_feed;
 mod tls;
 
 use std::time::Duration;
@@ -60,12 +62,16 @@ pub use tls::PostgresTls;
 
 #[cfg(feature = "revocation")]
 pub use portcullis_revocation::{FeedLossPolicy, store_support::MirrorStats};
+#[cfg(feature = "sessions")]
+pub use portcullis_session::{CacheOptions, CacheStats};
 #[cfg(feature = "refresh")]
 pub use refresh::PostgresRefreshStore;
 #[cfg(feature = "revocation")]
 pub use revocation::{PostgresRevocationStore, ReplicationOptions};
 #[cfg(feature = "sessions")]
 pub use session::PostgresSessionStore;
+#[cfg(feature = "sessions")]
+pub use session_feed::SessionCacheOptions;
 
 /// Options of the PostgreSQL stores.
 #[derive(Clone, Debug)]

@@ -71,6 +71,18 @@ CREATE INDEX replay_by_expiry ON {s}.replay (until_ms);
 ALTER TABLE {s}.sessions ADD COLUMN provider_session text; -- provider_session_key(): (issuer, sid); NULL otherwise
 CREATE INDEX sessions_by_provider_session ON {s}.sessions (provider_session) WHERE provider_session IS NOT NULL;
 ",
+    // 4: the session cache's feed: every session row updated or deleted
+    // is announced, at commit, on `portcullis_sessions_{s}`.
+    r"
+CREATE FUNCTION {s}.session_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_notify('portcullis_sessions_{s}', OLD.key);
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER sessions_changed AFTER UPDATE OR DELETE ON {s}.sessions
+  FOR EACH ROW EXECUTE FUNCTION {s}.session_changed();
+",
 ];
 
 /// Applies every migration not yet applied, in one transaction under an

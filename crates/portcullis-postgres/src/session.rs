@@ -7,7 +7,9 @@ use portcullis_core::{Principal, epoch_millis};
 use portcullis_session::{Changes, SessionKey, SessionRecord, SessionStore, StoreError, StoreFuture, StoreKind};
 use tokio_postgres::Row;
 
+use crate::session_feed::{CachedReads, Feed, SessionCacheOptions};
 use crate::{Pool, PostgresOptions, with_client};
+use portcullis_session::CacheStats;
 
 /// Sessions in PostgreSQL, correct by construction:
 ///
@@ -30,11 +32,20 @@ use crate::{Pool, PostgresOptions, with_client};
 ///
 /// The idle deadline is refreshed at most once per fraction of the idle
 /// window (the layer decides; an ordinary read writes nothing).
+///
+/// [`with_cache`](PostgresSessionStore::with_cache) puts a bounded local
+/// read cache in front (opt in): a trigger (schema migration 4) announces
+/// every session row updated or deleted with `NOTIFY`, at commit, and each
+/// caching node drops its copy on hearing it; a node that loses its
+/// `LISTEN` connection, or hears nothing (not even its own heartbeat) for
+/// [`CacheOptions::max_staleness`](portcullis_session::CacheOptions::max_staleness),
+/// reads the database until it listens again and has emptied its cache.
 #[derive(Clone)]
 pub struct PostgresSessionStore {
     pool: Pool,
     sql: Arc<Sql>,
     timeout: Duration,
+    cached: Option<Arc<CachedReads>>,
 }
 
 impl fmt::Debug for PostgresSessionStore {
@@ -46,6 +57,7 @@ impl fmt::Debug for PostgresSessionStore {
 /// The statements, with the schema filled in.
 struct Sql {
     load: String,
+    load_keyed: String,
     create: String,
     update: String,
     resolve_for_update: String,
@@ -76,6 +88,12 @@ impl Sql {
         Self {
             load: format!(
                 "SELECT {COLUMNS} FROM {sessions} WHERE key = {resolved} AND expires_ms > $2 AND absolute_deadline_ms > $2"
+            ),
+            // For the cache: the row's own key (another key: found through
+            // a grace alias) and when the store forgets it.
+            load_keyed: format!(
+                "SELECT key, {COLUMNS}, least(expires_ms, absolute_deadline_ms) FROM {sessions} \
+                 WHERE key = {resolved} AND expires_ms > $2 AND absolute_deadline_ms > $2"
             ),
             create: format!(
                 "INSERT INTO {sessions} (key, principal, scopes, created_ms, idle_deadline_ms, absolute_deadline_ms, \
@@ -135,7 +153,7 @@ impl Sql {
                 "WITH gone AS (DELETE FROM {sessions} WHERE provider_session = $1 RETURNING key, expires_ms, \
                  absolute_deadline_ms), \
                  aliases AS (DELETE FROM {aliases} WHERE target IN (SELECT key FROM gone)) \
-                 SELECT count(*) FROM gone WHERE expires_ms > $2 AND absolute_deadline_ms > $2"
+                 SELECT key, expires_ms > $2 AND absolute_deadline_ms > $2 FROM gone"
             ),
             sweep_sessions: format!(
                 "DELETE FROM {sessions} WHERE key IN \
@@ -258,7 +276,123 @@ impl PostgresSessionStore {
             pool,
             sql: Arc::new(Sql::new(options)),
             timeout: options.statement_timeout,
+            cached: None,
         }
+    }
+
+    /// This store with the local read cache in front (see the type's
+    /// documentation): LISTENs on `url` (or the options' `feed_url`) before
+    /// it returns, and follows the feed in a task on the current tokio
+    /// runtime for as long as a clone of the store lives. `options` are
+    /// the ones the store was made with.
+    ///
+    /// ```no_run
+    /// use portcullis_postgres::{PostgresOptions, PostgresSessionStore, SessionCacheOptions};
+    ///
+    /// # async fn demo() -> Result<(), portcullis_session::StoreError> {
+    /// let url = "postgres://app@127.0.0.1/app";
+    /// let options = PostgresOptions::default();
+    /// let pool = portcullis_postgres::connect(url, &options)?;
+    /// portcullis_postgres::migrate(&pool, &options).await?;
+    /// let store = PostgresSessionStore::new(pool, &options)
+    ///     .with_cache(url, &options, SessionCacheOptions::default())
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn with_cache(
+        mut self,
+        url: &str,
+        options: &PostgresOptions,
+        cache_options: SessionCacheOptions,
+    ) -> Result<Self, StoreError> {
+        let cache = Arc::new(portcullis_session::SessionCache::new(cache_options.cache));
+        let feed = Feed {
+            url: cache_options.feed_url.unwrap_or_else(|| url.to_owned()),
+            options: options.clone(),
+            heartbeat: cache_options.heartbeat,
+            pool: self.pool.clone(),
+        };
+        let cached = feed
+            .start(cache)
+            .await
+            .map_err(|error| StoreError::unavailable(StoreKind::Session, format!("session cache feed: {error}")))?;
+        self.cached = Some(Arc::new(cached));
+        Ok(self)
+    }
+
+    /// The local cache's counters and health, when it is on.
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.cached.as_ref().map(|cached| cached.cache.stats())
+    }
+
+    /// Drops this node's copy of `key` (a write to it, whatever its
+    /// outcome).
+    fn forget(&self, key: &SessionKey) {
+        if let Some(cached) = &self.cached {
+            cached.cache.invalidate(key);
+        }
+    }
+
+    /// [`SessionStore::rotate`] in one transaction (the cache is told
+    /// afterwards).
+    async fn rotate_rows(
+        &self,
+        old: String,
+        new: String,
+        values: Values,
+        grace: Option<Duration>,
+    ) -> Result<bool, StoreError> {
+        let sql = self.sql.clone();
+        with_client(&self.pool, self.timeout, StoreKind::Session, |mut client| async move {
+            let transaction = client.transaction().await?;
+            let now = now_ms();
+            // The live record `old` resolves to, locked: a logout
+            // meanwhile either finished (no row: nothing is written) or
+            // waits for us.
+            let Some(live) = transaction.query_opt(&sql.resolve_for_update, &[&old, &now]).await? else {
+                return Ok(false);
+            };
+            let live: String = live.get(0);
+            transaction.execute(&sql.delete_row, &[&live]).await?;
+            transaction.execute(&sql.insert, &values.params(&new)).await?;
+            transaction.execute(&sql.drop_aliases, &[&old, &live]).await?;
+            if let Some(grace) = grace {
+                let until = now.saturating_add(duration_ms(grace));
+                for key in [&old, &live] {
+                    transaction.execute(&sql.alias, &[key, &new, &until]).await?;
+                }
+            }
+            // Any other alias of the old record follows it: one live
+            // session, never two.
+            transaction.execute(&sql.repoint_aliases, &[&live, &new]).await?;
+            transaction.commit().await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// A read for the cache: the record, and how long the store keeps it,
+    /// or `None` for a record not to cache (found through an alias).
+    async fn load_for_cache(
+        &self,
+        key: &SessionKey,
+    ) -> Result<(Option<Arc<SessionRecord>>, Option<Duration>), StoreError> {
+        let hex = key.to_hex();
+        let now = now_ms();
+        let hex_ref = &hex;
+        let row = with_client(&self.pool, self.timeout, StoreKind::Session, |client| async move {
+            let statement = client.prepare_cached(&self.sql.load_keyed).await?;
+            client.query_opt(&statement, &[hex_ref, &now]).await
+        })
+        .await?;
+        let Some(row) = row else {
+            return Ok((None, None));
+        };
+        let own: String = row.try_get(0).map_err(|_| corrupt("column key"))?;
+        let record = Arc::new(record_of(&row, 1)?);
+        let until: i64 = row.try_get(10).map_err(|_| corrupt("column expires_ms"))?;
+        let kept_for = Duration::from_millis(u64::try_from(until.saturating_sub(now)).unwrap_or(0));
+        Ok((Some(record), (own == hex).then_some(kept_for)))
     }
 
     /// Deletes up to `batch` expired sessions and `batch` expired grace
@@ -278,6 +412,21 @@ impl PostgresSessionStore {
 
 impl SessionStore for PostgresSessionStore {
     fn load(&self, key: &SessionKey) -> StoreFuture<'_, Option<Arc<SessionRecord>>> {
+        if let Some(cached) = &self.cached {
+            let key = *key;
+            return Box::pin(async move {
+                if let Some(hit) = cached.cache.get(&key) {
+                    return Ok(Some(hit));
+                }
+                let ticket = cached.cache.begin_load(&key);
+                let loaded = self.load_for_cache(&key).await;
+                match &loaded {
+                    Ok((Some(record), Some(kept_for))) => cached.cache.finish_load(ticket, Some((record, *kept_for))),
+                    _ => cached.cache.finish_load(ticket, None),
+                }
+                loaded.map(|(record, _)| record)
+            });
+        }
         let key = key.to_hex();
         Box::pin(async move {
             let row = with_client(&self.pool, self.timeout, StoreKind::Session, |client| async move {
@@ -309,6 +458,7 @@ impl SessionStore for PostgresSessionStore {
     }
 
     fn update(&self, key: &SessionKey, changes: &Changes) -> StoreFuture<'_, bool> {
+        let session_key = *key;
         let key = key.to_hex();
         let removed: Vec<String> = changes.removed.clone();
         let set = serde_json::to_string(&changes.set).unwrap_or_else(|_| "{}".into());
@@ -332,8 +482,9 @@ impl SessionStore for PostgresSessionStore {
                     )
                     .await
             })
-            .await?;
-            Ok(updated == 1)
+            .await;
+            self.forget(&session_key);
+            Ok(updated? == 1)
         })
     }
 
@@ -345,40 +496,19 @@ impl SessionStore for PostgresSessionStore {
         ttl: Duration,
         grace: Option<Duration>,
     ) -> StoreFuture<'_, bool> {
+        let (old_key, new_key) = (*old, *new);
         let (old, new) = (old.to_hex(), new.to_hex());
         let values = Values::of(record, ttl);
         Box::pin(async move {
-            let sql = self.sql.clone();
-            with_client(&self.pool, self.timeout, StoreKind::Session, |mut client| async move {
-                let transaction = client.transaction().await?;
-                let now = now_ms();
-                // The live record `old` resolves to, locked: a logout
-                // meanwhile either finished (no row: nothing is written) or
-                // waits for us.
-                let Some(live) = transaction.query_opt(&sql.resolve_for_update, &[&old, &now]).await? else {
-                    return Ok(false);
-                };
-                let live: String = live.get(0);
-                transaction.execute(&sql.delete_row, &[&live]).await?;
-                transaction.execute(&sql.insert, &values.params(&new)).await?;
-                transaction.execute(&sql.drop_aliases, &[&old, &live]).await?;
-                if let Some(grace) = grace {
-                    let until = now.saturating_add(duration_ms(grace));
-                    for key in [&old, &live] {
-                        transaction.execute(&sql.alias, &[key, &new, &until]).await?;
-                    }
-                }
-                // Any other alias of the old record follows it: one live
-                // session, never two.
-                transaction.execute(&sql.repoint_aliases, &[&live, &new]).await?;
-                transaction.commit().await?;
-                Ok(true)
-            })
-            .await
+            let rotated = self.rotate_rows(old, new, values, grace).await;
+            self.forget(&old_key);
+            self.forget(&new_key);
+            rotated
         })
     }
 
     fn rekey(&self, old: &SessionKey, new: &SessionKey, grace: Option<Duration>) -> StoreFuture<'_, bool> {
+        let (old_key, new_key) = (*old, *new);
         let (old, new) = (old.to_hex(), new.to_hex());
         Box::pin(async move {
             if old == new {
@@ -390,20 +520,25 @@ impl SessionStore for PostgresSessionStore {
                 let until = grace.map_or(0, |grace| now.saturating_add(duration_ms(grace)));
                 client.query_one(&statement, &[&old, &new, &now, &until]).await
             })
-            .await?;
-            let moved: i64 = row.try_get(0).map_err(|_| corrupt("count"))?;
+            .await;
+            self.forget(&old_key);
+            self.forget(&new_key);
+            let moved: i64 = row?.try_get(0).map_err(|_| corrupt("count"))?;
             Ok(moved == 1)
         })
     }
 
     fn delete(&self, key: &SessionKey) -> StoreFuture<'_, ()> {
+        let session_key = *key;
         let key = key.to_hex();
         Box::pin(async move {
-            with_client(&self.pool, self.timeout, StoreKind::Session, |client| async move {
+            let deleted = with_client(&self.pool, self.timeout, StoreKind::Session, |client| async move {
                 let statement = client.prepare_cached(&self.sql.delete).await?;
                 client.execute(&statement, &[&key, &now_ms()]).await
             })
-            .await?;
+            .await;
+            self.forget(&session_key);
+            deleted?;
             Ok(())
         })
     }
@@ -429,12 +564,16 @@ impl SessionStore for PostgresSessionStore {
     fn delete_all_of(&self, principal: &Principal) -> StoreFuture<'_, usize> {
         let principal = principal.key();
         Box::pin(async move {
+            let principal_ref = &principal;
             let row = with_client(&self.pool, self.timeout, StoreKind::Session, |client| async move {
                 let statement = client.prepare_cached(&self.sql.delete_all_of).await?;
-                client.query_one(&statement, &[&principal, &now_ms()]).await
+                client.query_one(&statement, &[principal_ref, &now_ms()]).await
             })
-            .await?;
-            let ended: i64 = row.try_get(0).map_err(|_| corrupt("count"))?;
+            .await;
+            if let Some(cached) = &self.cached {
+                cached.cache.invalidate_principal(&principal);
+            }
+            let ended: i64 = row?.try_get(0).map_err(|_| corrupt("count"))?;
             Ok(usize::try_from(ended).unwrap_or(0))
         })
     }
@@ -448,13 +587,19 @@ impl SessionStore for PostgresSessionStore {
             // second statement, with a new snapshot, does.
             for _ in 0..2 {
                 let index_key = &index_key;
-                let row = with_client(&self.pool, self.timeout, StoreKind::Session, |client| async move {
+                let rows = with_client(&self.pool, self.timeout, StoreKind::Session, |client| async move {
                     let statement = client.prepare_cached(&self.sql.delete_provider_session).await?;
-                    client.query_one(&statement, &[index_key, &now_ms()]).await
+                    client.query(&statement, &[index_key, &now_ms()]).await
                 })
                 .await?;
-                let count: i64 = row.try_get(0).map_err(|_| corrupt("count"))?;
-                ended += usize::try_from(count).unwrap_or(0);
+                for row in &rows {
+                    let key: String = row.try_get(0).map_err(|_| corrupt("column key"))?;
+                    if let Some(key) = SessionKey::from_hex(&key) {
+                        self.forget(&key);
+                    }
+                    let live: bool = row.try_get(1).map_err(|_| corrupt("liveness"))?;
+                    ended += usize::from(live);
+                }
             }
             Ok(ended)
         })

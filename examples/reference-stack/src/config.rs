@@ -134,14 +134,17 @@ impl Config {
             Some("on") => true,
             Some(other) => return Err(format!("PORTCULLIS_SESSION_CACHE must be on or off, got {other:?}")),
         };
-        if session_cache && redis.is_none() {
-            return Err("PORTCULLIS_SESSION_CACHE=on needs the Redis session store (PORTCULLIS_REDIS_*)".into());
-        }
         let session_cache_feed = var("PORTCULLIS_SESSION_CACHE_FEED_URL");
         if session_cache_feed.is_some() && !session_cache {
             return Err("PORTCULLIS_SESSION_CACHE_FEED_URL needs PORTCULLIS_SESSION_CACHE=on".into());
         }
         let database_url = var("PORTCULLIS_DATABASE_URL");
+        if session_cache && redis.is_none() && database_url.is_none() {
+            return Err(
+                "PORTCULLIS_SESSION_CACHE=on needs a shared session store (PORTCULLIS_REDIS_* or PORTCULLIS_DATABASE_URL)"
+                    .into(),
+            );
+        }
         if database_url.is_some() && redis.is_some() {
             return Err("PORTCULLIS_DATABASE_URL and the PORTCULLIS_REDIS_* settings are exclusive: pick one".into());
         }

@@ -170,7 +170,17 @@ async fn build(config: &Config) -> Result<(axum::Router, String), Error> {
                 .map_err(|error| format!("PORTCULLIS_DATABASE_URL: {error}"))?
                 .batch_execute(crate::data::NOTES_TABLE)
                 .await?;
-            let sessions = PostgresSessionStore::new(pool.clone(), &options);
+            let mut sessions = PostgresSessionStore::new(pool.clone(), &options);
+            if config.session_cache {
+                let mut cache = portcullis::postgres::SessionCacheOptions::default();
+                cache.feed_url = config.session_cache_feed.clone();
+                sessions = sessions.with_cache(url, &options, cache).await?;
+            }
+            println!("session cache: {}", if config.session_cache { "on" } else { "off" });
+            let stats = sessions.clone();
+            let cache_stats: Option<crate::routes::CacheStatsSource> = config
+                .session_cache
+                .then(|| Arc::new(move || stats.cache_stats()) as crate::routes::CacheStatsSource);
             // Reads ignore expired rows; the sweep only reclaims their space
             // (several instances may sweep at once).
             let sweeper = sessions.clone();
@@ -193,7 +203,7 @@ async fn build(config: &Config) -> Result<(axum::Router, String), Error> {
                 Arc::new(PostgresRefreshStore::new(pool.clone(), &options)),
                 Notes::Postgres(pool.clone()),
                 None,
-                None,
+                cache_stats,
             )
         }
         None => (

@@ -1,0 +1,229 @@
+//! The invalidation feed of the PostgreSQL session cache: a trigger on the
+//! sessions table (schema migration 4) sends `NOTIFY` with the key of
+//! every session row updated or deleted, at commit; each caching node
+//! LISTENs, drops its copies of what changed, and hears its own heartbeat
+//! (a `NOTIFY` it sends) to know the feed is alive.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use portcullis_session::{CacheOptions, SessionCache, SessionKey};
+
+use crate::{Pool, PostgresOptions};
+
+/// Options of [`PostgresSessionStore::with_cache`](crate::PostgresSessionStore::with_cache).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct SessionCacheOptions {
+    /// The cache's bounds and fail policy.
+    pub cache: CacheOptions,
+    /// How often a node sends its heartbeat on the feed (default 200 ms);
+    /// keep it well below [`CacheOptions::max_staleness`].
+    pub heartbeat: Duration,
+    /// Where to LISTEN, if not the store's own database URL (a pooler
+    /// that does not pass `LISTEN` through, a proxy).
+    pub feed_url: Option<String>,
+}
+
+impl Default for SessionCacheOptions {
+    fn default() -> Self {
+        Self {
+            cache: CacheOptions::default(),
+            heartbeat: Duration::from_millis(200),
+            feed_url: None,
+        }
+    }
+}
+
+/// The channel the trigger notifies: `portcullis_sessions_{schema}`.
+pub(crate) fn channel(options: &PostgresOptions) -> String {
+    format!("portcullis_sessions_{}", options.schema)
+}
+
+/// A store's cache with the task that keeps it current (stopped when the
+/// last clone of the store goes).
+pub(crate) struct CachedReads {
+    pub(crate) cache: Arc<SessionCache>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for CachedReads {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What one notification means for the cache.
+fn apply(cache: &SessionCache, payload: &str, nonce: &str, epoch: Instant) {
+    if let Some(ping) = payload.strip_prefix("ping:") {
+        match ping.split_once(':') {
+            Some((from, sent)) if from == nonce => {
+                let sent = sent.parse::<u64>().unwrap_or(0);
+                let now = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+                cache.heard_with_delay(Duration::from_millis(now.saturating_sub(sent)));
+            }
+            _ => cache.heard(),
+        }
+        return;
+    }
+    cache.heard();
+    match SessionKey::from_hex(payload) {
+        Some(key) => cache.invalidate(&key),
+        // Unreadable: the safe answer is to forget everything.
+        None => cache.feed_following(),
+    }
+}
+
+/// A LISTEN connection: its notifications go to `sender`; the task that
+/// drives it ends when the connection is lost.
+async fn listen(
+    url: &str,
+    options: &PostgresOptions,
+    channel: &str,
+    sender: tokio::sync::mpsc::UnboundedSender<String>,
+) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), String> {
+    let (config, tls) = crate::parse(url, options)?;
+    let connected = match tls {
+        Some(tls) => listen_with(&config, tls, sender).await,
+        None => listen_with(&config, tokio_postgres::NoTls, sender).await,
+    };
+    let (client, driver) = connected.map_err(|error| error.to_string())?;
+    let statement = format!("LISTEN {channel}");
+    let subscribe = client.batch_execute(&statement);
+    match tokio::time::timeout(options.connect_timeout, subscribe).await {
+        Ok(Ok(())) => Ok((client, driver)),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err("LISTEN timed out".into()),
+    }
+}
+
+async fn listen_with<T>(
+    config: &tokio_postgres::Config,
+    tls: T,
+    sender: tokio::sync::mpsc::UnboundedSender<String>,
+) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, mut connection) = config.connect(tls).await?;
+    let driver = tokio::spawn(async move {
+        while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            match message {
+                Ok(tokio_postgres::AsyncMessage::Notification(notification)) => {
+                    if sender.send(notification.payload().to_owned()).is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    Ok((client, driver))
+}
+
+/// The feed's settings.
+pub(crate) struct Feed {
+    pub(crate) url: String,
+    pub(crate) options: PostgresOptions,
+    pub(crate) heartbeat: Duration,
+    /// Sends the heartbeat (the store's own pool: a heartbeat heard proves
+    /// the path a write's notification takes).
+    pub(crate) pool: Pool,
+}
+
+impl Feed {
+    /// LISTENs now (the store is not ready without its feed), then follows
+    /// the feed in a task for as long as the returned handle lives.
+    pub(crate) async fn start(self, cache: Arc<SessionCache>) -> Result<CachedReads, String> {
+        let channel = channel(&self.options);
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let first = listen(&self.url, &self.options, &channel, sender).await?;
+        let task = tokio::spawn(self.run(channel, first, receiver, cache.clone()));
+        Ok(CachedReads { cache, task })
+    }
+
+    async fn run(
+        self,
+        channel: String,
+        first: (tokio_postgres::Client, tokio::task::JoinHandle<()>),
+        first_receiver: tokio::sync::mpsc::UnboundedReceiver<String>,
+        cache: Arc<SessionCache>,
+    ) {
+        let nonce = {
+            let bytes: [u8; 8] = portcullis_core::random_bytes();
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        };
+        let epoch = Instant::now();
+        let mut listening = Some((first, first_receiver));
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let ((client, driver), receiver) = match listening.take() {
+                Some(live) => live,
+                None => {
+                    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+                    match listen(&self.url, &self.options, &channel, sender).await {
+                        Ok(live) => (live, receiver),
+                        Err(_) => {
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(1));
+                            continue;
+                        }
+                    }
+                }
+            };
+            backoff = Duration::from_millis(50);
+            // Listening: whatever changed before is unknown; start empty.
+            cache.feed_following();
+            tracing::info!(target: "portcullis::audit", layer = "session", "session cache feed followed; cache emptied");
+            self.follow(receiver, &channel, &cache, &nonce, epoch).await;
+            cache.feed_lost();
+            tracing::warn!(target: "portcullis::audit", layer = "session", "session cache feed lost; reads go to PostgreSQL");
+            drop(client);
+            driver.abort();
+        }
+    }
+
+    /// Applies notifications and sends heartbeats until the connection
+    /// ends or falls silent past the cache's bound.
+    async fn follow(
+        &self,
+        mut receiver: tokio::sync::mpsc::UnboundedReceiver<String>,
+        channel: &str,
+        cache: &SessionCache,
+        nonce: &str,
+        epoch: Instant,
+    ) {
+        let silence_bound = u64::try_from(cache.options().max_staleness.as_millis()).unwrap_or(u64::MAX);
+        let mut next_beat = tokio::time::Instant::now();
+        loop {
+            match tokio::time::timeout_at(next_beat, receiver.recv()).await {
+                Ok(Some(payload)) => apply(cache, &payload, nonce, epoch),
+                // The connection's driver ended: the connection is lost.
+                Ok(None) => return,
+                Err(_) => {
+                    next_beat += self.heartbeat;
+                    if cache.stats().feed_silence_ms > silence_bound {
+                        // A half-open connection: nothing arrives, nothing fails.
+                        return;
+                    }
+                    let sent = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    let (pool, channel, ping) = (self.pool.clone(), channel.to_owned(), format!("ping:{nonce}:{sent}"));
+                    let timeout = self.options.statement_timeout;
+                    // Not awaited here: a slow database must not hold up the feed.
+                    tokio::spawn(async move {
+                        let send = async {
+                            let client = pool.get().await.ok()?;
+                            client
+                                .execute("SELECT pg_notify($1, $2)", &[&channel, &ping])
+                                .await
+                                .ok()
+                        };
+                        let _ = tokio::time::timeout(timeout, send).await;
+                    });
+                }
+            }
+        }
+    }
+}
