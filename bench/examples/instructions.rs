@@ -44,6 +44,7 @@ fn router() -> axum::Router {
             }),
         )
         .route("/notes", post(|| async { "ok" }))
+        .route("/plain", get(|| async { "ok" }))
 }
 
 /// The keys of one asymmetric scenario from its PKCS#8 PEM: Portcullis's
@@ -233,6 +234,7 @@ fn main() {
         return;
     }
     let app = match scenario.as_str() {
+        "router_floor" => router(),
         "session_read" | "session_write" | "csrf_floor" => router().layer(memory_sessions()),
         "csrf_token_header" | "csrf_token_form" => router()
             .layer(CsrfLayer::new().insecure_http())
@@ -243,9 +245,15 @@ fn main() {
         other => panic!("unknown scenario {other}"),
     };
     runtime.block_on(async {
-        let (cookie, token) = seed(&app).await;
+        // The floor has no session layer to seed.
+        let (cookie, token) = if scenario == "router_floor" {
+            (http::HeaderValue::from_static("none=1"), String::new())
+        } else {
+            seed(&app).await
+        };
         for _ in 0..n {
             let request = match scenario.as_str() {
+                "router_floor" => get_request("/plain", &cookie),
                 "session_read" => get_request("/read", &cookie),
                 "session_write" => get_request("/write", &cookie),
                 "csrf_floor" | "csrf_origin_only" => csrf_post(&cookie, None, false),

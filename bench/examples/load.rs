@@ -1,9 +1,12 @@
 //! End-to-end load over loopback HTTP: requests/s and p50/p99 latency for
-//! a bare axum server, the same behind JwtLayer + RevocationLayer, and
-//! behind SessionLayer + CsrfLayer (memory, Redis, Redis Cluster). Bounded: 16
-//! connections for 5 s per stack (`LOAD_SECS`), loopback only. Client and
-//! server share the machine's cores, so absolute numbers are a floor.
-//! Writes the table to `target/load.md` for `report.py`.
+//! a bare axum server, the same behind JwtLayer + RevocationLayer, behind
+//! SessionLayer + CsrfLayer (memory; Redis, Redis with the local cache,
+//! Redis Cluster; PostgreSQL, PostgreSQL with the local cache), and
+//! tower-sessions with its Redis store on the same route. Each stack is
+//! driven twice, by this driver and by `wrk` (Debian's), 16 connections
+//! for 5 s each (`LOAD_SECS`), loopback only. Client and server share the
+//! machine's two cores, so absolute numbers are a floor. Writes the table
+//! to `target/load.md` for `report.py`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,11 +20,13 @@ use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use portcullis::csrf::{CsrfLayer, CsrfToken};
-use portcullis::redis::{RedisOptions, RedisServers, RedisSessionStore};
+use portcullis::postgres::{PostgresOptions, PostgresSessionStore};
+use portcullis::redis::{RedisOptions, RedisServers, RedisSessionStore, SessionCacheOptions};
 use portcullis::revocation::{MemoryRevocationStore, RevocationLayer, Revocations};
 use portcullis::session::{MemoryStore, Session, SessionLayer, SessionStore};
 use portcullis::{JwtIssuer, JwtLayer, SigningKey, Validation};
 use portcullis_bench::start_redis;
+use portcullis_tests::postgres_server::PostgresServer;
 use portcullis_tests::redis_cluster::RedisCluster;
 use tower::ServiceBuilder;
 
@@ -67,6 +72,92 @@ async fn drive(
     (rate, all[all.len() / 2], all[all.len() * 99 / 100])
 }
 
+/// One request's method, path, headers and body, for `wrk`.
+struct WrkRequest {
+    method: &'static str,
+    path: &'static str,
+    headers: Vec<(String, String)>,
+    body: Option<&'static str>,
+}
+
+/// Requests/s `wrk` reaches on `addr` (2 threads, the same connections
+/// and seconds as this driver).
+fn wrk(addr: SocketAddr, seconds: u64, request: &WrkRequest) -> f64 {
+    let script = std::env::temp_dir().join(format!("portcullis-wrk-{}-{}.lua", std::process::id(), addr.port()));
+    let mut lua = format!("wrk.method = \"{}\"\n", request.method);
+    if let Some(body) = request.body {
+        lua.push_str(&format!("wrk.body = \"{body}\"\n"));
+    }
+    for (name, value) in &request.headers {
+        lua.push_str(&format!("wrk.headers[\"{name}\"] = \"{value}\"\n"));
+    }
+    std::fs::write(&script, lua).expect("wrk script");
+    let output = std::process::Command::new("wrk")
+        .args(["-t2", &format!("-c{CONNECTIONS}"), &format!("-d{seconds}s"), "-s"])
+        .arg(&script)
+        .arg(format!("http://{addr}{}", request.path))
+        .output()
+        .expect("wrk on PATH (Debian: apt-get install wrk; bench/run installs it)");
+    let _ = std::fs::remove_file(&script);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        !text.contains("Non-2xx"),
+        "wrk saw refusals on {}: {text}",
+        request.path
+    );
+    text.lines()
+        .find_map(|line| line.strip_prefix("Requests/sec:"))
+        .and_then(|rate| rate.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no rate in wrk's output: {text}"))
+}
+
+/// tower-sessions 0.14 with its Redis store (fred) on the same route: a
+/// session read on `POST /notes` (no CSRF layer: it has none).
+async fn tower_sessions_redis_stack(url: &str) -> (SocketAddr, HeaderValue) {
+    use tower_sessions_redis_store::RedisStore;
+    use tower_sessions_redis_store::fred::prelude::{ClientLike, Config, Pool};
+    use tower_sessions014::{Session as TowerSession, SessionManagerLayer};
+    let pool = Pool::new(Config::from_url(url).expect("url"), None, None, None, 6).expect("pool");
+    // The connection task runs on; its handle is not needed.
+    drop(pool.connect());
+    pool.wait_for_connect().await.expect("fred connects");
+    let layer = SessionManagerLayer::new(RedisStore::new(pool)).with_secure(false);
+    let router = Router::new()
+        .route(
+            "/seed",
+            get(|session: TowerSession| async move {
+                session.insert("user", "alice").await.expect("insert");
+                "seeded"
+            }),
+        )
+        .route(
+            "/notes",
+            post(|session: TowerSession| async move {
+                let user: Option<String> = session.get("user").await.expect("get");
+                user.map_or("nobody", |_| "ok")
+            }),
+        )
+        .layer(layer);
+    let addr = serve(router).await;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Body>();
+    let response = client
+        .request(
+            Request::get(format!("http://{addr}/seed"))
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("seed");
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .expect("ascii")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_owned();
+    (addr, HeaderValue::from_str(&cookie).expect("cookie"))
+}
+
 async fn session_stack(store: Arc<dyn SessionStore>) -> (SocketAddr, HeaderValue, String) {
     let router = Router::new()
         .route(
@@ -104,6 +195,60 @@ async fn session_stack(store: Arc<dyn SessionStore>) -> (SocketAddr, HeaderValue
     (addr, HeaderValue::from_str(&cookie).expect("cookie"), token)
 }
 
+/// A protected `POST /notes` with the session cookie and the CSRF token.
+fn csrf_post(
+    cookie: HeaderValue,
+    token: String,
+) -> (Arc<dyn Fn(SocketAddr) -> Request<Body> + Send + Sync>, WrkRequest) {
+    let cookie_text = cookie.to_str().expect("ascii").to_owned();
+    let wrk = WrkRequest {
+        method: "POST",
+        path: "/notes",
+        headers: vec![
+            ("cookie".into(), cookie_text),
+            ("sec-fetch-site".into(), "same-origin".into()),
+            ("x-csrf-token".into(), token.clone()),
+            ("content-type".into(), "application/x-www-form-urlencoded".into()),
+        ],
+        body: Some("note=hi"),
+    };
+    let driver: Arc<dyn Fn(SocketAddr) -> Request<Body> + Send + Sync> = Arc::new(move |addr| {
+        Request::post(format!("http://{addr}/notes"))
+            .header("cookie", cookie.clone())
+            .header("host", addr.to_string())
+            .header("sec-fetch-site", "same-origin")
+            .header("x-csrf-token", token.as_str())
+            .body(Body::from("note=hi"))
+            .expect("request")
+    });
+    (driver, wrk)
+}
+
+type Row = (String, (f64, Duration, Duration), f64);
+
+async fn measure(
+    label: &str,
+    addr: SocketAddr,
+    seconds: u64,
+    driver: Arc<dyn Fn(SocketAddr) -> Request<Body> + Send + Sync>,
+    wrk_request: &WrkRequest,
+) -> Row {
+    let own = drive(addr, seconds, driver).await;
+    let rate = {
+        let request = WrkRequest {
+            method: wrk_request.method,
+            path: wrk_request.path,
+            headers: wrk_request.headers.clone(),
+            body: wrk_request.body,
+        };
+        tokio::task::spawn_blocking(move || wrk(addr, seconds, &request))
+            .await
+            .expect("wrk")
+    };
+    println!("{label}: {:.0} requests/s (driver), {rate:.0} (wrk)", own.0);
+    (label.to_owned(), own, rate)
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     // Both jsonwebtoken backends are on in this crate: pick one, once.
@@ -112,7 +257,7 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
-    let mut rows = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
 
     // Bare axum.
     let bare = serve(Router::new().route("/me", get(|| async { "alice" }))).await;
@@ -121,7 +266,13 @@ async fn main() {
             .body(Body::empty())
             .expect("request")
     });
-    rows.push(("bare axum", drive(bare, seconds, plain).await));
+    let get_me = WrkRequest {
+        method: "GET",
+        path: "/me",
+        headers: Vec::new(),
+        body: None,
+    };
+    rows.push(measure("bare axum", bare, seconds, plain, &get_me).await);
 
     // JwtLayer + RevocationLayer, one token reused (the cache's case).
     let issuer = JwtIssuer::new(SigningKey::generate_ed25519().expect("key"), "https://iss", "aud");
@@ -140,20 +291,37 @@ async fn main() {
     )
     .await;
     let bearer = format!("Bearer {}", issuer.mint("alice", ["x"]).expect("mint"));
+    let wrk_bearer = WrkRequest {
+        method: "GET",
+        path: "/me",
+        headers: vec![("authorization".into(), bearer.clone())],
+        body: None,
+    };
     let with_token: Arc<dyn Fn(SocketAddr) -> Request<Body> + Send + Sync> = Arc::new(move |addr| {
         Request::get(format!("http://{addr}/me"))
             .header("authorization", bearer.as_str())
             .body(Body::empty())
             .expect("request")
     });
-    rows.push((
-        "JwtLayer + RevocationLayer (EdDSA, cached)",
-        drive(protected, seconds, with_token).await,
-    ));
+    rows.push(
+        measure(
+            "JwtLayer + RevocationLayer (EdDSA, cached)",
+            protected,
+            seconds,
+            with_token,
+            &wrk_bearer,
+        )
+        .await,
+    );
 
-    // SessionLayer + CsrfLayer, a protected POST, memory then Redis.
+    // SessionLayer + CsrfLayer, a protected POST, on every store.
     let (_redis, url) = start_redis();
     let redis_store: Arc<dyn SessionStore> = Arc::new(RedisSessionStore::connect(&url).await.expect("redis"));
+    let cached_redis: Arc<dyn SessionStore> = Arc::new(
+        RedisSessionStore::connect_cached(url.as_str(), RedisOptions::default(), SessionCacheOptions::default())
+            .await
+            .expect("redis, cached"),
+    );
     // A 3-primary, 3-replica cluster (blocking setup, off the runtime).
     let cluster = tokio::task::spawn_blocking(RedisCluster::start).await.expect("cluster");
     let cluster_store: Arc<dyn SessionStore> = Arc::new(
@@ -161,32 +329,77 @@ async fn main() {
             .await
             .expect("cluster"),
     );
+    let database = tokio::task::spawn_blocking(PostgresServer::start)
+        .await
+        .expect("postgres");
+    let pg_options = PostgresOptions::default();
+    let pool = portcullis::postgres::connect(&database.url(), &pg_options).expect("pool");
+    portcullis::postgres::migrate(&pool, &pg_options)
+        .await
+        .expect("migrate");
+    let pg_store: Arc<dyn SessionStore> = Arc::new(PostgresSessionStore::new(pool.clone(), &pg_options));
+    let cached_pg: Arc<dyn SessionStore> = Arc::new(
+        PostgresSessionStore::new(pool, &pg_options)
+            .with_cache(
+                &database.url(),
+                &pg_options,
+                portcullis::postgres::SessionCacheOptions::default(),
+            )
+            .await
+            .expect("postgres, cached"),
+    );
     for (label, store) in [
         (
             "SessionLayer + CsrfLayer, POST (memory)",
             Arc::new(MemoryStore::new()) as Arc<dyn SessionStore>,
         ),
         ("SessionLayer + CsrfLayer, POST (Redis)", redis_store),
+        ("SessionLayer + CsrfLayer, POST (Redis, local cache)", cached_redis),
         ("SessionLayer + CsrfLayer, POST (Redis Cluster)", cluster_store),
+        ("SessionLayer + CsrfLayer, POST (PostgreSQL)", pg_store),
+        ("SessionLayer + CsrfLayer, POST (PostgreSQL, local cache)", cached_pg),
     ] {
         let (addr, cookie, token) = session_stack(store).await;
-        let post: Arc<dyn Fn(SocketAddr) -> Request<Body> + Send + Sync> = Arc::new(move |addr| {
-            Request::post(format!("http://{addr}/notes"))
-                .header("cookie", cookie.clone())
-                .header("host", addr.to_string())
-                .header("sec-fetch-site", "same-origin")
-                .header("x-csrf-token", token.as_str())
-                .body(Body::from("note=hi"))
-                .expect("request")
-        });
-        rows.push((label, drive(addr, seconds, post).await));
+        let (driver, wrk_request) = csrf_post(cookie, token);
+        rows.push(measure(label, addr, seconds, driver, &wrk_request).await);
     }
 
-    let mut table = format!(
-        "### End to end over loopback ({CONNECTIONS} connections, {seconds} s each)\n\n| stack | requests/s | p50 | p99 |\n|---|---|---|---|\n"
+    // The peer: tower-sessions with its Redis store, a session read on the
+    // same route.
+    let (addr, cookie) = tower_sessions_redis_stack(&url).await;
+    let cookie_text = cookie.to_str().expect("ascii").to_owned();
+    let wrk_request = WrkRequest {
+        method: "POST",
+        path: "/notes",
+        headers: vec![("cookie".into(), cookie_text)],
+        body: Some("note=hi"),
+    };
+    let driver: Arc<dyn Fn(SocketAddr) -> Request<Body> + Send + Sync> = Arc::new(move |addr| {
+        Request::post(format!("http://{addr}/notes"))
+            .header("cookie", cookie.clone())
+            .body(Body::from("note=hi"))
+            .expect("request")
+    });
+    rows.push(
+        measure(
+            "tower-sessions 0.14 + RedisStore (fred), POST",
+            addr,
+            seconds,
+            driver,
+            &wrk_request,
+        )
+        .await,
     );
-    for (label, (rate, p50, p99)) in &rows {
-        table.push_str(&format!("| {label} | {rate:.0} | {p50:?} | {p99:?} |\n"));
+
+    let bare_rate = rows[0].2;
+    let mut table = format!(
+        "### End to end over loopback ({CONNECTIONS} connections, {seconds} s each, this driver and wrk)\n\n| stack | requests/s (driver) | p50 | p99 | requests/s (wrk) | × bare axum (wrk) |\n|---|---|---|---|---|---|\n"
+    );
+    for (label, (rate, p50, p99), wrk_rate) in &rows {
+        table.push_str(&format!(
+            "| {label} | {rate:.0} | {p50:?} | {p99:?} | {wrk_rate:.0} | {:.2} |\n",
+            wrk_rate / bare_rate
+        ));
     }
     println!("{table}");
     let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());

@@ -103,11 +103,7 @@ impl SessionKey {
 
     /// The key as 64 lowercase hex characters (for stores keyed by text).
     pub fn to_hex(&self) -> String {
-        use fmt::Write;
-        self.0.iter().fold(String::with_capacity(64), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        })
+        hex(&self.0)
     }
 
     /// Parses [`SessionKey::to_hex`] output.
@@ -125,11 +121,7 @@ impl SessionKey {
     /// A short public handle for this session (for "list my devices" and
     /// "end that one"): the first 8 bytes, hex.
     pub fn handle(&self) -> String {
-        use fmt::Write;
-        self.0[..8].iter().fold(String::with_capacity(16), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        })
+        hex(&self.0[..8])
     }
 
     /// A key from raw bytes; for store tests (feature `test-util`, or
@@ -152,6 +144,18 @@ impl fmt::Debug for SessionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SessionKey({})", self.handle())
     }
+}
+
+/// Lowercase hex of `bytes`, by table: every request names its session's
+/// handle, and a Redis store every key, so this stays off `fmt`'s path.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(2 * bytes.len());
+    for &byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    out
 }
 
 #[cfg(test)]

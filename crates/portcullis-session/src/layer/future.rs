@@ -67,7 +67,8 @@ struct RequestInfo {
     expired: Option<SessionKey>,
     method: Method,
     uri: Uri,
-    headers: HeaderMap,
+    /// `Content-Type` and `Accept` of the request.
+    headers: [Option<HeaderValue>; 2],
     /// The stack's responder ([`portcullis_core::ResponderLayer`]), kept
     /// only when the layer has none of its own.
     stack_responder: Option<SharedResponder>,
@@ -75,7 +76,16 @@ struct RequestInfo {
 
 impl RequestInfo {
     fn unavailable<R>(&self, error: &StoreError) -> Response<ResponseBody<R>> {
-        let context = RequestContext::new(&self.method, &self.uri, &self.headers);
+        let mut headers = HeaderMap::new();
+        for (name, value) in [http::header::CONTENT_TYPE, http::header::ACCEPT]
+            .into_iter()
+            .zip(&self.headers)
+        {
+            if let Some(value) = value {
+                headers.insert(name, value.clone());
+            }
+        }
+        let context = RequestContext::new(&self.method, &self.uri, &headers);
         let responder = match self.config.responder.as_ref().or(self.stack_responder.as_ref()) {
             Some(responder) => responder.clone(),
             None => DefaultResponder::shared(),
@@ -94,8 +104,8 @@ pub(super) struct Incoming {
     pub(super) cookie: Option<Option<(SessionKey, SessionId)>>,
     pub(super) user_agent: Option<HeaderValue>,
     /// What a responder needs to render a late 503 (the request itself is
-    /// gone by then): its protocol and content negotiation.
-    pub(super) context_headers: HeaderMap,
+    /// gone by then): its `Content-Type` and `Accept`.
+    pub(super) context_headers: [Option<HeaderValue>; 2],
 }
 
 impl<S, B, F, ResBody> ResponseFuture<S, B, F, ResBody>
