@@ -5,9 +5,9 @@
 //! (a `NOTIFY` it sends) to know the feed is alive.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use portcullis_session::{CacheOptions, SessionCache, SessionKey};
+use portcullis_session::{CacheOptions, FeedHeartbeat, SessionCache};
 
 use crate::{Pool, PostgresOptions};
 
@@ -50,27 +50,6 @@ pub(crate) struct CachedReads {
 impl Drop for CachedReads {
     fn drop(&mut self) {
         self.task.abort();
-    }
-}
-
-/// What one notification means for the cache.
-fn apply(cache: &SessionCache, payload: &str, nonce: &str, epoch: Instant) {
-    if let Some(ping) = payload.strip_prefix("ping:") {
-        match ping.split_once(':') {
-            Some((from, sent)) if from == nonce => {
-                let sent = sent.parse::<u64>().unwrap_or(0);
-                let now = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-                cache.heard_with_delay(Duration::from_millis(now.saturating_sub(sent)));
-            }
-            _ => cache.heard(),
-        }
-        return;
-    }
-    cache.heard();
-    match SessionKey::from_hex(payload) {
-        Some(key) => cache.invalidate(&key),
-        // Unreadable: the safe answer is to forget everything.
-        None => cache.feed_following(),
     }
 }
 
@@ -151,11 +130,7 @@ impl Feed {
         first_receiver: tokio::sync::mpsc::UnboundedReceiver<String>,
         cache: Arc<SessionCache>,
     ) {
-        let nonce = {
-            let bytes: [u8; 8] = portcullis_core::random_bytes();
-            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        };
-        let epoch = Instant::now();
+        let heartbeat = FeedHeartbeat::new();
         let mut listening = Some((first, first_receiver));
         let mut backoff = Duration::from_millis(50);
         loop {
@@ -177,7 +152,7 @@ impl Feed {
             // Listening: whatever changed before is unknown; start empty.
             cache.feed_following();
             tracing::info!(target: "portcullis::audit", layer = "session", "session cache feed followed; cache emptied");
-            self.follow(receiver, &channel, &cache, &nonce, epoch).await;
+            self.follow(receiver, &channel, &cache, &heartbeat).await;
             cache.feed_lost();
             tracing::warn!(target: "portcullis::audit", layer = "session", "session cache feed lost; reads go to PostgreSQL");
             drop(client);
@@ -192,14 +167,13 @@ impl Feed {
         mut receiver: tokio::sync::mpsc::UnboundedReceiver<String>,
         channel: &str,
         cache: &SessionCache,
-        nonce: &str,
-        epoch: Instant,
+        heartbeat: &FeedHeartbeat,
     ) {
         let silence_bound = u64::try_from(cache.options().max_staleness.as_millis()).unwrap_or(u64::MAX);
         let mut next_beat = tokio::time::Instant::now();
         loop {
             match tokio::time::timeout_at(next_beat, receiver.recv()).await {
-                Ok(Some(payload)) => apply(cache, &payload, nonce, epoch),
+                Ok(Some(payload)) => cache.apply_feed_message(&payload, heartbeat),
                 // The connection's driver ended: the connection is lost.
                 Ok(None) => return,
                 Err(_) => {
@@ -208,8 +182,7 @@ impl Feed {
                         // A half-open connection: nothing arrives, nothing fails.
                         return;
                     }
-                    let sent = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-                    let (pool, channel, ping) = (self.pool.clone(), channel.to_owned(), format!("ping:{nonce}:{sent}"));
+                    let (pool, channel, ping) = (self.pool.clone(), channel.to_owned(), heartbeat.message());
                     let timeout = self.options.statement_timeout;
                     // Not awaited here: a slow database must not hold up the feed.
                     tokio::spawn(async move {

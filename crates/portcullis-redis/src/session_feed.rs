@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis_session::{CacheOptions, SessionCache, SessionKey};
+use portcullis_session::{CacheOptions, FeedHeartbeat, SessionCache};
 use redis::AsyncCommands;
 
 use crate::connection::{Connection, RedisServers};
@@ -58,36 +58,6 @@ impl Drop for CachedReads {
 /// The channel the store's scripts publish changes on: `{prefix}session-changes`.
 pub(crate) fn channel(prefix: &str) -> String {
     format!("{prefix}session-changes")
-}
-
-/// What one feed message means for the cache.
-fn apply(cache: &SessionCache, message: &str, nonce: &str, epoch: std::time::Instant) {
-    if let Some(ping) = message.strip_prefix("ping:") {
-        // Our own heartbeat carries the ms (since our epoch) it was sent.
-        match ping.split_once(':') {
-            Some((from, sent)) if from == nonce => {
-                let sent = sent.parse::<u64>().unwrap_or(0);
-                let now = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-                cache.heard_with_delay(Duration::from_millis(now.saturating_sub(sent)));
-            }
-            _ => cache.heard(),
-        }
-        return;
-    }
-    cache.heard();
-    if let Some(principal) = message.strip_prefix("p:") {
-        cache.invalidate_principal(principal);
-        return;
-    }
-    // A session key's Redis name: `{tag}s:{hex}`.
-    match message
-        .rsplit_once("}s:")
-        .and_then(|(_, hex)| SessionKey::from_hex(hex))
-    {
-        Some(key) => cache.invalidate(&key),
-        // Unreadable: the safe answer is to forget everything.
-        None => cache.feed_following(),
-    }
 }
 
 /// One subscription to the feed, on the first server that takes it.
@@ -154,8 +124,7 @@ impl Feed {
     }
 
     async fn run(mut self, first: redis::aio::PubSub, cache: Arc<SessionCache>) {
-        let nonce = hex_nonce();
-        let epoch = std::time::Instant::now();
+        let heartbeat = FeedHeartbeat::new();
         let mut subscription = Some(first);
         let mut backoff = Duration::from_millis(50);
         loop {
@@ -174,7 +143,7 @@ impl Feed {
             // Subscribed: whatever changed before is unknown; start empty.
             cache.feed_following();
             tracing::info!(target: "portcullis::audit", layer = "session", "session cache feed followed; cache emptied");
-            self.follow(pubsub, &cache, &nonce, epoch).await;
+            self.follow(pubsub, &cache, &heartbeat).await;
             cache.feed_lost();
             tracing::warn!(target: "portcullis::audit", layer = "session", "session cache feed lost; reads go to Redis");
         }
@@ -182,13 +151,7 @@ impl Feed {
 
     /// Applies messages and publishes heartbeats until the subscription
     /// ends or falls silent past the cache's bound.
-    async fn follow(
-        &mut self,
-        pubsub: redis::aio::PubSub,
-        cache: &SessionCache,
-        nonce: &str,
-        epoch: std::time::Instant,
-    ) {
+    async fn follow(&mut self, pubsub: redis::aio::PubSub, cache: &SessionCache, heartbeat: &FeedHeartbeat) {
         let mut messages = pubsub.into_on_message();
         let silence_bound = u64::try_from(cache.options().max_staleness.as_millis()).unwrap_or(u64::MAX);
         let mut next_beat = tokio::time::Instant::now();
@@ -196,7 +159,7 @@ impl Feed {
             match tokio::time::timeout_at(next_beat, next(&mut messages)).await {
                 Ok(Some(message)) => {
                     if let Ok(text) = message.get_payload::<String>() {
-                        apply(cache, &text, nonce, epoch);
+                        cache.apply_feed_message(&text, heartbeat);
                     }
                 }
                 // The subscription ended (the connection closed).
@@ -207,10 +170,9 @@ impl Feed {
                         // A half-open connection: nothing arrives, nothing fails.
                         return;
                     }
-                    let sent = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
                     let mut publisher = self.publisher.clone();
                     let channel = self.channel.clone();
-                    let ping = format!("ping:{nonce}:{sent}");
+                    let ping = heartbeat.message();
                     // Not awaited here: a slow publish must not hold up the feed.
                     tokio::spawn(async move {
                         let _: Result<i64, _> = publisher.publish(channel, ping).await;
@@ -219,11 +181,6 @@ impl Feed {
             }
         }
     }
-}
-
-fn hex_nonce() -> String {
-    let bytes: [u8; 8] = portcullis_core::random_bytes();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The next item of `stream` (`StreamExt::next`, without the whole of

@@ -166,6 +166,51 @@ impl std::fmt::Debug for SessionCache {
     }
 }
 
+/// This node's heartbeat on an invalidation feed: the message it sends
+/// every beat, and the delay it measures on hearing its own back
+/// ([`SessionCache::apply_feed_message`]).
+///
+/// ```
+/// use portcullis_session::{CacheOptions, FeedHeartbeat, SessionCache};
+///
+/// let cache = SessionCache::new(CacheOptions::default());
+/// cache.feed_following();
+/// let heartbeat = FeedHeartbeat::new();
+/// cache.apply_feed_message(&heartbeat.message(), &heartbeat);
+/// assert!(cache.stats().serving);
+/// ```
+#[derive(Debug)]
+pub struct FeedHeartbeat {
+    nonce: String,
+    epoch: Instant,
+}
+
+impl Default for FeedHeartbeat {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FeedHeartbeat {
+    /// A heartbeat with a random name of its own.
+    pub fn new() -> Self {
+        let bytes: [u8; 8] = portcullis_core::random_bytes();
+        Self {
+            nonce: crate::id::hex(&bytes),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The message to send now: `ping:{name}:{ms}`.
+    pub fn message(&self) -> String {
+        format!("ping:{}:{}", self.nonce, self.now_ms())
+    }
+}
+
 /// A record's size, estimated: its strings and a fixed overhead.
 fn estimate(record: &SessionRecord) -> usize {
     const OVERHEAD: usize = 256;
@@ -412,6 +457,35 @@ impl SessionCache {
             .store(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
+    /// Applies one message of the invalidation feed: a heartbeat (this
+    /// node's own, whose delay is measured, or another's), `p:{principal
+    /// key}` (everything of one principal changed), or a session key that
+    /// changed — its hex, or a Redis key name ending `}s:{hex}`. A message
+    /// that is none of these empties the cache: the safe answer to what
+    /// cannot be read.
+    pub fn apply_feed_message(&self, message: &str, heartbeat: &FeedHeartbeat) {
+        if let Some(ping) = message.strip_prefix("ping:") {
+            match ping.split_once(':') {
+                Some((from, sent)) if from == heartbeat.nonce => {
+                    let sent = sent.parse::<u64>().unwrap_or(0);
+                    self.heard_with_delay(Duration::from_millis(heartbeat.now_ms().saturating_sub(sent)));
+                }
+                _ => self.heard(),
+            }
+            return;
+        }
+        self.heard();
+        if let Some(principal) = message.strip_prefix("p:") {
+            self.invalidate_principal(principal);
+            return;
+        }
+        let hex = message.rsplit_once("}s:").map_or(message, |(_, hex)| hex);
+        match SessionKey::from_hex(hex) {
+            Some(key) => self.invalidate(&key),
+            None => self.feed_following(),
+        }
+    }
+
     /// The counters and the feed's health now.
     pub fn stats(&self) -> CacheStats {
         let following = self.following.load(Ordering::Acquire);
@@ -555,6 +629,32 @@ mod tests {
         std::thread::sleep(Duration::from_millis(50));
         cache.heard();
         assert!(cache.get(&key(1)).is_none(), "the store forgot it: so does the cache");
+    }
+
+    #[test]
+    fn feed_messages_invalidate_what_they_name_and_an_unreadable_one_empties_the_cache() {
+        let cache = following(CacheOptions::default());
+        let heartbeat = FeedHeartbeat::new();
+        for n in 1..=4 {
+            load(&cache, n, &record(if n == 4 { "bob" } else { "alice" }, 1));
+        }
+        cache.apply_feed_message(&key(1).to_hex(), &heartbeat);
+        cache.apply_feed_message(&format!("{{portcullis:abcd}}s:{}", key(2).to_hex()), &heartbeat);
+        assert!(
+            cache.get(&key(1)).is_none() && cache.get(&key(2)).is_none(),
+            "named keys dropped"
+        );
+        assert!(cache.get(&key(3)).is_some(), "others kept");
+        cache.apply_feed_message(
+            &format!("p:{}", Principal::new("https://app.test", "alice").key()),
+            &heartbeat,
+        );
+        assert!(cache.get(&key(3)).is_none(), "everything of alice dropped");
+        assert!(cache.get(&key(4)).is_some(), "bob's kept");
+        cache.apply_feed_message(&heartbeat.message(), &heartbeat);
+        assert!(cache.get(&key(4)).is_some(), "a heartbeat changes nothing");
+        cache.apply_feed_message("garbage", &heartbeat);
+        assert!(cache.get(&key(4)).is_none(), "an unreadable message empties the cache");
     }
 
     #[test]

@@ -148,7 +148,7 @@ impl fmt::Debug for SessionKey {
 
 /// Lowercase hex of `bytes`, by table: every request names its session's
 /// handle, and a Redis store every key, so this stays off `fmt`'s path.
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(2 * bytes.len());
     for &byte in bytes {

@@ -71,7 +71,7 @@ mod layer;
 mod memory;
 mod store;
 
-pub use cache::{CacheOptions, CacheStats, LoadTicket, SessionCache};
+pub use cache::{CacheOptions, CacheStats, FeedHeartbeat, LoadTicket, SessionCache};
 pub use handle::{DEFAULT_ISSUER, Session, SessionInfo, Sessions};
 pub use id::SessionKey;
 pub use layer::{ConfigError, DEFAULT_COOKIE_NAME, ResponseFuture, SameSite, SessionLayer, SessionService};
