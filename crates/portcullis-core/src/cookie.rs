@@ -1,6 +1,6 @@
-//! Cookies, through the `cookie` crate: the one place every layer reads
-//! its cookie (the session id, a cookie-borne JWT, the pre-session CSRF
-//! secret) and writes a `Set-Cookie`.
+//! Cookies: the one place every layer reads its cookie (the session id, a
+//! cookie-borne JWT, the pre-session CSRF secret) and writes a
+//! `Set-Cookie` (through the `cookie` crate).
 
 use http::HeaderMap;
 use http::header::COOKIE;
@@ -9,8 +9,8 @@ pub use cookie::SameSite;
 
 /// The value of the first cookie called `name` across every `Cookie`
 /// header, if any. Headers that are not visible ASCII cannot hold a cookie
-/// of ours and are skipped, and so are pairs the `cookie` crate cannot
-/// parse; a value in double quotes is unquoted.
+/// of ours and are skipped, and so are pairs without `=`; blanks around a
+/// name or value are trimmed, and a value in double quotes is unquoted.
 ///
 /// ```
 /// use http::{HeaderMap, HeaderValue};
@@ -21,6 +21,11 @@ pub use cookie::SameSite;
 /// headers.append("cookie", HeaderValue::from_static("session=later"));
 /// assert_eq!(cookie::find(&headers, "session"), Some("xyz"));
 /// assert_eq!(cookie::find(&headers, "sess"), None);
+///
+/// let mut spaced = HeaderMap::new();
+/// spaced.append("cookie", HeaderValue::from_static("broken; a=1;\tsession = abc ;b=2"));
+/// assert_eq!(cookie::find(&spaced, "session"), Some("abc"));
+/// assert_eq!(cookie::find(&spaced, "broken"), None);
 /// ```
 pub fn find<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     for header in headers.get_all(COOKIE) {
@@ -30,9 +35,15 @@ pub fn find<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         if !text.contains(name) {
             continue;
         }
-        for parsed in cookie::Cookie::split_parse(text).flatten() {
-            if parsed.name_raw() == Some(name) {
-                let value = parsed.value_raw()?;
+        // `name=value` pairs split on `;`, blanks around each part trimmed
+        // (RFC 6265 §5.4, as browsers send them); split by hand, on every
+        // request's path, without building a parsed cookie per pair.
+        for pair in text.split(';') {
+            let Some((pair_name, value)) = pair.split_once('=') else {
+                continue;
+            };
+            if pair_name.trim_ascii() == name {
+                let value = value.trim_ascii();
                 return Some(
                     value
                         .strip_prefix('"')

@@ -142,8 +142,9 @@ end
 
 // Every script: ARGV[1] = now (ms).
 
-// KEYS = session, gen. A record, nothing (`{}`), or `{'@moved', member}`.
-// One HGETALL, and one HGET of the generation for a logged-in session.
+// KEYS = session, gen; ARGV = now, with ttl ('1': append `_pttl`, for a
+// caching store). A record, nothing (`{}`), or `{'@moved', member}`. One
+// HGETALL, and one HGET of the generation for a logged-in session.
 const LOAD: &str = r"
 local h = redis.call('HGETALL', KEYS[1])
 local principal, gen
@@ -157,8 +158,8 @@ if principal then
   local current = redis.call('HGET', KEYS[2], principal)
   if current and tonumber(current) > tonumber(gen or '0') then return {} end
 end
-if #h > 0 then
-  -- How long Redis keeps it: a node's cached copy lives no longer.
+if #h > 0 and ARGV[2] == '1' then
+  -- For a caching node: how long Redis keeps it (its copy lives no longer).
   table.insert(h, '_pttl'); table.insert(h, tostring(redis.call('PTTL', KEYS[1])))
 end
 return h";
@@ -628,11 +629,14 @@ impl RedisSessionStore {
     async fn load_from_redis(&self, key: SessionKey) -> Result<Loaded, StoreError> {
         let mut at = key;
         let mut connection = self.connection.clone();
+        // Only a caching store asks how long Redis keeps the record.
+        let with_ttl = if self.cached.is_some() { "1" } else { "0" };
         for _ in 0..=MAX_ALIAS_HOPS {
             let reply: Value = Call::new(&scripts().load)
                 .key(self.session_key(&at))
                 .key(self.gen_key(at.route()))
                 .arg(now_ms())
+                .arg(with_ttl)
                 .run(&mut connection)
                 .await
                 .map_err(unavailable)?;
