@@ -9,6 +9,7 @@ use dashmap::DashMap;
 use portcullis_core::Principal;
 
 use crate::store::{Changes, SessionRecord, StoreError, StoreFuture};
+use crate::id::KeyHash;
 use crate::{SessionKey, SessionStore};
 
 /// Sessions in this process's memory (dashmap): the embedded default, for
@@ -34,7 +35,7 @@ use crate::{SessionKey, SessionStore};
 /// ```
 #[derive(Debug)]
 pub struct MemoryStore {
-    records: DashMap<SessionKey, Entry>,
+    records: DashMap<SessionKey, Entry, KeyHash>,
     by_principal: DashMap<Principal, HashSet<SessionKey>>,
     /// [`provider_session_key`](crate::provider_session_key) → the keys of
     /// the sessions it started. An entry may be stale (its session moved
@@ -99,7 +100,7 @@ impl MemoryStore {
     /// ```
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
-            records: DashMap::new(),
+            records: DashMap::with_hasher(KeyHash::default()),
             by_principal: DashMap::new(),
             by_provider_session: DashMap::new(),
             expiries: Mutex::new(BinaryHeap::new()),
@@ -548,7 +549,7 @@ fn drop_from<K: Eq + std::hash::Hash>(index: &DashMap<K, HashSet<SessionKey>>, n
 /// Keeps only the index entries whose sessions are still held.
 fn prune<K: Eq + std::hash::Hash + Clone>(
     index: &DashMap<K, HashSet<SessionKey>>,
-    records: &DashMap<SessionKey, Entry>,
+    records: &DashMap<SessionKey, Entry, KeyHash>,
 ) {
     index.retain(|_, keys| {
         keys.retain(|key| records.contains_key(key));

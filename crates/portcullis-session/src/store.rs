@@ -39,6 +39,49 @@ pub struct SessionRecord {
     /// ([`SessionStore::delete_provider_session`]) ends every session it
     /// started, on every node.
     pub provider_session: Option<String>,
+    /// The identity this record yielded last, reused while the record
+    /// says the same (see `layer::save::identity_of`).
+    pub(crate) identity: IdentityMemo,
+}
+
+/// The last identity a record yielded, under the key it was read by: a
+/// read of an unchanged record hands out a clone of it (a reference
+/// count) instead of building one per request. It is only a memo: every
+/// use checks it against the record (principal, scopes, times) and the
+/// key, so a record changed in place never yields a stale identity. A copy
+/// starts empty, and it is never part of a record's equality.
+#[derive(Default)]
+pub(crate) struct IdentityMemo(std::sync::OnceLock<(SessionKey, portcullis_core::Identity)>);
+
+impl IdentityMemo {
+    /// The memo, made by `make` under `key` if empty.
+    pub(crate) fn get_or_init(
+        &self,
+        key: SessionKey,
+        make: impl FnOnce() -> portcullis_core::Identity,
+    ) -> &(SessionKey, portcullis_core::Identity) {
+        self.0.get_or_init(|| (key, make()))
+    }
+}
+
+impl Clone for IdentityMemo {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for IdentityMemo {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for IdentityMemo {}
+
+impl fmt::Debug for IdentityMemo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("IdentityMemo")
+    }
 }
 
 impl SessionRecord {

@@ -18,16 +18,30 @@ use crate::{SessionKey, Sessions};
 
 pub(super) fn identity_of(record: &SessionRecord, key: Option<&SessionKey>) -> Option<Identity> {
     let principal = record.principal.as_ref()?;
-    // The public handle (a prefix of the keyed hash): safe to log, and
-    // already computed.
-    let fingerprint = key.map(SessionKey::handle).unwrap_or_default();
-    Some(
+    let issued_at = SystemTime::UNIX_EPOCH + Duration::from_millis(record.created_ms);
+    let expires_at = SystemTime::UNIX_EPOCH + Duration::from_millis(record.deadline_ms());
+    let build = || {
+        // The public handle (a prefix of the keyed hash): safe to log.
+        let fingerprint = key.map(SessionKey::handle).unwrap_or_default();
         Identity::for_principal(principal.clone(), AuthMethod::session(fingerprint))
             .scopes(record.scopes.iter().cloned())
-            .issued_at(SystemTime::UNIX_EPOCH + Duration::from_millis(record.created_ms))
-            .expires_at(SystemTime::UNIX_EPOCH + Duration::from_millis(record.deadline_ms()))
-            .build(),
-    )
+            .issued_at(issued_at)
+            .expires_at(expires_at)
+            .build()
+    };
+    let Some(key) = key else {
+        return Some(build());
+    };
+    // A shared, unchanged record (an in-process store, the local cache)
+    // yields the identity it yielded before: one reference count, not a
+    // build with its allocations. Checked against the record every time.
+    let (memo_key, identity) = record.identity.get_or_init(*key, build);
+    let current = memo_key == key
+        && identity.principal() == principal
+        && identity.scopes() == record.scopes.as_slice()
+        && identity.issued_at() == Some(issued_at)
+        && identity.expires_at() == Some(expires_at);
+    Some(if current { identity.clone() } else { build() })
 }
 
 pub(super) fn render_unavailable<R>(
@@ -271,4 +285,45 @@ fn refresh(record: &mut SessionRecord, config: &Config, now: SystemTime) {
     let touch = touch(record, config, now);
     record.idle_deadline_ms = touch.idle_deadline_ms;
     record.last_seen_ms = touch.last_seen_ms;
+}
+
+#[cfg(test)]
+mod tests {
+    use portcullis_core::{AuthMethod, Principal};
+
+    use super::*;
+
+    fn key(n: u8) -> SessionKey {
+        SessionKey::from_hex(&format!("{n:02x}").repeat(32)).expect("hex")
+    }
+
+    #[test]
+    fn the_remembered_identity_never_outlives_what_the_record_says() {
+        let mut record = SessionRecord::new(SystemTime::now(), Duration::from_secs(60), Duration::from_secs(600));
+        record.principal = Some(Principal::new("local", "alice"));
+        record.scopes = vec!["notes:read".into()];
+        let first = identity_of(&record, Some(&key(1))).expect("identity");
+        let again = identity_of(&record, Some(&key(1))).expect("identity");
+        assert_eq!(first.scopes(), again.scopes());
+        // Changed in place: the memo is not believed.
+        record.scopes = vec!["notes:write".into()];
+        let changed = identity_of(&record, Some(&key(1))).expect("identity");
+        assert_eq!(changed.scopes(), ["notes:write".to_owned()]);
+        record.principal = Some(Principal::new("local", "bob"));
+        assert_eq!(identity_of(&record, Some(&key(1))).expect("identity").subject(), "bob");
+        record.idle_deadline_ms += 1_000;
+        record.absolute_deadline_ms += 1_000;
+        let later = identity_of(&record, Some(&key(1))).expect("identity");
+        assert_eq!(
+            later.expires_at(),
+            Some(SystemTime::UNIX_EPOCH + Duration::from_millis(record.deadline_ms()))
+        );
+        // Read under another key (a grace alias): that key's fingerprint.
+        let other = identity_of(&record, Some(&key(2))).expect("identity");
+        assert_eq!(
+            other.method(),
+            &AuthMethod::session(key(2).handle()),
+            "the fingerprint of the key it was read by"
+        );
+    }
 }
