@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 use portcullis_core::Principal;
 
-use crate::store::{Changes, SessionRecord, StoreError, StoreFuture};
 use crate::id::KeyHash;
+use crate::store::{Changes, SessionRecord, StoreError, StoreFuture};
 use crate::{SessionKey, SessionStore};
 
 /// Sessions in this process's memory (dashmap): the embedded default, for
