@@ -61,6 +61,11 @@ impl TcpProxy {
         Self { addr, mode, cuts, task }
     }
 
+    /// [`start`](Self::start) in front of `127.0.0.1:port`.
+    pub async fn to_loopback_port(port: u16) -> Self {
+        Self::start(SocketAddr::from(([127, 0, 0, 1], port))).await
+    }
+
     /// Where clients connect.
     pub fn addr(&self) -> SocketAddr {
         self.addr

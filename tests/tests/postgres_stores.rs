@@ -562,7 +562,7 @@ async fn the_session_cache_on_postgres_hears_every_change_and_bypasses_a_lost_fe
 
     // Two nodes: changes on one reach the other's cache through NOTIFY.
     let a = cached(&server, &pool, None).await;
-    let proxy = TcpProxy::start(format!("127.0.0.1:{}", server.port()).parse().expect("addr")).await;
+    let proxy = TcpProxy::to_loopback_port(server.port()).await;
     let feed = server
         .url()
         .replace(&format!(":{}/", server.port()), &format!(":{}/", proxy.addr().port()));

@@ -188,13 +188,19 @@ async fn a_thousand_reads_of_one_session_cost_one_round_trip() {
     assert_eq!(scripts().await - before, 100);
 }
 
+/// A server and two caching nodes on it: B writes and reads directly, and
+/// hears the feed through a proxy the test can cut or freeze.
+async fn nodes_with_b_hearing_through_a_proxy() -> (RedisServer, TcpProxy, RedisSessionStore, RedisSessionStore) {
+    let server = RedisServer::start();
+    let proxy = TcpProxy::to_loopback_port(server.port()).await;
+    let a = cached(&server.url(), None).await;
+    let b = cached(&server.url(), Some(proxy.redis_url())).await;
+    (server, proxy, a, b)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_feed_bypasses_the_cache_and_a_restored_one_resynchronises() {
-    let server = RedisServer::start();
-    let proxy = TcpProxy::start(format!("127.0.0.1:{}", server.port()).parse().expect("addr")).await;
-    let a = cached(&server.url(), None).await;
-    // B writes and reads directly, and hears the feed through the proxy.
-    let b = cached(&server.url(), Some(proxy.redis_url())).await;
+    let (_server, proxy, a, b) = nodes_with_b_hearing_through_a_proxy().await;
     let key = new_session(&a, "hello").await;
     greeting(&b, &key).await;
     assert_eq!(greeting(&b, &key).await.as_deref(), Some("\"hello\""));
@@ -241,10 +247,7 @@ async fn a_cut_feed_bypasses_the_cache_and_a_restored_one_resynchronises() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_feed_is_noticed_within_the_staleness_bound() {
-    let server = RedisServer::start();
-    let proxy = TcpProxy::start(format!("127.0.0.1:{}", server.port()).parse().expect("addr")).await;
-    let a = cached(&server.url(), None).await;
-    let b = cached(&server.url(), Some(proxy.redis_url())).await;
+    let (_server, proxy, a, b) = nodes_with_b_hearing_through_a_proxy().await;
     let key = new_session(&a, "hello").await;
     greeting(&b, &key).await;
     greeting(&b, &key).await;

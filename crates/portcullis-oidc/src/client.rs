@@ -631,13 +631,7 @@ impl OidcClient {
             max_age: inner.config.max_id_token_age,
             now,
         };
-        let claims = match validate_id_token(&inner.verifier, &id_token, &expect) {
-            // A key the provider rotated in since the last fetch.
-            Err(IdTokenError::Jwt(JwtError::UnknownKeyId)) if refetch_keys(&inner.keys).await => {
-                validate_id_token(&inner.verifier, &id_token, &expect)
-            }
-            result => result,
-        }?;
+        let claims = self.validate_id_token(&id_token, &expect).await?;
         Ok(CompletedLogin {
             principal: Principal::new(claims.issuer.clone(), claims.subject.clone()),
             claims,
@@ -648,6 +642,23 @@ impl OidcClient {
             refresh_token: tokens.refresh_token,
             access_token_expires_at: tokens.expires_in.map(|lifetime| now + Duration::from_secs(lifetime)),
         })
+    }
+
+    /// [`validate_id_token`] with this client's verifier, once more after
+    /// refetching the provider's keys when the token names a key not seen
+    /// yet (one the provider rotated in since the last fetch).
+    pub(crate) async fn validate_id_token(
+        &self,
+        token: &str,
+        expect: &IdTokenExpectations<'_>,
+    ) -> Result<IdTokenClaims, IdTokenError> {
+        let inner = &*self.0;
+        match validate_id_token(&inner.verifier, token, expect) {
+            Err(IdTokenError::Jwt(JwtError::UnknownKeyId)) if refetch_keys(&inner.keys).await => {
+                validate_id_token(&inner.verifier, token, expect)
+            }
+            result => result,
+        }
     }
 
     async fn exchange(&self, code: &str, code_verifier: &str) -> Result<TokenResponse, CallbackError> {
@@ -917,7 +928,7 @@ impl OidcClient {
 
 /// Refetches remote keys after an unknown `kid` (rate-limited by the key
 /// set); `true` if there may be new keys to try.
-pub(crate) async fn refetch_keys(keys: &Keys) -> bool {
+async fn refetch_keys(keys: &Keys) -> bool {
     match keys {
         Keys::Remote(remote) => remote.refresh_for_unknown_kid().await,
         _ => false,

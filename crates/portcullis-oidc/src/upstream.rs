@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
 use crate::client::{OidcClient, SessionEntry, TokenEndpointError};
-use crate::{IdTokenError, IdTokenExpectations, validate_id_token};
+use crate::{IdTokenError, IdTokenExpectations};
 
 /// The provider's tokens as the session store keeps them, sealed.
 #[derive(Clone, Serialize, Deserialize)]
@@ -244,18 +244,15 @@ impl OidcClient {
                 max_age: inner.config.max_id_token_age,
                 now,
             };
-            let claims = match validate_id_token(&inner.verifier, id_token, &expect) {
-                Err(IdTokenError::Jwt(JwtError::UnknownKeyId)) if crate::client::refetch_keys(&inner.keys).await => {
-                    validate_id_token(&inner.verifier, id_token, &expect)
-                }
-                result => result,
-            };
-            let claims = claims.map_err(|error| match error {
-                IdTokenError::Jwt(JwtError::KeysUnavailable { .. }) => {
-                    UpstreamTokenError::Unavailable("the provider's keys".into())
-                }
-                error => UpstreamTokenError::IdToken(error.reason()),
-            })?;
+            let claims = self
+                .validate_id_token(id_token, &expect)
+                .await
+                .map_err(|error| match error {
+                    IdTokenError::Jwt(JwtError::KeysUnavailable { .. }) => {
+                        UpstreamTokenError::Unavailable("the provider's keys".into())
+                    }
+                    error => UpstreamTokenError::IdToken(error.reason()),
+                })?;
             if claims.subject != principal.subject() || claims.issuer != principal.issuer() {
                 return Err(UpstreamTokenError::RefreshResponse("an id token of another subject"));
             }

@@ -183,6 +183,59 @@ pub(crate) fn parse(
     Ok((config, tls))
 }
 
+/// A connection that LISTENs on `channel` and hands the payload of every
+/// notification to `on_notification` (which answers `false` to stop); the
+/// task driving the connection ends when the connection is lost. One way
+/// for every feed (the revocation mirror's, the session cache's); the
+/// `LISTEN` itself is bounded by the connect timeout.
+#[cfg(any(feature = "sessions", feature = "revocation"))]
+pub(crate) async fn listen(
+    url: &str,
+    options: &PostgresOptions,
+    channel: &str,
+    on_notification: impl FnMut(&str) -> bool + Send + 'static,
+) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), String> {
+    let (config, tls) = parse(url, options)?;
+    let connected = match tls {
+        Some(tls) => listen_with(&config, tls, on_notification).await,
+        None => listen_with(&config, tokio_postgres::NoTls, on_notification).await,
+    };
+    let (client, driver) = connected.map_err(|error| error.to_string())?;
+    let statement = format!("LISTEN {channel}");
+    match tokio::time::timeout(options.connect_timeout, client.batch_execute(&statement)).await {
+        Ok(Ok(())) => Ok((client, driver)),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err("LISTEN timed out".into()),
+    }
+}
+
+#[cfg(any(feature = "sessions", feature = "revocation"))]
+async fn listen_with<T>(
+    config: &tokio_postgres::Config,
+    tls: T,
+    mut on_notification: impl FnMut(&str) -> bool + Send + 'static,
+) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, mut connection) = config.connect(tls).await?;
+    let driver = tokio::spawn(async move {
+        while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            match message {
+                Ok(tokio_postgres::AsyncMessage::Notification(notification)) => {
+                    if !on_notification(notification.payload()) {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    Ok((client, driver))
+}
+
 /// Runs `work` with a pooled connection, bounded by the statement timeout:
 /// every failure (no connection, a driver error, too slow) is `store`'s
 /// `Unavailable` error.

@@ -181,7 +181,12 @@ async fn follow(url: String, shared: Arc<Shared>) {
     let mut backoff = Duration::from_millis(50);
     loop {
         let wake = Arc::new(tokio::sync::Notify::new());
-        let listener = listen(&url, &shared, wake.clone()).await;
+        let waker = wake.clone();
+        let listener = crate::listen(&url, &shared.options.postgres, &shared.sql.channel, move |_| {
+            waker.notify_one();
+            true
+        })
+        .await;
         let Ok((client, driver)) = listener else {
             shared.mirror.lost_feed();
             tokio::time::sleep(backoff).await;
@@ -208,48 +213,6 @@ async fn follow(url: String, shared: Arc<Shared>) {
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(1));
     }
-}
-
-/// A connection that LISTENs on the revocation channel and wakes `wake`
-/// on every notification; the task driving it ends when it is lost.
-async fn listen(
-    url: &str,
-    shared: &Shared,
-    wake: Arc<tokio::sync::Notify>,
-) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), String> {
-    let (config, tls) = crate::parse(url, &shared.options.postgres)?;
-    let connected = match tls {
-        Some(tls) => listen_with(&config, tls, wake).await,
-        None => listen_with(&config, tokio_postgres::NoTls, wake).await,
-    };
-    let (client, driver) = connected.map_err(|error| error.to_string())?;
-    client
-        .batch_execute(&format!("LISTEN {}", shared.sql.channel))
-        .await
-        .map_err(|error| error.to_string())?;
-    Ok((client, driver))
-}
-
-async fn listen_with<T>(
-    config: &tokio_postgres::Config,
-    tls: T,
-    wake: Arc<tokio::sync::Notify>,
-) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>
-where
-    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
-    T::Stream: Send + 'static,
-{
-    let (client, mut connection) = config.connect(tls).await?;
-    let driver = tokio::spawn(async move {
-        while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-            match message {
-                Ok(tokio_postgres::AsyncMessage::Notification(_)) => wake.notify_one(),
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-    });
-    Ok((client, driver))
 }
 
 impl PostgresRevocationStore {

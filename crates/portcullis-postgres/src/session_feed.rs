@@ -53,53 +53,17 @@ impl Drop for CachedReads {
     }
 }
 
-/// A LISTEN connection: its notifications go to `sender`; the task that
-/// drives it ends when the connection is lost.
+/// A LISTEN connection whose notifications go to `sender`.
 async fn listen(
     url: &str,
     options: &PostgresOptions,
     channel: &str,
     sender: tokio::sync::mpsc::UnboundedSender<String>,
 ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), String> {
-    let (config, tls) = crate::parse(url, options)?;
-    let connected = match tls {
-        Some(tls) => listen_with(&config, tls, sender).await,
-        None => listen_with(&config, tokio_postgres::NoTls, sender).await,
-    };
-    let (client, driver) = connected.map_err(|error| error.to_string())?;
-    let statement = format!("LISTEN {channel}");
-    let subscribe = client.batch_execute(&statement);
-    match tokio::time::timeout(options.connect_timeout, subscribe).await {
-        Ok(Ok(())) => Ok((client, driver)),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(_) => Err("LISTEN timed out".into()),
-    }
-}
-
-async fn listen_with<T>(
-    config: &tokio_postgres::Config,
-    tls: T,
-    sender: tokio::sync::mpsc::UnboundedSender<String>,
-) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>
-where
-    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
-    T::Stream: Send + 'static,
-{
-    let (client, mut connection) = config.connect(tls).await?;
-    let driver = tokio::spawn(async move {
-        while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-            match message {
-                Ok(tokio_postgres::AsyncMessage::Notification(notification)) => {
-                    if sender.send(notification.payload().to_owned()).is_err() {
-                        break;
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-    });
-    Ok((client, driver))
+    crate::listen(url, options, channel, move |payload| {
+        sender.send(payload.to_owned()).is_ok()
+    })
+    .await
 }
 
 /// The feed's settings.

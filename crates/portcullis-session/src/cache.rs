@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
+use crate::id::KeyHash;
 use crate::{SessionKey, SessionRecord};
 
 /// Bounds and the fail policy of a [`SessionCache`].
@@ -136,8 +137,8 @@ pub struct LoadTicket {
 /// ```
 pub struct SessionCache {
     options: CacheOptions,
-    entries: DashMap<SessionKey, Entry>,
-    loading: DashMap<SessionKey, Loading>,
+    entries: DashMap<SessionKey, Entry, KeyHash>,
+    loading: DashMap<SessionKey, Loading, KeyHash>,
     /// Insertion order, oldest first, for eviction (stale items skipped).
     order: Mutex<VecDeque<(SessionKey, u64)>>,
     bytes: AtomicUsize,
@@ -234,8 +235,8 @@ impl SessionCache {
     pub fn new(options: CacheOptions) -> Self {
         Self {
             options,
-            entries: DashMap::new(),
-            loading: DashMap::new(),
+            entries: DashMap::with_hasher(KeyHash::default()),
+            loading: DashMap::with_hasher(KeyHash::default()),
             order: Mutex::new(VecDeque::new()),
             bytes: AtomicUsize::new(0),
             next_seq: AtomicU64::new(0),
@@ -265,22 +266,28 @@ impl SessionCache {
     /// Whether reads may be served now: the feed followed, and heard
     /// within `max_staleness`.
     pub fn serving(&self) -> bool {
+        self.serving_at(Instant::now())
+    }
+
+    /// [`serving`](Self::serving) at `now` (one clock read per lookup).
+    fn serving_at(&self, now: Instant) -> bool {
         let max = u64::try_from(self.options.max_staleness.as_millis()).unwrap_or(u64::MAX);
-        self.following.load(Ordering::Acquire)
-            && self.now_ms().saturating_sub(self.heard_ms.load(Ordering::Acquire)) <= max
+        let now_ms = u64::try_from(now.duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX);
+        self.following.load(Ordering::Acquire) && now_ms.saturating_sub(self.heard_ms.load(Ordering::Acquire)) <= max
     }
 
     /// The cached record of `key`, when the cache is serving and holds a
     /// fresh copy. `None` means: read the store (and count the read with
     /// [`begin_load`](Self::begin_load)).
     pub fn get(&self, key: &SessionKey) -> Option<Arc<SessionRecord>> {
-        if !self.serving() {
+        let now = Instant::now();
+        if !self.serving_at(now) {
             return None;
         }
         let found = self
             .entries
             .get(key)
-            .filter(|entry| Instant::now() < entry.fresh_until)
+            .filter(|entry| now < entry.fresh_until)
             .map(|entry| Arc::clone(&entry.record));
         if found.is_some() {
             self.hits.fetch_add(1, Ordering::Relaxed);

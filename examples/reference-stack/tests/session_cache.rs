@@ -139,7 +139,7 @@ async fn logouts_and_writes_reach_the_other_instance(a: SocketAddr, b: SocketAdd
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_cache_on_two_instances_share_logouts_and_writes_and_a_lost_feed_bypasses_the_cache() {
     let mut redis = RedisServer::start();
-    let proxy = TcpProxy::start(format!("127.0.0.1:{}", redis.port()).parse().expect("addr")).await;
+    let proxy = TcpProxy::to_loopback_port(redis.port()).await;
     let url = redis.url();
     let feed = proxy.redis_url();
     let a = start(&[("PORTCULLIS_REDIS_URL", &url), ("PORTCULLIS_SESSION_CACHE", "on")]).await;
