@@ -234,7 +234,16 @@ fn main() {
         return;
     }
     let app = match scenario.as_str() {
-        "router_floor" => router(),
+        "router_floor" | "router_floor_post" => router(),
+        // Two layers that do nothing, applied as the CSRF scenarios apply
+        // theirs: what axum's per-route layering costs any two layers.
+        "noop_layers_post" => router()
+            .layer(tower::util::MapRequestLayer::new(
+                |r: http::Request<axum::body::Body>| r,
+            ))
+            .layer(tower::util::MapRequestLayer::new(
+                |r: http::Request<axum::body::Body>| r,
+            )),
         "session_read" | "session_write" | "csrf_floor" => router().layer(memory_sessions()),
         "csrf_token_header" | "csrf_token_form" => router()
             .layer(CsrfLayer::new().insecure_http())
@@ -246,7 +255,7 @@ fn main() {
     };
     runtime.block_on(async {
         // The floor has no session layer to seed.
-        let (cookie, token) = if scenario == "router_floor" {
+        let (cookie, token) = if scenario.starts_with("router_floor") || scenario == "noop_layers_post" {
             (http::HeaderValue::from_static("none=1"), String::new())
         } else {
             seed(&app).await
@@ -254,6 +263,8 @@ fn main() {
         for _ in 0..n {
             let request = match scenario.as_str() {
                 "router_floor" => get_request("/plain", &cookie),
+                // The CSRF scenarios' request, with made-up credentials.
+                "router_floor_post" | "noop_layers_post" => csrf_post(&cookie, Some(&"A".repeat(86)), false),
                 "session_read" => get_request("/read", &cookie),
                 "session_write" => get_request("/write", &cookie),
                 "csrf_floor" | "csrf_origin_only" => csrf_post(&cookie, None, false),

@@ -1,12 +1,16 @@
 //! End-to-end load over loopback HTTP: requests/s and p50/p99 latency for
-//! a bare axum server, the same behind JwtLayer + RevocationLayer, behind
+//! a bare axum server (on `GET /me`, and on the protected stacks' own
+//! request), the same behind JwtLayer + RevocationLayer, behind
 //! SessionLayer + CsrfLayer (memory; Redis, Redis with the local cache,
 //! Redis Cluster; PostgreSQL, PostgreSQL with the local cache), and
 //! tower-sessions with its Redis store on the same route. Each stack is
-//! driven twice, by this driver and by `wrk` (Debian's), 16 connections
-//! for 5 s each (`LOAD_SECS`), loopback only. Client and server share the
-//! machine's two cores, so absolute numbers are a floor. Writes the table
-//! to `target/load.md` for `report.py`.
+//! driven three times, 16 connections for 5 s each (`LOAD_SECS`),
+//! loopback only: by this driver, by `wrk` (Debian's) with both sharing
+//! the machine's cores, and by `wrk` pinned to core 1 with the server
+//! pinned to core 0 (`taskset`), which measures the server's capacity on
+//! one core without the scheduler's interleaving. `LOAD_QUICK=1` runs
+//! only the bare rows, memory, Redis with the cache and the peer. Writes
+//! the table to `target/load.md` for `report.py`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +35,9 @@ use portcullis_tests::redis_cluster::RedisCluster;
 use tower::ServiceBuilder;
 
 const CONNECTIONS: usize = 16;
+/// The row the protected stacks are compared with: bare axum on their own
+/// request.
+const BARE_SAME_REQUEST: &str = "bare axum, the protected stacks' request";
 
 async fn serve(router: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -80,9 +87,39 @@ struct WrkRequest {
     body: Option<&'static str>,
 }
 
-/// Requests/s `wrk` reaches on `addr` (2 threads, the same connections
-/// and seconds as this driver).
-fn wrk(addr: SocketAddr, seconds: u64, request: &WrkRequest) -> f64 {
+/// How `wrk` and the server share the machine's cores.
+#[derive(Clone, Copy)]
+enum Cores {
+    /// Both on every core (wrk with 2 threads): the scheduler interleaves
+    /// them, and every µs the server spends also costs wrk context switches.
+    Shared,
+    /// The server (this whole process) on core 0, wrk (1 thread) on core
+    /// 1: the rate is the server's capacity on one core. The stores'
+    /// servers (Redis, PostgreSQL) stay unpinned.
+    Pinned,
+}
+
+/// Runs `taskset` (util-linux) with `args`; false if it failed.
+fn taskset(args: &[&str]) -> bool {
+    std::process::Command::new("taskset")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// Puts every thread of this process on `cpus` (a `taskset` list).
+fn pin_this_process(cpus: &str) {
+    let pid = std::process::id().to_string();
+    assert!(
+        taskset(&["-a", "-p", "-c", cpus, &pid]),
+        "taskset -a -p -c {cpus} {pid} failed"
+    );
+}
+
+/// Requests/s `wrk` reaches on `addr` (the same connections and seconds
+/// as this driver).
+fn wrk(addr: SocketAddr, seconds: u64, request: &WrkRequest, cores: Cores) -> f64 {
     let script = std::env::temp_dir().join(format!("portcullis-wrk-{}-{}.lua", std::process::id(), addr.port()));
     let mut lua = format!("wrk.method = \"{}\"\n", request.method);
     if let Some(body) = request.body {
@@ -92,8 +129,20 @@ fn wrk(addr: SocketAddr, seconds: u64, request: &WrkRequest) -> f64 {
         lua.push_str(&format!("wrk.headers[\"{name}\"] = \"{value}\"\n"));
     }
     std::fs::write(&script, lua).expect("wrk script");
-    let output = std::process::Command::new("wrk")
-        .args(["-t2", &format!("-c{CONNECTIONS}"), &format!("-d{seconds}s"), "-s"])
+    let mut command = match cores {
+        Cores::Shared => {
+            let mut command = std::process::Command::new("wrk");
+            command.arg("-t2");
+            command
+        }
+        Cores::Pinned => {
+            let mut command = std::process::Command::new("taskset");
+            command.args(["-c", "1", "wrk", "-t1"]);
+            command
+        }
+    };
+    let output = command
+        .args([&format!("-c{CONNECTIONS}"), &format!("-d{seconds}s"), "-s"])
         .arg(&script)
         .arg(format!("http://{addr}{}", request.path))
         .output()
@@ -224,7 +273,9 @@ fn csrf_post(
     (driver, wrk)
 }
 
-type Row = (String, (f64, Duration, Duration), f64);
+/// A stack's label; this driver's rate, p50 and p99; wrk's rate on shared
+/// cores, and pinned apart from the server.
+type Row = (String, (f64, Duration, Duration), f64, f64);
 
 async fn measure(
     label: &str,
@@ -234,19 +285,42 @@ async fn measure(
     wrk_request: &WrkRequest,
 ) -> Row {
     let own = drive(addr, seconds, driver).await;
-    let rate = {
+    let mut rates = [0.0; 2];
+    for (rate, cores) in rates.iter_mut().zip([Cores::Shared, Cores::Pinned]) {
         let request = WrkRequest {
             method: wrk_request.method,
             path: wrk_request.path,
             headers: wrk_request.headers.clone(),
             body: wrk_request.body,
         };
-        tokio::task::spawn_blocking(move || wrk(addr, seconds, &request))
+        if let Cores::Pinned = cores {
+            pin_this_process("0");
+        }
+        *rate = tokio::task::spawn_blocking(move || wrk(addr, seconds, &request, cores))
             .await
-            .expect("wrk")
-    };
-    println!("{label}: {:.0} requests/s (driver), {rate:.0} (wrk)", own.0);
-    (label.to_owned(), own, rate)
+            .expect("wrk");
+        if let Cores::Pinned = cores {
+            pin_this_process(&all_cpus());
+        }
+    }
+    let [shared, pinned] = rates;
+    println!(
+        "{label}: {:.0} requests/s (driver), {shared:.0} (wrk), {pinned:.0} (wrk, pinned apart)",
+        own.0
+    );
+    (label.to_owned(), own, shared, pinned)
+}
+
+/// Every CPU, as a `taskset` list (read before any pinning narrows what
+/// this process sees).
+fn all_cpus() -> String {
+    static ALL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ALL.get_or_init(|| {
+        let count = std::thread::available_parallelism().map_or(1, usize::from);
+        assert!(count >= 2, "the pinned wrk runs need two cores (server on 0, wrk on 1)");
+        format!("0-{}", count - 1)
+    })
+    .clone()
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -258,6 +332,7 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
     let mut rows: Vec<Row> = Vec::new();
+    all_cpus();
 
     // Bare axum.
     let bare = serve(Router::new().route("/me", get(|| async { "alice" }))).await;
@@ -273,6 +348,15 @@ async fn main() {
         body: None,
     };
     rows.push(measure("bare axum", bare, seconds, plain, &get_me).await);
+
+    // Bare axum answering the protected stacks' own request (the same
+    // method, path, headers and body; nothing checks them): what hyper
+    // and the load generator spend on that request's shape, apart from
+    // the layers.
+    let same_request = serve(Router::new().route("/notes", post(|| async { "ok" }))).await;
+    let (_, cookie, token) = session_stack(Arc::new(MemoryStore::new())).await;
+    let (driver, wrk_request) = csrf_post(cookie, token);
+    rows.push(measure(BARE_SAME_REQUEST, same_request, seconds, driver, &wrk_request).await);
 
     // JwtLayer + RevocationLayer, one token reused (the cache's case).
     let issuer = JwtIssuer::new(SigningKey::generate_ed25519().expect("key"), "https://iss", "aud");
@@ -322,43 +406,54 @@ async fn main() {
             .await
             .expect("redis, cached"),
     );
-    // A 3-primary, 3-replica cluster (blocking setup, off the runtime).
-    let cluster = tokio::task::spawn_blocking(RedisCluster::start).await.expect("cluster");
-    let cluster_store: Arc<dyn SessionStore> = Arc::new(
-        RedisSessionStore::connect_with(RedisServers::cluster(cluster.seeds()), RedisOptions::default())
-            .await
-            .expect("cluster"),
-    );
-    let database = tokio::task::spawn_blocking(PostgresServer::start)
-        .await
-        .expect("postgres");
-    let pg_options = PostgresOptions::default();
-    let pool = portcullis::postgres::connect(&database.url(), &pg_options).expect("pool");
-    portcullis::postgres::migrate(&pool, &pg_options)
-        .await
-        .expect("migrate");
-    let pg_store: Arc<dyn SessionStore> = Arc::new(PostgresSessionStore::new(pool.clone(), &pg_options));
-    let cached_pg: Arc<dyn SessionStore> = Arc::new(
-        PostgresSessionStore::new(pool, &pg_options)
-            .with_cache(
-                &database.url(),
-                &pg_options,
-                portcullis::postgres::SessionCacheOptions::default(),
-            )
-            .await
-            .expect("postgres, cached"),
-    );
-    for (label, store) in [
-        (
-            "SessionLayer + CsrfLayer, POST (memory)",
-            Arc::new(MemoryStore::new()) as Arc<dyn SessionStore>,
-        ),
+    // `LOAD_QUICK=1` (for iterating on the hot path): bare axum, memory,
+    // Redis with the cache and the peer only.
+    let quick = std::env::var_os("LOAD_QUICK").is_some();
+    let mut stores: Vec<(&str, Arc<dyn SessionStore>)> = vec![
+        ("SessionLayer + CsrfLayer, POST (memory)", Arc::new(MemoryStore::new())),
         ("SessionLayer + CsrfLayer, POST (Redis)", redis_store),
         ("SessionLayer + CsrfLayer, POST (Redis, local cache)", cached_redis),
-        ("SessionLayer + CsrfLayer, POST (Redis Cluster)", cluster_store),
-        ("SessionLayer + CsrfLayer, POST (PostgreSQL)", pg_store),
-        ("SessionLayer + CsrfLayer, POST (PostgreSQL, local cache)", cached_pg),
-    ] {
+    ];
+    // Kept alive to the end of the run.
+    let mut _servers: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
+    if quick {
+        stores.remove(1);
+    } else {
+        // A 3-primary, 3-replica cluster (blocking setup, off the runtime).
+        let cluster = tokio::task::spawn_blocking(RedisCluster::start).await.expect("cluster");
+        let cluster_store: Arc<dyn SessionStore> = Arc::new(
+            RedisSessionStore::connect_with(RedisServers::cluster(cluster.seeds()), RedisOptions::default())
+                .await
+                .expect("cluster"),
+        );
+        let database = tokio::task::spawn_blocking(PostgresServer::start)
+            .await
+            .expect("postgres");
+        let pg_options = PostgresOptions::default();
+        let pool = portcullis::postgres::connect(&database.url(), &pg_options).expect("pool");
+        portcullis::postgres::migrate(&pool, &pg_options)
+            .await
+            .expect("migrate");
+        let pg_store: Arc<dyn SessionStore> = Arc::new(PostgresSessionStore::new(pool.clone(), &pg_options));
+        let cached_pg: Arc<dyn SessionStore> = Arc::new(
+            PostgresSessionStore::new(pool, &pg_options)
+                .with_cache(
+                    &database.url(),
+                    &pg_options,
+                    portcullis::postgres::SessionCacheOptions::default(),
+                )
+                .await
+                .expect("postgres, cached"),
+        );
+        stores.extend([
+            ("SessionLayer + CsrfLayer, POST (Redis Cluster)", cluster_store),
+            ("SessionLayer + CsrfLayer, POST (PostgreSQL)", pg_store),
+            ("SessionLayer + CsrfLayer, POST (PostgreSQL, local cache)", cached_pg),
+        ]);
+        _servers.push(Box::new(cluster));
+        _servers.push(Box::new(database));
+    }
+    for (label, store) in stores {
         let (addr, cookie, token) = session_stack(store).await;
         let (driver, wrk_request) = csrf_post(cookie, token);
         rows.push(measure(label, addr, seconds, driver, &wrk_request).await);
@@ -391,14 +486,26 @@ async fn main() {
         .await,
     );
 
-    let bare_rate = rows[0].2;
+    // Each row against bare axum on its own request, and on `GET /me`.
+    let bare_wrk = rows[0].2;
+    let same = rows
+        .iter()
+        .find(|row| row.0 == BARE_SAME_REQUEST)
+        .expect("the same-request row");
+    let (same_driver, same_shared, same_pinned) = ((same.1).0, same.2, same.3);
     let mut table = format!(
-        "### End to end over loopback ({CONNECTIONS} connections, {seconds} s each, this driver and wrk)\n\n| stack | requests/s (driver) | p50 | p99 | requests/s (wrk) | × bare axum (wrk) |\n|---|---|---|---|---|---|\n"
+        "### End to end over loopback ({CONNECTIONS} connections, {seconds} s each, this driver and wrk)\n\n\
+         | stack | requests/s (driver) | p50 | p99 | requests/s (wrk, shared cores) | requests/s (wrk, pinned apart) \
+         | × bare on the same request (wrk shared / pinned / driver) | × bare `GET /me` (wrk shared) |\n\
+         |---|---|---|---|---|---|---|---|\n"
     );
-    for (label, (rate, p50, p99), wrk_rate) in &rows {
+    for (label, (rate, p50, p99), shared, pinned) in &rows {
         table.push_str(&format!(
-            "| {label} | {rate:.0} | {p50:?} | {p99:?} | {wrk_rate:.0} | {:.2} |\n",
-            wrk_rate / bare_rate
+            "| {label} | {rate:.0} | {p50:?} | {p99:?} | {shared:.0} | {pinned:.0} | {:.2} / {:.2} / {:.2} | {:.2} |\n",
+            shared / same_shared,
+            pinned / same_pinned,
+            rate / same_driver,
+            shared / bare_wrk,
         ));
     }
     println!("{table}");

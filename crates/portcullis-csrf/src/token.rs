@@ -140,6 +140,33 @@ pub(crate) fn secret_of(session: &Session) -> Option<String> {
     session.get::<String>(SECRET_KEY).ok().flatten()
 }
 
+/// A tag for a new set of layer keys (see `Config::keys_tag`).
+pub(crate) fn new_keys_tag() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The token a session's secret expects under `keys`; `None` when it has
+/// no secret (or one that is not a JSON string). Derived once per stored
+/// record and remembered on it (the MAC and the decoding are the layer's
+/// largest per-request costs), never across a change of the secret or of
+/// the keys.
+pub(crate) fn expected_of(session: &Session, keys: &Keys, keys_tag: u64) -> Option<Expected> {
+    // The secrets this layer mints are base64url: their JSON is the text
+    // in quotes, with nothing to unescape.
+    let remembered = session.derived(SECRET_KEY, keys_tag, |json| {
+        json.strip_prefix('"')
+            .and_then(|rest| rest.strip_suffix('"'))
+            .filter(|secret| is_secret(secret))
+            .map(|secret| Expected::secret(keys, secret))
+    });
+    match remembered {
+        Some(Some(expected)) => Some(expected),
+        // Absent, or a secret in another spelling: decoded the long way.
+        _ => secret_of(session).map(|secret| Expected::secret(keys, &secret)),
+    }
+}
+
 /// The CSRF token of the current session, for templates and SPA clients:
 /// in the request extensions (and an axum extractor, feature `axum`) of
 /// every request that passed `SessionLayer` and `CsrfLayer`.

@@ -735,3 +735,37 @@ async fn a_secret_rotation_keeps_open_forms_and_issues_under_the_current_secret_
         "token mismatch",
     );
 }
+
+/// The expected token is remembered on the shared session record (the
+/// memory store hands every request the same one): a layer with other
+/// keys on the same session must never be handed a token the first
+/// layer's keys made, in either order, however often each is used.
+#[tokio::test]
+async fn a_remembered_expected_token_never_crosses_to_a_layer_with_other_keys() {
+    use portcullis_session::{MemoryStore, SessionLayer};
+    let sessions = SessionLayer::new(std::sync::Arc::new(MemoryStore::new())).insecure_http();
+    let first = common::stack_with_sessions(sessions.clone(), CsrfLayer::new().secret(&[1u8; 32]).expect("secret"));
+    let second = common::stack_with_sessions(sessions, CsrfLayer::new().secret(&[2u8; 32]).expect("secret"));
+    let same_origin = ("sec-fetch-site", "same-origin");
+    let post = |cookie: &str, token: &str| {
+        request(
+            Method::POST,
+            "/notes",
+            Some(cookie),
+            &[same_origin, ("x-csrf-token", token)],
+            "",
+        )
+    };
+    let (cookie, first_token) = logged_in(&first).await;
+    let second_token = send(&second, request(Method::GET, "/token", Some(&cookie), &[], ""))
+        .await
+        .body;
+    for round in 0..3 {
+        let ok = send(&first, post(&cookie, &first_token)).await;
+        assert_eq!(ok.status, StatusCode::OK, "round {round}: the first layer's own token");
+        assert_refused(&send(&second, post(&cookie, &first_token)).await, "token mismatch");
+        let ok = send(&second, post(&cookie, &second_token)).await;
+        assert_eq!(ok.status, StatusCode::OK, "round {round}: the second layer's own token");
+        assert_refused(&send(&first, post(&cookie, &second_token)).await, "token mismatch");
+    }
+}

@@ -84,6 +84,59 @@ impl Session {
         text.map(|t| serde_json::from_str(t)).transpose()
     }
 
+    /// `derive` applied to the JSON text of data entry `key` as this
+    /// request sees it (`None` when there is no such entry), remembered
+    /// on the stored record: while the record is shared (the memory
+    /// store, the local cache) and the entry unchanged, later requests get
+    /// a clone of the value instead of deriving it again. For work on a
+    /// secret a session keeps that costs more than a clone (a MAC, a key
+    /// derivation; the CSRF layer keeps its expected token this way).
+    ///
+    /// `tag` names what else the value depends on (the key of the MAC,
+    /// say): a value remembered under another tag, entry or text is never
+    /// handed out. Values of the request's own writes, not yet saved, are
+    /// derived each time.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use portcullis_session::{MemoryStore, Session, SessionLayer};
+    /// # use tower::{Service, ServiceExt};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let layer = SessionLayer::new(Arc::new(MemoryStore::new())).insecure_http();
+    /// # let mut app = tower::ServiceBuilder::new().layer(layer).service_fn(|request: http::Request<()>| async move {
+    /// let session = request.extensions().get::<Session>().expect("SessionLayer runs first");
+    /// session.insert("greeting", "hello")?;
+    /// let length = session.derived("greeting", 1, |json| json.len());
+    /// assert_eq!(length, Some("\"hello\"".len()));
+    /// assert_eq!(session.derived("missing", 1, |json| json.len()), None);
+    /// # Ok::<_, serde_json::Error>(http::Response::new(String::new()))
+    /// # });
+    /// # app.ready().await.unwrap().call(http::Request::new(())).await.unwrap();
+    /// # }
+    /// ```
+    pub fn derived<T: Clone + Send + Sync + 'static>(
+        &self,
+        key: &str,
+        tag: u64,
+        derive: impl FnOnce(&str) -> T,
+    ) -> Option<T> {
+        let record = {
+            let state = self.state();
+            if state.pending == Pending::Logout || state.changes.removed.iter().any(|k| k == key) {
+                return None;
+            }
+            if let Some(text) = state.changes.set.get(key) {
+                let text = text.clone();
+                drop(state);
+                return Some(derive(&text));
+            }
+            state.record.clone()?
+        };
+        // Derived outside the lock: `derive` may use the session.
+        let text = record.data.get(key)?;
+        Some(record.derived.get(key, tag, text, derive))
+    }
+
     /// Sets `key` to `value`. Creates the session (and its cookie) if there
     /// is none yet.
     pub fn insert<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), serde_json::Error> {
@@ -304,11 +357,16 @@ fn at(ms: u64) -> SystemTime {
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Debug)]
-pub struct Sessions {
+pub struct Sessions(Arc<SessionsShared>);
+
+/// One allocation behind every clone: a request clones the handle more
+/// than once, and each clone is one reference count, not three.
+#[derive(Clone, Debug)]
+struct SessionsShared {
     store: Arc<dyn SessionStore>,
     issuer: Arc<str>,
     /// Sessions this handle's layers moved from a previous secret to the
-    /// current one.
+    /// current one (shared by the copies `set_issuer` makes).
     rekeyed: Arc<std::sync::atomic::AtomicU64>,
 }
 
@@ -319,11 +377,11 @@ pub const DEFAULT_ISSUER: &str = "local";
 impl Sessions {
     /// Over `store`, for local users of [`DEFAULT_ISSUER`].
     pub fn new(store: Arc<dyn SessionStore>) -> Self {
-        Self {
+        Self(Arc::new(SessionsShared {
             store,
             issuer: DEFAULT_ISSUER.into(),
             rekeyed: Arc::default(),
-        }
+        }))
     }
 
     /// How many sessions the layer moved from a previous secret of its
@@ -331,35 +389,36 @@ impl Sessions {
     /// since this process started: the metric to watch during a secret
     /// rotation (it levels off once the active sessions have moved).
     pub fn rekeyed_sessions(&self) -> u64 {
-        self.rekeyed.load(std::sync::atomic::Ordering::Relaxed)
+        self.0.rekeyed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub(crate) fn count_rekeyed(&self) {
-        self.rekeyed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.rekeyed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub(crate) fn set_issuer(&mut self, issuer: Arc<str>) {
-        self.issuer = issuer;
+        Arc::make_mut(&mut self.0).issuer = issuer;
     }
 
     /// The store.
     pub fn store(&self) -> &Arc<dyn SessionStore> {
-        &self.store
+        &self.0.store
     }
 
     /// The issuer [`Session::login`] logs local users in under.
     pub fn issuer(&self) -> &str {
-        &self.issuer
+        &self.0.issuer
     }
 
     /// The principal of the local user `subject`.
     pub fn local(&self, subject: impl Into<Arc<str>>) -> Principal {
-        Principal::new(self.issuer.clone(), subject)
+        Principal::new(self.0.issuer.clone(), subject)
     }
 
     /// The live sessions of `principal`, oldest first.
     pub async fn list(&self, principal: &Principal) -> Result<Vec<SessionInfo>, StoreError> {
         Ok(self
+            .0
             .store
             .sessions_of(principal)
             .await?
@@ -376,10 +435,10 @@ impl Sessions {
 
     /// Ends the session of `principal` with `handle`.
     pub async fn end(&self, principal: &Principal, handle: &str) -> Result<bool, StoreError> {
-        let sessions = self.store.sessions_of(principal).await?;
+        let sessions = self.0.store.sessions_of(principal).await?;
         match sessions.into_iter().find(|(key, _)| key.handle() == handle) {
             Some((key, _)) => {
-                self.store.delete(&key).await?;
+                self.0.store.delete(&key).await?;
                 Ok(true)
             }
             None => Ok(false),
@@ -388,7 +447,7 @@ impl Sessions {
 
     /// Ends every session of `principal`.
     pub async fn end_all(&self, principal: &Principal) -> Result<usize, StoreError> {
-        self.store.delete_all_of(principal).await
+        self.0.store.delete_all_of(principal).await
     }
 
     /// Ends every session logged in through the identity provider's
@@ -421,6 +480,6 @@ impl Sessions {
     /// # Ok(()) }
     /// ```
     pub async fn end_provider_session(&self, issuer: &str, session: &str) -> Result<usize, StoreError> {
-        self.store.delete_provider_session(issuer, session).await
+        self.0.store.delete_provider_session(issuer, session).await
     }
 }

@@ -42,6 +42,110 @@ pub struct SessionRecord {
     /// The identity this record yielded last, reused while the record
     /// says the same (see `layer::save::identity_of`).
     pub(crate) identity: IdentityMemo,
+    /// One value derived from a data entry ([`Session::derived`](crate::Session::derived)),
+    /// reused while the entry's text is the same.
+    pub(crate) derived: DerivedMemo,
+}
+
+/// A value derived from one data entry of a record, with what it was
+/// derived from: the entry's name and text, and the caller's tag. Like
+/// [`IdentityMemo`], only a memo: every use compares all three, a copy of
+/// the record starts empty, and it is never part of equality. It holds one
+/// value; a second deriver on the same record derives afresh each time.
+#[derive(Default)]
+pub(crate) struct DerivedMemo(std::sync::OnceLock<Derived>);
+
+struct Derived {
+    entry: Box<str>,
+    tag: u64,
+    text: Box<str>,
+    value: Box<dyn std::any::Any + Send + Sync>,
+}
+
+impl DerivedMemo {
+    /// `derive(text)`, from the memo when it was derived from the same
+    /// entry, text and tag; remembered if the memo is empty.
+    pub(crate) fn get<T: Clone + Send + Sync + 'static>(
+        &self,
+        entry: &str,
+        tag: u64,
+        text: &str,
+        derive: impl FnOnce(&str) -> T,
+    ) -> T {
+        if let Some(memo) = self.0.get() {
+            if memo.tag == tag
+                && *memo.entry == *entry
+                && *memo.text == *text
+                && let Some(value) = memo.value.downcast_ref::<T>()
+            {
+                return value.clone();
+            }
+            return derive(text);
+        }
+        let value = derive(text);
+        // Two requests may race to fill it: one wins, both values are right.
+        let _ = self.0.set(Derived {
+            entry: entry.into(),
+            tag,
+            text: text.into(),
+            value: Box::new(value.clone()),
+        });
+        value
+    }
+}
+
+impl Clone for DerivedMemo {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for DerivedMemo {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for DerivedMemo {}
+
+impl fmt::Debug for DerivedMemo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DerivedMemo")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::DerivedMemo;
+
+    #[test]
+    fn a_derived_value_is_reused_only_for_the_same_entry_text_and_tag() {
+        let memo = DerivedMemo::default();
+        let runs = Cell::new(0);
+        let derive = |text: &str| {
+            runs.set(runs.get() + 1);
+            format!("mac({text})")
+        };
+        assert_eq!(memo.get("secret", 1, "\"a\"", derive), "mac(\"a\")");
+        assert_eq!(memo.get("secret", 1, "\"a\"", derive), "mac(\"a\")");
+        assert_eq!(runs.get(), 1, "the second read is the memo's");
+        // Another text (a new secret), tag (other keys) or entry: derived
+        // afresh, every time, and the memo keeps its first value.
+        for _ in 0..2 {
+            assert_eq!(memo.get("secret", 1, "\"b\"", derive), "mac(\"b\")");
+            assert_eq!(memo.get("secret", 2, "\"a\"", derive), "mac(\"a\")");
+            assert_eq!(memo.get("other", 1, "\"a\"", derive), "mac(\"a\")");
+        }
+        assert_eq!(runs.get(), 7);
+        // Another type under the same names is derived, never mistaken.
+        assert_eq!(memo.get("secret", 1, "\"a\"", |text: &str| text.len()), 3);
+        // A copy of the record starts without it.
+        let copy = memo.clone();
+        assert_eq!(copy.get("secret", 1, "\"a\"", derive), "mac(\"a\")");
+        assert_eq!(runs.get(), 8);
+    }
 }
 
 /// The last identity a record yielded, under the key it was read by: a

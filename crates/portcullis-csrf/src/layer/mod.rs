@@ -75,6 +75,11 @@ pub struct CsrfLayer {
 pub(crate) struct Config {
     /// One key per secret of the keyring, current first.
     pub(crate) keys: crate::token::Keys,
+    /// Names `keys` for the expected tokens remembered on session records
+    /// ([`Session::derived`](portcullis_session::Session::derived)): unique
+    /// to this process's every set of keys, so a layer never reads a token
+    /// another layer's keys made.
+    pub(crate) keys_tag: u64,
     pub(crate) public_origin: Option<Origin>,
     pub(crate) trusted: Vec<Origin>,
     pub(crate) allow_same_site: bool,
@@ -124,6 +129,7 @@ impl CsrfLayer {
         Self {
             config: Arc::new(Config {
                 keys: Arc::new([hmac::Key::new(hmac::HMAC_SHA256, &key)]),
+                keys_tag: crate::token::new_keys_tag(),
                 public_origin: None,
                 trusted: Vec::new(),
                 allow_same_site: false,
@@ -174,7 +180,10 @@ impl CsrfLayer {
             .iter()
             .map(|secret| hmac::Key::new(hmac::HMAC_SHA256, secret))
             .collect();
-        self.with(|config| config.keys = keys)
+        self.with(|config| {
+            config.keys = keys;
+            config.keys_tag = crate::token::new_keys_tag();
+        })
     }
 
     /// The site's public origin (`https://app.example.com`): the request's

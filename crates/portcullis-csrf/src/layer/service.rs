@@ -14,7 +14,7 @@ use super::future::{FormRead, PreCookie, Verdict, read_form};
 use super::{Config, CsrfLayer};
 use crate::body::{CsrfBody, FormKind, form_kind};
 use crate::origin::{OriginFailure, OriginPolicy, OriginRef};
-use crate::token::{Binding, Expected, PreSession, SECRET_KEY, is_secret, secret_of};
+use crate::token::{Binding, Expected, PreSession, SECRET_KEY, expected_of, is_secret};
 use crate::{CsrfToken, LAYER, PRE_SESSION_COOKIE};
 
 /// The service of [`CsrfLayer`].
@@ -150,8 +150,8 @@ impl Config {
         // login form) carries its token too: the defence against login
         // CSRF from browsers that send no origin signal.
         let expected = match ambient {
-            Ambient::Session(session) => match secret_of(session) {
-                Some(secret) => Some(Expected::secret(&self.keys, &secret)),
+            Ambient::Session(session) => match expected_of(session, &self.keys, self.keys_tag) {
+                Some(expected) => Some(expected),
                 // A session stored without our secret (a write elsewhere
                 // while anonymous) adopts the visitor's pre-session one, so
                 // their open forms stay valid.

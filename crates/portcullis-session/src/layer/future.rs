@@ -110,9 +110,13 @@ pub(super) struct Incoming {
 
 impl<S, B, F, ResBody> ResponseFuture<S, B, F, ResBody>
 where
-    S: Service<Request<B>, Response = Response<ResBody>, Future = F>,
+    S: Service<Request<B>, Response = Response<ResBody>, Future = F> + Clone,
 {
-    pub(super) fn start(mut inner: S, request: Request<B>, incoming: Incoming) -> Self {
+    /// Starts on `inner`, the service polled ready. A load the store
+    /// answers at once calls it at once; only a load that must wait takes
+    /// it into the future (leaving a fresh clone behind: tower-service's
+    /// rule), so the common case clones nothing of the inner stack.
+    pub(super) fn start(inner: &mut S, request: Request<B>, incoming: Incoming) -> Self {
         let Incoming {
             sessions,
             config,
@@ -149,7 +153,7 @@ where
                 Some(result) if !matches!(result, Ok(None)) || context.config.hashers.len() == 1 => {
                     match loaded(&mut context, result.map(|record| (record, key)), id) {
                         Ok(state) => State::Calling {
-                            future: call(&mut context, &mut inner, request, state),
+                            future: call(&mut context, inner, request, state),
                         },
                         Err(error) => State::Unavailable { error: Some(error) },
                     }
@@ -168,9 +172,10 @@ where
                             None => find_under_previous(&sessions, &config, &load_id, key).await,
                         }
                     });
+                    let clone = inner.clone();
                     State::Loading {
                         load,
-                        inner: Some(inner),
+                        inner: Some(std::mem::replace(inner, clone)),
                         request: Some(request),
                         id: Some(id),
                     }
@@ -181,11 +186,11 @@ where
                     .reason("malformed session cookie")
                     .record();
                 context.clear_cookie = true;
-                let future = call(&mut context, &mut inner, request, SessionState::default());
+                let future = call(&mut context, inner, request, SessionState::default());
                 State::Calling { future }
             }
             None => {
-                let future = call(&mut context, &mut inner, request, SessionState::default());
+                let future = call(&mut context, inner, request, SessionState::default());
                 State::Calling { future }
             }
         };

@@ -31,10 +31,6 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        // The clone we were polled ready on goes into the future; a fresh
-        // clone stays behind (tower-service's rule).
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
         let SessionLayer { sessions, config } = self.layer.clone();
         let now = config.clock.now();
         let cookie = find_cookie(request.headers(), &config.cookie_name)
@@ -54,6 +50,6 @@ where
             user_agent,
             context_headers,
         };
-        ResponseFuture::start(inner, request, incoming)
+        ResponseFuture::start(&mut self.inner, request, incoming)
     }
 }
