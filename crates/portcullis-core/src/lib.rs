@@ -28,6 +28,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod audit;
+pub mod base64url;
 mod body;
 mod clock;
 pub mod cookie;

@@ -49,10 +49,7 @@ fn unmask(presented: &str) -> Option<[u8; TOKEN_BYTES]> {
     if presented.len() != MASKED_LEN {
         return None;
     }
-    let mut bytes = [0u8; 2 * TOKEN_BYTES];
-    if URL_SAFE_NO_PAD.decode_slice(presented, &mut bytes) != Ok(2 * TOKEN_BYTES) {
-        return None;
-    }
+    let bytes = portcullis_core::base64url::decode_exact::<{ 2 * TOKEN_BYTES }>(presented)?;
     let (mask, masked) = bytes.split_at(TOKEN_BYTES);
     let mut token = [0u8; TOKEN_BYTES];
     for index in 0..TOKEN_BYTES {

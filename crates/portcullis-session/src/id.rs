@@ -28,16 +28,9 @@ impl SessionId {
     /// Parses a cookie value. Anything but 43 base64url characters decoding
     /// to 32 bytes is not an id we issued.
     pub(crate) fn parse(text: &str) -> Option<Self> {
-        if text.len() != 43 {
-            return None;
-        }
-        // The engine rejects non-zero trailing bits, so only the canonical
-        // spelling of an id decodes: one id, one cookie value.
-        let mut bytes = [0u8; 32];
-        match URL_SAFE_NO_PAD.decode_slice(text, &mut bytes) {
-            Ok(32) => Some(Self(bytes)),
-            _ => None,
-        }
+        // Only the canonical spelling of an id decodes (non-zero trailing
+        // bits are refused): one id, one cookie value.
+        portcullis_core::base64url::decode_exact::<32>(text).map(Self)
     }
 
     pub(crate) fn encode(&self) -> String {
