@@ -245,7 +245,7 @@ fn main() {
                 |r: http::Request<axum::body::Body>| r,
             )),
         "session_read" | "session_write" | "csrf_floor" => router().layer(memory_sessions()),
-        "csrf_token_header" | "csrf_token_form" => router()
+        "csrf_token_header" | "csrf_token_form" | "csrf_token_fetch_metadata" => router()
             .layer(CsrfLayer::new().insecure_http())
             .layer(memory_sessions()),
         "csrf_origin_only" => router()
@@ -269,6 +269,16 @@ fn main() {
                 "session_write" => get_request("/write", &cookie),
                 "csrf_floor" | "csrf_origin_only" => csrf_post(&cookie, None, false),
                 "csrf_token_header" => csrf_post(&cookie, Some(&token), false),
+                // What a current browser sends instead of `Origin` on a
+                // same-origin fetch (the load run's request).
+                "csrf_token_fetch_metadata" => {
+                    let mut request = csrf_post(&cookie, Some(&token), false);
+                    request.headers_mut().remove("origin");
+                    request
+                        .headers_mut()
+                        .insert("sec-fetch-site", http::HeaderValue::from_static("same-origin"));
+                    request
+                }
                 _ => csrf_post(&cookie, Some(&token), true),
             };
             let response = app.clone().oneshot(request).await.expect("response");

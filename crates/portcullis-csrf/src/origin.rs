@@ -151,15 +151,33 @@ pub(crate) enum OriginFailure {
     Untrusted,
 }
 
+/// The site's own origin: configured, or the request's `Host` under the
+/// layer's scheme, parsed only when a rule needs it (a same-origin
+/// `Sec-Fetch-Site` never does).
+#[derive(Clone, Copy)]
+pub(crate) enum Own<'a> {
+    Known(Option<OriginRef<'a>>),
+    FromHost(&'a HeaderMap, &'static str),
+}
+
+impl<'a> Own<'a> {
+    fn get(self) -> Option<OriginRef<'a>> {
+        match self {
+            Self::Known(own) => own,
+            Self::FromHost(headers, scheme) => OriginRef::of_host(headers, scheme),
+        }
+    }
+}
+
 pub(crate) struct OriginPolicy<'a> {
-    pub(crate) own: Option<OriginRef<'a>>,
+    pub(crate) own: Own<'a>,
     pub(crate) trusted: &'a [Origin],
     pub(crate) allow_same_site: bool,
 }
 
 impl OriginPolicy<'_> {
     fn trusts(&self, origin: &OriginRef<'_>) -> bool {
-        self.own.is_some_and(|own| own.same(origin)) || self.trusted.iter().any(|pattern| pattern.admits(origin))
+        self.own.get().is_some_and(|own| own.same(origin)) || self.trusted.iter().any(|pattern| pattern.admits(origin))
     }
 
     fn header_origin_trusted(&self, headers: &HeaderMap) -> Option<bool> {
@@ -180,14 +198,15 @@ impl OriginPolicy<'_> {
     /// here, and the token check decides.
     pub(crate) fn check(&self, headers: &HeaderMap) -> Result<(), OriginFailure> {
         if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-            return match site.to_ascii_lowercase().as_str() {
-                // `none`: a user-initiated navigation (typed, bookmarked).
-                "same-origin" | "none" => Ok(()),
-                "same-site" if self.allow_same_site => Ok(()),
-                _ => match self.header_origin_trusted(headers) {
+            let is = |value: &str| site.eq_ignore_ascii_case(value);
+            // `none`: a user-initiated navigation (typed, bookmarked).
+            return if is("same-origin") || is("none") || (self.allow_same_site && is("same-site")) {
+                Ok(())
+            } else {
+                match self.header_origin_trusted(headers) {
                     Some(true) => Ok(()),
                     _ => Err(OriginFailure::CrossSite),
-                },
+                }
             };
         }
         if let Some(trusted) = self.header_origin_trusted(headers) {
@@ -273,7 +292,7 @@ mod tests {
         let own = origin("https://app.example.com");
         let trusted = [origin("https://*.partner.example"), origin("https://admin.example.com")];
         let policy = OriginPolicy {
-            own: Some(own.as_ref()),
+            own: Own::Known(Some(own.as_ref())),
             trusted: &trusted,
             allow_same_site: false,
         };

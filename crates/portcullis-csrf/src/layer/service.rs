@@ -13,7 +13,7 @@ use portcullis_session::Session;
 use super::future::{FormRead, PreCookie, Verdict, read_form};
 use super::{Config, CsrfLayer};
 use crate::body::{CsrfBody, FormKind, form_kind};
-use crate::origin::{OriginFailure, OriginPolicy, OriginRef};
+use crate::origin::{OriginFailure, OriginPolicy, Own};
 use crate::token::{Binding, Expected, PreSession, SECRET_KEY, expected_of, is_secret};
 use crate::{CsrfToken, LAYER, PRE_SESSION_COOKIE};
 
@@ -129,8 +129,8 @@ impl Config {
         // The origin rules cover every other unsafe request, with or
         // without a credential: a cross-site login form is login CSRF.
         let own = match &self.public_origin {
-            Some(origin) => Some(origin.as_ref()),
-            None => OriginRef::of_host(request.headers(), self.scheme),
+            Some(origin) => Own::Known(Some(origin.as_ref())),
+            None => Own::FromHost(request.headers(), self.scheme),
         };
         let policy = OriginPolicy {
             own,
