@@ -23,12 +23,12 @@ use http::{HeaderValue, Request};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use portcullis::csrf::{CsrfLayer, CsrfToken};
 use portcullis::postgres::{PostgresOptions, PostgresSessionStore};
 use portcullis::redis::{RedisOptions, RedisServers, RedisSessionStore, SessionCacheOptions};
 use portcullis::revocation::{MemoryRevocationStore, RevocationLayer, Revocations};
-use portcullis::session::{MemoryStore, Session, SessionLayer, SessionStore};
+use portcullis::session::{MemoryStore, SessionStore};
 use portcullis::{JwtIssuer, JwtLayer, SigningKey, Validation};
+use portcullis_bench::stacks::{seed_over_http, serve, serve_session_stack};
 use portcullis_bench::start_redis;
 use portcullis_tests::postgres_server::PostgresServer;
 use portcullis_tests::redis_cluster::RedisCluster;
@@ -38,13 +38,6 @@ const CONNECTIONS: usize = 16;
 /// The row the protected stacks are compared with: bare axum on their own
 /// request.
 const BARE_SAME_REQUEST: &str = "bare axum, the protected stacks' request";
-
-async fn serve(router: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    addr
-}
 
 /// Drives `make_request` from `CONNECTIONS` tasks for `seconds`.
 async fn drive(
@@ -188,60 +181,8 @@ async fn tower_sessions_redis_stack(url: &str) -> (SocketAddr, HeaderValue) {
         )
         .layer(layer);
     let addr = serve(router).await;
-    let client = Client::builder(TokioExecutor::new()).build_http::<Body>();
-    let response = client
-        .request(
-            Request::get(format!("http://{addr}/seed"))
-                .body(Body::empty())
-                .expect("request"),
-        )
-        .await
-        .expect("seed");
-    let cookie = response.headers()["set-cookie"]
-        .to_str()
-        .expect("ascii")
-        .split(';')
-        .next()
-        .expect("pair")
-        .to_owned();
-    (addr, HeaderValue::from_str(&cookie).expect("cookie"))
-}
-
-async fn session_stack(store: Arc<dyn SessionStore>) -> (SocketAddr, HeaderValue, String) {
-    let router = Router::new()
-        .route(
-            "/seed",
-            get(|s: Session, t: axum::Extension<CsrfToken>| async move {
-                s.login("alice", ["notes:write"]);
-                t.0.value().unwrap_or_default()
-            }),
-        )
-        .route("/notes", post(|| async { "ok" }))
-        .layer(
-            ServiceBuilder::new()
-                .layer(SessionLayer::new(store).insecure_http())
-                .layer(CsrfLayer::new().insecure_http()),
-        );
-    let addr = serve(router).await;
-    let client = Client::builder(TokioExecutor::new()).build_http::<Body>();
-    let response = client
-        .request(
-            Request::get(format!("http://{addr}/seed"))
-                .body(Body::empty())
-                .expect("request"),
-        )
-        .await
-        .expect("seed");
-    let cookie = response.headers()["set-cookie"]
-        .to_str()
-        .expect("ascii")
-        .split(';')
-        .next()
-        .expect("pair")
-        .to_owned();
-    let token =
-        String::from_utf8(response.into_body().collect().await.expect("body").to_bytes().to_vec()).expect("utf-8");
-    (addr, HeaderValue::from_str(&cookie).expect("cookie"), token)
+    let (cookie, _) = seed_over_http(addr).await;
+    (addr, cookie)
 }
 
 /// A protected `POST /notes` with the session cookie and the CSRF token.
@@ -354,7 +295,7 @@ async fn main() {
     // and the load generator spend on that request's shape, apart from
     // the layers.
     let same_request = serve(Router::new().route("/notes", post(|| async { "ok" }))).await;
-    let (_, cookie, token) = session_stack(Arc::new(MemoryStore::new())).await;
+    let (_, cookie, token) = serve_session_stack(Arc::new(MemoryStore::new())).await;
     let (driver, wrk_request) = csrf_post(cookie, token);
     rows.push(measure(BARE_SAME_REQUEST, same_request, seconds, driver, &wrk_request).await);
 
@@ -454,7 +395,7 @@ async fn main() {
         _servers.push(Box::new(database));
     }
     for (label, store) in stores {
-        let (addr, cookie, token) = session_stack(store).await;
+        let (addr, cookie, token) = serve_session_stack(store).await;
         let (driver, wrk_request) = csrf_post(cookie, token);
         rows.push(measure(label, addr, seconds, driver, &wrk_request).await);
     }

@@ -89,3 +89,67 @@ pub fn csrf_post(cookie: &HeaderValue, token: Option<&str>, form: bool) -> Reque
     }
     request
 }
+
+/// Serves `router` on a free loopback port, in the background.
+pub async fn serve(router: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    addr
+}
+
+/// `GET /seed` on `addr` over real HTTP: the session cookie it sets (as a
+/// `Cookie` header value) and the body it answers.
+pub async fn seed_over_http(addr: std::net::SocketAddr) -> (HeaderValue, String) {
+    use http_body_util::BodyExt;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Body>();
+    let response = client
+        .request(
+            Request::get(format!("http://{addr}/seed"))
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("seed");
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .expect("ascii")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_owned();
+    let body = response.into_body().collect().await.expect("body").to_bytes();
+    (
+        HeaderValue::from_str(&cookie).expect("cookie"),
+        String::from_utf8(body.to_vec()).expect("utf-8"),
+    )
+}
+
+/// SessionLayer + CsrfLayer (plain HTTP) on `store`, served on loopback:
+/// `GET /seed` logs alice in and answers a CSRF token, `POST /notes`
+/// answers "ok". Returns the address, alice's cookie and her token.
+pub async fn serve_session_stack(
+    store: Arc<dyn portcullis::session::SessionStore>,
+) -> (std::net::SocketAddr, HeaderValue, String) {
+    use portcullis::csrf::CsrfLayer;
+    use portcullis::session::SessionLayer;
+    let router = axum::Router::new()
+        .route(
+            "/seed",
+            get(|s: Session, t: axum::Extension<CsrfToken>| async move {
+                s.login("alice", ["notes:write"]);
+                t.0.value().unwrap_or_default()
+            }),
+        )
+        .route("/notes", post(|| async { "ok" }))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(SessionLayer::new(store).insecure_http())
+                .layer(CsrfLayer::new().insecure_http()),
+        );
+    let addr = serve(router).await;
+    let (cookie, token) = seed_over_http(addr).await;
+    (addr, cookie, token)
+}

@@ -683,16 +683,7 @@ async fn a_secret_rotation_keeps_open_forms_and_issues_under_the_current_secret_
     let old = common::stack_with_sessions(sessions.clone(), csrf(&[s1]));
     let overlap = common::stack_with_sessions(sessions.clone(), csrf(&[s2, s1]));
     let new = common::stack_with_sessions(sessions, csrf(&[s2]));
-    let same_origin = ("sec-fetch-site", "same-origin");
-    let post = |cookie: &str, token: &str| {
-        request(
-            Method::POST,
-            "/notes",
-            Some(cookie),
-            &[same_origin, ("x-csrf-token", token)],
-            "",
-        )
-    };
+    let post = common::same_origin_post;
 
     let (cookie, s1_token) = logged_in(&old).await;
     let visitor = send(&old, request(Method::GET, "/token", None, &[], "")).await;
@@ -746,16 +737,7 @@ async fn a_remembered_expected_token_never_crosses_to_a_layer_with_other_keys() 
     let sessions = SessionLayer::new(std::sync::Arc::new(MemoryStore::new())).insecure_http();
     let first = common::stack_with_sessions(sessions.clone(), CsrfLayer::new().secret(&[1u8; 32]).expect("secret"));
     let second = common::stack_with_sessions(sessions, CsrfLayer::new().secret(&[2u8; 32]).expect("secret"));
-    let same_origin = ("sec-fetch-site", "same-origin");
-    let post = |cookie: &str, token: &str| {
-        request(
-            Method::POST,
-            "/notes",
-            Some(cookie),
-            &[same_origin, ("x-csrf-token", token)],
-            "",
-        )
-    };
+    let post = common::same_origin_post;
     let (cookie, first_token) = logged_in(&first).await;
     let second_token = send(&second, request(Method::GET, "/token", Some(&cookie), &[], ""))
         .await

@@ -129,6 +129,17 @@ pub fn request(
 }
 
 /// A logged-in session: its cookie and a token for it.
+/// A same-origin `POST /notes` with `cookie` and `token` in the header.
+pub fn same_origin_post(cookie: &str, token: &str) -> Request<Full<Bytes>> {
+    request(
+        Method::POST,
+        "/notes",
+        Some(cookie),
+        &[("sec-fetch-site", "same-origin"), ("x-csrf-token", token)],
+        "",
+    )
+}
+
 pub async fn logged_in<S, B>(app: &S) -> (String, String)
 where
     S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = Infallible> + Clone,
