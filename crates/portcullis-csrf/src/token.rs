@@ -159,8 +159,9 @@ pub(crate) fn expected_of(session: &Session, keys: &Keys, keys_tag: u64) -> Opti
     });
     match remembered {
         Some(Some(expected)) => Some(expected),
-        // Absent, or a secret in another spelling: decoded the long way.
-        _ => secret_of(session).map(|secret| Expected::secret(keys, &secret)),
+        // A secret in another spelling: decoded the long way.
+        Some(None) => secret_of(session).map(|secret| Expected::secret(keys, &secret)),
+        None => None,
     }
 }
 

@@ -47,15 +47,63 @@ pub struct SessionRecord {
     pub(crate) derived: DerivedMemo,
 }
 
-/// A value derived from one data entry of a record, with what it was
-/// derived from: the entry's name and text, and the caller's tag. Like
-/// [`IdentityMemo`], only a memo: every use compares all three, a copy of
-/// the record starts empty, and it is never part of equality. It holds one
-/// value; a second deriver on the same record derives afresh each time.
-#[derive(Default)]
-pub(crate) struct DerivedMemo(std::sync::OnceLock<Derived>);
+/// A value a record remembers about itself, for the requests that read it
+/// while it is shared (the memory store, the local cache). Only a memo:
+/// every use checks it against what it was made from, a copy of the
+/// record starts empty, and it is never part of the record's equality.
+pub(crate) struct Memo<T>(std::sync::OnceLock<T>);
 
-struct Derived {
+impl<T> Default for Memo<T> {
+    fn default() -> Self {
+        Self(std::sync::OnceLock::new())
+    }
+}
+
+impl<T> Clone for Memo<T> {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl<T> PartialEq for Memo<T> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl<T> Eq for Memo<T> {}
+
+impl<T> fmt::Debug for Memo<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Memo")
+    }
+}
+
+/// The last identity a record yielded, under the key it was read by: a
+/// read of an unchanged record hands out a clone of it (a reference
+/// count) instead of building one per request. Every use checks it
+/// against the record (principal, scopes, times) and the key, so a record
+/// changed in place never yields a stale identity.
+pub(crate) type IdentityMemo = Memo<(SessionKey, portcullis_core::Identity)>;
+
+impl IdentityMemo {
+    /// The memo, made by `make` under `key` if empty.
+    pub(crate) fn get_or_init(
+        &self,
+        key: SessionKey,
+        make: impl FnOnce() -> portcullis_core::Identity,
+    ) -> &(SessionKey, portcullis_core::Identity) {
+        self.0.get_or_init(|| (key, make()))
+    }
+}
+
+/// A value derived from one data entry of a record, with what it was
+/// derived from: the entry's name and text, and the caller's tag; every
+/// use compares all three. It holds one value; a second deriver on the
+/// same record derives afresh each time.
+pub(crate) type DerivedMemo = Memo<Derived>;
+
+pub(crate) struct Derived {
     entry: Box<str>,
     tag: u64,
     text: Box<str>,
@@ -91,100 +139,6 @@ impl DerivedMemo {
             value: Box::new(value.clone()),
         });
         value
-    }
-}
-
-impl Clone for DerivedMemo {
-    fn clone(&self) -> Self {
-        Self::default()
-    }
-}
-
-impl PartialEq for DerivedMemo {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for DerivedMemo {}
-
-impl fmt::Debug for DerivedMemo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("DerivedMemo")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::cell::Cell;
-
-    use super::DerivedMemo;
-
-    #[test]
-    fn a_derived_value_is_reused_only_for_the_same_entry_text_and_tag() {
-        let memo = DerivedMemo::default();
-        let runs = Cell::new(0);
-        let derive = |text: &str| {
-            runs.set(runs.get() + 1);
-            format!("mac({text})")
-        };
-        assert_eq!(memo.get("secret", 1, "\"a\"", derive), "mac(\"a\")");
-        assert_eq!(memo.get("secret", 1, "\"a\"", derive), "mac(\"a\")");
-        assert_eq!(runs.get(), 1, "the second read is the memo's");
-        // Another text (a new secret), tag (other keys) or entry: derived
-        // afresh, every time, and the memo keeps its first value.
-        for _ in 0..2 {
-            assert_eq!(memo.get("secret", 1, "\"b\"", derive), "mac(\"b\")");
-            assert_eq!(memo.get("secret", 2, "\"a\"", derive), "mac(\"a\")");
-            assert_eq!(memo.get("other", 1, "\"a\"", derive), "mac(\"a\")");
-        }
-        assert_eq!(runs.get(), 7);
-        // Another type under the same names is derived, never mistaken.
-        assert_eq!(memo.get("secret", 1, "\"a\"", |text: &str| text.len()), 3);
-        // A copy of the record starts without it.
-        let copy = memo.clone();
-        assert_eq!(copy.get("secret", 1, "\"a\"", derive), "mac(\"a\")");
-        assert_eq!(runs.get(), 8);
-    }
-}
-
-/// The last identity a record yielded, under the key it was read by: a
-/// read of an unchanged record hands out a clone of it (a reference
-/// count) instead of building one per request. It is only a memo: every
-/// use checks it against the record (principal, scopes, times) and the
-/// key, so a record changed in place never yields a stale identity. A copy
-/// starts empty, and it is never part of a record's equality.
-#[derive(Default)]
-pub(crate) struct IdentityMemo(std::sync::OnceLock<(SessionKey, portcullis_core::Identity)>);
-
-impl IdentityMemo {
-    /// The memo, made by `make` under `key` if empty.
-    pub(crate) fn get_or_init(
-        &self,
-        key: SessionKey,
-        make: impl FnOnce() -> portcullis_core::Identity,
-    ) -> &(SessionKey, portcullis_core::Identity) {
-        self.0.get_or_init(|| (key, make()))
-    }
-}
-
-impl Clone for IdentityMemo {
-    fn clone(&self) -> Self {
-        Self::default()
-    }
-}
-
-impl PartialEq for IdentityMemo {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for IdentityMemo {}
-
-impl fmt::Debug for IdentityMemo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("IdentityMemo")
     }
 }
 
@@ -374,4 +328,38 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
     /// how many there were. Other sessions of the same principal stay: a
     /// provider's back-channel logout ends the sessions it started.
     fn delete_provider_session(&self, issuer: &str, session: &str) -> StoreFuture<'_, usize>;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::DerivedMemo;
+
+    #[test]
+    fn a_derived_value_is_reused_only_for_the_same_entry_text_and_tag() {
+        let memo = DerivedMemo::default();
+        let runs = Cell::new(0);
+        let derive = |text: &str| {
+            runs.set(runs.get() + 1);
+            format!("mac({text})")
+        };
+        assert_eq!(memo.get("secret", 1, "\"a\"", derive), "mac(\"a\")");
+        assert_eq!(memo.get("secret", 1, "\"a\"", derive), "mac(\"a\")");
+        assert_eq!(runs.get(), 1, "the second read is the memo's");
+        // Another text (a new secret), tag (other keys) or entry: derived
+        // afresh, every time, and the memo keeps its first value.
+        for _ in 0..2 {
+            assert_eq!(memo.get("secret", 1, "\"b\"", derive), "mac(\"b\")");
+            assert_eq!(memo.get("secret", 2, "\"a\"", derive), "mac(\"a\")");
+            assert_eq!(memo.get("other", 1, "\"a\"", derive), "mac(\"a\")");
+        }
+        assert_eq!(runs.get(), 7);
+        // Another type under the same names is derived, never mistaken.
+        assert_eq!(memo.get("secret", 1, "\"a\"", |text: &str| text.len()), 3);
+        // A copy of the record starts without it.
+        let copy = memo.clone();
+        assert_eq!(copy.get("secret", 1, "\"a\"", derive), "mac(\"a\")");
+        assert_eq!(runs.get(), 8);
+    }
 }
