@@ -7,7 +7,9 @@
 //! ```
 //!
 //! `memory` (the default) is `SessionLayer` + `CsrfLayer` on the memory
-//! store, as in the load run; `bare` is bare axum on the same request.
+//! store, as in the load run; `bare` is bare axum on the same request;
+//! `noop` is bare axum behind two layers that do nothing (axum's own
+//! per-route layering cost); `session` is `SessionLayer` alone.
 use std::sync::Arc;
 
 use axum::Router;
@@ -19,10 +21,40 @@ use portcullis_bench::stacks::{serve, serve_session_stack};
 async fn main() {
     let which = std::env::args().nth(1).unwrap_or_else(|| "memory".into());
     let (protected, cookie, token) = serve_session_stack(Arc::new(MemoryStore::new())).await;
+    let mut session_only = None;
     let target = match which.as_str() {
         "bare" => serve(Router::new().route("/notes", post(|| async { "ok" }))).await,
+        // Two layers that do nothing: what axum's per-route layering costs.
+        "noop" => {
+            let noop = || tower::util::MapRequestLayer::new(|r: http::Request<axum::body::Body>| r);
+            serve(
+                Router::new()
+                    .route("/notes", post(|| async { "ok" }))
+                    .layer(noop())
+                    .layer(noop()),
+            )
+            .await
+        }
+        // SessionLayer alone, on the memory store.
+        "session" => {
+            let layer = portcullis::session::SessionLayer::new(Arc::new(MemoryStore::new())).insecure_http();
+            let router = Router::new()
+                .route(
+                    "/seed",
+                    axum::routing::get(|s: portcullis::session::Session| async move {
+                        s.login("alice", ["notes:write"]);
+                    }),
+                )
+                .route("/notes", post(|| async { "ok" }))
+                .layer(layer);
+            let addr = serve(router).await;
+            let (session_cookie, _) = portcullis_bench::stacks::seed_over_http(addr).await;
+            session_only = Some(session_cookie);
+            addr
+        }
         _ => protected,
     };
+    let cookie = session_only.unwrap_or(cookie);
     let cookie = cookie.to_str().expect("ascii");
     let script = std::env::temp_dir().join(format!("serve-stack-{}.lua", target.port()));
     std::fs::write(

@@ -1,7 +1,11 @@
 //! Origins: parsing, normalising, matching, and the origin rules.
 
 use http::HeaderMap;
-use http::header::{HOST, ORIGIN, REFERER};
+use http::header::{HOST, HeaderName, ORIGIN, REFERER};
+
+/// `Sec-Fetch-Site`, as a ready name: a `&str` lookup would parse and
+/// validate the name on every request.
+const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 
 /// `http` or `https`, the only schemes an origin we accept can have.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -197,7 +201,7 @@ impl OriginPolicy<'_> {
     /// `Referer`; none of them (an old browser, or not a browser) passes
     /// here, and the token check decides.
     pub(crate) fn check(&self, headers: &HeaderMap) -> Result<(), OriginFailure> {
-        if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        if let Some(site) = headers.get(SEC_FETCH_SITE).and_then(|v| v.to_str().ok()) {
             let is = |value: &str| site.eq_ignore_ascii_case(value);
             // `none`: a user-initiated navigation (typed, bookmarked).
             return if is("same-origin") || is("none") || (self.allow_same_site && is("same-site")) {

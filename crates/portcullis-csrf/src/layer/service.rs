@@ -17,6 +17,10 @@ use crate::origin::{OriginFailure, OriginPolicy, Own};
 use crate::token::{Binding, Expected, PreSession, SECRET_KEY, expected_of, is_secret};
 use crate::{CsrfToken, LAYER, PRE_SESSION_COOKIE};
 
+/// [`CsrfToken::HEADER`] as a ready name (a `&str` lookup parses it on
+/// every request).
+const TOKEN_HEADER: http::HeaderName = http::HeaderName::from_static(CsrfToken::HEADER);
+
 /// The service of [`CsrfLayer`].
 pub type CsrfService<S> = GuardService<CsrfLayer, S>;
 
@@ -49,9 +53,10 @@ fn is_under(path: &str, prefix: &str) -> bool {
 
 /// The ambient (browser-sent) credential a request carries, worked out
 /// once per request.
-pub(super) enum Ambient {
-    /// A live session, by its cookie.
-    Session(Session),
+pub(super) enum Ambient<'a> {
+    /// A live session, by its cookie (borrowed from the request: the one
+    /// clone a request takes is the token's).
+    Session(&'a Session),
     /// A JWT read from a cookie, bound by its principal's canonical key.
     CookieToken(String),
     /// None: an anonymous visitor (a login form), or a request
@@ -61,7 +66,7 @@ pub(super) enum Ambient {
 
 /// What the request carries, as the authenticators before this layer
 /// left it; `None` when none ran.
-pub(super) fn ambient_of<B>(request: &Request<B>) -> Option<Ambient> {
+pub(super) fn ambient_of<B>(request: &Request<B>) -> Option<Ambient<'_>> {
     let extensions = request.extensions();
     let session = extensions.get::<Session>();
     let identity = extensions.get::<Identity>();
@@ -69,7 +74,7 @@ pub(super) fn ambient_of<B>(request: &Request<B>) -> Option<Ambient> {
         return None;
     }
     if let Some(session) = session.filter(|session| session.is_live()) {
-        return Some(Ambient::Session(session.clone()));
+        return Some(Ambient::Session(session));
     }
     if let Some(identity) = identity
         && let AuthMethod::Bearer {
@@ -105,7 +110,7 @@ impl Config {
     pub(super) fn check<B>(
         &self,
         request: &Request<B>,
-        ambient: Option<&Ambient>,
+        ambient: Option<&Ambient<'_>>,
         presented: Option<&str>,
     ) -> HeaderCheck {
         if is_safe(request.method()) {
@@ -166,7 +171,7 @@ impl Config {
                 None => return HeaderCheck::Pass { checked_origin: true },
             },
         };
-        if let Some(header) = request.headers().get(CsrfToken::HEADER) {
+        if let Some(header) = request.headers().get(&TOKEN_HEADER) {
             let valid = match (&expected, header.to_str()) {
                 (Some(expected), Ok(presented)) => expected.matches(presented),
                 _ => false,
@@ -210,21 +215,24 @@ where
         let ambient = ambient_of(&request);
         // An anonymous visitor's secret is in their pre-session cookie.
         let presented = match &ambient {
-            Some(Ambient::Nothing) => config.presented_pre_session(&request).map(str::to_owned),
+            Some(Ambient::Nothing) => config.presented_pre_session(&request),
             _ => None,
         };
         let (binding, pre) = match &ambient {
             Some(Ambient::CookieToken(principal)) => (Some(Binding::Principal(principal.as_str().into())), None),
-            Some(Ambient::Session(session)) => (Some(Binding::Session(session.clone())), None),
+            Some(Ambient::Session(session)) => (Some(Binding::Session((*session).clone())), None),
             // No stored session for an anonymous visitor: the secret lives
             // in their own cookie until something stores one.
             Some(Ambient::Nothing) => {
                 let session = request.extensions().get::<Session>().cloned();
-                let pre = Arc::new(PreSession::new(presented.clone(), session));
+                let pre = Arc::new(PreSession::new(presented.map(str::to_owned), session));
                 (Some(Binding::PreSession(pre.clone())), Some(pre))
             }
             None => (None, None),
         };
+        // Decided while the request is only borrowed; the token goes into
+        // it afterwards (nothing in the check reads it).
+        let decision = config.check(&request, ambient.as_ref(), presented);
         let issued = binding.map(|binding| {
             let token = CsrfToken::new(binding, config.keys.clone());
             let issued = token.issued_flag();
@@ -241,7 +249,7 @@ where
             issued,
             pre,
         };
-        match config.check(&request, ambient.as_ref(), presented.as_deref()) {
+        match decision {
             HeaderCheck::Pass { checked_origin } => Check::Pass(request.map(CsrfBody::inner), verdict(checked_origin)),
             HeaderCheck::Misconfigured => {
                 let reason = "CsrfLayer needs an authenticator (SessionLayer or JwtLayer) before it";
