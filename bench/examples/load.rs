@@ -9,8 +9,12 @@
 //! the machine's cores, and by `wrk` pinned to core 1 with the server
 //! pinned to core 0 (`taskset`), which measures the server's capacity on
 //! one core without the scheduler's interleaving. `LOAD_QUICK=1` runs
-//! only the bare rows, memory, Redis with the cache and the peer. Writes
-//! the table to `target/load.md` for `report.py`.
+//! only the bare rows, memory, Redis with the cache and the peer. Then
+//! the stacks the targets compare (bare axum on the same request, memory,
+//! Redis with the cache, the peer) run again in `LOAD_ROUNDS` alternating
+//! rounds (default 5, `LOAD_ROUND_SECS` each, default 3), their ratios
+//! taken within each round. Writes the tables to `target/load.md` for
+//! `report.py`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -73,6 +77,7 @@ async fn drive(
 }
 
 /// One request's method, path, headers and body, for `wrk`.
+#[derive(Clone)]
 struct WrkRequest {
     method: &'static str,
     path: &'static str,
@@ -228,12 +233,7 @@ async fn measure(
     let own = drive(addr, seconds, driver).await;
     let mut rates = [0.0; 2];
     for (rate, cores) in rates.iter_mut().zip([Cores::Shared, Cores::Pinned]) {
-        let request = WrkRequest {
-            method: wrk_request.method,
-            path: wrk_request.path,
-            headers: wrk_request.headers.clone(),
-            body: wrk_request.body,
-        };
+        let request = wrk_request.clone();
         if let Cores::Pinned = cores {
             pin_this_process("0");
         }
@@ -250,6 +250,85 @@ async fn measure(
         own.0
     );
     (label.to_owned(), own, shared, pinned)
+}
+
+/// The stacks the targets compare, measured again in alternating rounds:
+/// each round runs every stack once, in both core layouts, so a drift of
+/// the machine's speed (seen here: ±15–20 % between runs minutes apart)
+/// lands on all of them alike instead of on whichever row ran then.
+/// Returns, per stack, its wrk rates by round: `[shared, pinned]`.
+async fn alternating_rounds(
+    stacks: &[(String, SocketAddr, WrkRequest)],
+    rounds: usize,
+    seconds: u64,
+) -> Vec<Vec<[f64; 2]>> {
+    let mut rates = vec![Vec::with_capacity(rounds); stacks.len()];
+    for _ in 0..rounds {
+        for (index, (_, addr, request)) in stacks.iter().enumerate() {
+            let mut round = [0.0; 2];
+            for (rate, cores) in round.iter_mut().zip([Cores::Shared, Cores::Pinned]) {
+                let (addr, request) = (*addr, request.clone());
+                if let Cores::Pinned = cores {
+                    pin_this_process("0");
+                }
+                *rate = tokio::task::spawn_blocking(move || wrk(addr, seconds, &request, cores))
+                    .await
+                    .expect("wrk");
+                if let Cores::Pinned = cores {
+                    pin_this_process(&all_cpus());
+                }
+            }
+            rates[index].push(round);
+        }
+    }
+    rates
+}
+
+/// The median of `values` and their range.
+fn median_and_range(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    let median = if values.len().is_multiple_of(2) {
+        (values[middle - 1] + values[middle]) / 2.0
+    } else {
+        values[middle]
+    };
+    (median, values[0], values[values.len() - 1])
+}
+
+/// The alternating rounds' table: each stack's rate in each round over the
+/// first stack's (bare axum) and over the last's (the peer) in the same
+/// round, as median and range.
+fn rounds_table(stacks: &[(String, SocketAddr, WrkRequest)], rates: &[Vec<[f64; 2]>], seconds: u64) -> String {
+    let rounds = rates[0].len();
+    let mut table = format!(
+        "\n### Alternating rounds ({rounds} rounds, each stack {seconds} s per round and layout, wrk, {CONNECTIONS} connections)\n\n\
+         Ratios are taken within a round (the same minute of the machine), then summarised: median (min–max).\n\n\
+         | stack | requests/s, shared cores (median) | requests/s, pinned apart (median) \
+         | × bare, shared | × bare, pinned | × the peer, shared | × the peer, pinned |\n\
+         |---|---|---|---|---|---|---|\n"
+    );
+    let peer = rates.len() - 1;
+    for ((label, _, _), own) in stacks.iter().zip(rates) {
+        let mut cells = vec![label.clone()];
+        for layout in 0..2 {
+            let (median, _, _) = median_and_range(own.iter().map(|round| round[layout]).collect());
+            cells.push(format!("{median:.0}"));
+        }
+        for reference in [0, peer] {
+            for layout in 0..2 {
+                let ratios = own
+                    .iter()
+                    .zip(&rates[reference])
+                    .map(|(own, reference)| own[layout] / reference[layout])
+                    .collect();
+                let (median, low, high) = median_and_range(ratios);
+                cells.push(format!("{median:.2} ({low:.2}–{high:.2})"));
+            }
+        }
+        table.push_str(&format!("| {} |\n", cells.join(" | ")));
+    }
+    table
 }
 
 /// Every CPU, as a `taskset` list (read before any pinning narrows what
@@ -298,6 +377,8 @@ async fn main() {
     let (_, cookie, token) = serve_session_stack(Arc::new(MemoryStore::new())).await;
     let (driver, wrk_request) = csrf_post(cookie, token);
     rows.push(measure(BARE_SAME_REQUEST, same_request, seconds, driver, &wrk_request).await);
+    // The stacks the targets name, for the alternating rounds at the end.
+    let mut compared = vec![(BARE_SAME_REQUEST.to_owned(), same_request, wrk_request)];
 
     // JwtLayer + RevocationLayer, one token reused (the cache's case).
     let issuer = JwtIssuer::new(SigningKey::generate_ed25519().expect("key"), "https://iss", "aud");
@@ -398,6 +479,9 @@ async fn main() {
         let (addr, cookie, token) = serve_session_stack(store).await;
         let (driver, wrk_request) = csrf_post(cookie, token);
         rows.push(measure(label, addr, seconds, driver, &wrk_request).await);
+        if label.ends_with("(memory)") || label.ends_with("(Redis, local cache)") {
+            compared.push((label.to_owned(), addr, wrk_request));
+        }
     }
 
     // The peer: tower-sessions with its Redis store, a session read on the
@@ -416,16 +500,9 @@ async fn main() {
             .body(Body::from("note=hi"))
             .expect("request")
     });
-    rows.push(
-        measure(
-            "tower-sessions 0.14 + RedisStore (fred), POST",
-            addr,
-            seconds,
-            driver,
-            &wrk_request,
-        )
-        .await,
-    );
+    let peer = "tower-sessions 0.14 + RedisStore (fred), POST";
+    rows.push(measure(peer, addr, seconds, driver, &wrk_request).await);
+    compared.push((peer.to_owned(), addr, wrk_request));
 
     // Each row against bare axum on its own request, and on `GET /me`.
     let bare_wrk = rows[0].2;
@@ -448,6 +525,18 @@ async fn main() {
             rate / same_driver,
             shared / bare_wrk,
         ));
+    }
+    let rounds: usize = std::env::var("LOAD_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let round_seconds: u64 = std::env::var("LOAD_ROUND_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    if rounds > 0 {
+        let rates = alternating_rounds(&compared, rounds, round_seconds).await;
+        table.push_str(&rounds_table(&compared, &rates, round_seconds));
     }
     println!("{table}");
     let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());

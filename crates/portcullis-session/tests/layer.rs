@@ -374,3 +374,20 @@ fn a_bad_keyring_is_refused() {
         Some(KeyringError::Duplicate { position: 1, first: 0 })
     );
 }
+
+#[tokio::test]
+async fn a_raw_utf8_cookie_beside_the_session_cookie_keeps_the_user_signed_in() {
+    // Another app on the domain (or a script) set a cookie with raw UTF-8:
+    // the `Cookie` header is no longer visible ASCII, and the session
+    // cookie in it must still count (it used to be skipped: signed out).
+    let layer = layer();
+    let mut browser = Browser::default();
+    browser.call(&layer, Method::POST, "/login/alice").await;
+    let session = browser.cookie.clone().expect("a session cookie");
+    for header in [format!("prénom=José; {session}"), format!("{session}; motto=\u{2713}")] {
+        let answer = send(&layer, Method::GET, "/me", Some(header.clone())).await;
+        assert_eq!(answer.status, StatusCode::OK, "{header}");
+        assert_eq!(answer.body, "alice", "{header}");
+        assert_eq!(answer.set_cookie, None, "the session cookie is not cleared: {header}");
+    }
+}
