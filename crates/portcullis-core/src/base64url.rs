@@ -19,9 +19,10 @@ static VALUES: [u8; 256] = {
     table
 };
 
-/// Decodes `text` as exactly `N` bytes of unpadded base64url; `None` for
-/// any other length, a character outside the alphabet, or a non-canonical
-/// last character.
+/// Decodes `text` (a `str`, or raw bytes such as a cookie value as it
+/// came) as exactly `N` bytes of unpadded base64url; `None` for any other
+/// length, a character outside the alphabet (any byte that is not one),
+/// or a non-canonical last character.
 ///
 /// ```
 /// use portcullis_core::base64url::decode_exact;
@@ -31,9 +32,11 @@ static VALUES: [u8; 256] = {
 /// assert_eq!(decode_exact::<2>("AQJ"), None, "non-zero trailing bits");
 /// assert_eq!(decode_exact::<3>("AQI+"), None, "not the URL-safe alphabet");
 /// assert_eq!(decode_exact::<3>("AQI"), None, "too short");
+/// assert_eq!(decode_exact::<3>(b"AQID"), Some([1, 2, 3]));
+/// assert_eq!(decode_exact::<3>(b"AQ\xc3\xa9"), None, "not ASCII");
 /// ```
-pub fn decode_exact<const N: usize>(text: &str) -> Option<[u8; N]> {
-    let text = text.as_bytes();
+pub fn decode_exact<const N: usize>(text: impl AsRef<[u8]>) -> Option<[u8; N]> {
+    let text = text.as_ref();
     if text.len() != (N * 4).div_ceil(3) {
         return None;
     }

@@ -38,19 +38,39 @@ pub use cookie::SameSite;
 /// # Ok::<(), http::header::InvalidHeaderValue>(())
 /// ```
 pub fn find<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    // A header value holds no control bytes but tab: ASCII is visible
+    // ASCII here, as `HeaderValue::to_str` requires.
+    find_raw(headers, name).and_then(|value| std::str::from_utf8(value).ok().filter(|value| value.is_ascii()))
+}
+
+/// [`find`]'s value as the bytes that came, unvalidated: for a caller
+/// that decodes it by rules of its own, stricter than visible ASCII (a
+/// session id decodes only from base64url), and so reads it once. The
+/// same pair decides as for [`find`].
+///
+/// ```
+/// use http::{HeaderMap, HeaderValue};
+/// use portcullis_core::cookie;
+///
+/// let mut headers = HeaderMap::new();
+/// headers.append("cookie", HeaderValue::from_bytes("session=caf\u{e9}; session=later".as_bytes())?);
+/// assert_eq!(cookie::find_raw(&headers, "session"), Some("caf\u{e9}".as_bytes()));
+/// assert_eq!(cookie::find(&headers, "session"), None);
+/// # Ok::<(), http::header::InvalidHeaderValue>(())
+/// ```
+pub fn find_raw<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
     headers
         .get_all(COOKIE)
         .iter()
         .find_map(|header| pair_in(header.as_bytes(), name.as_bytes()))
-        .and_then(|value| value)
 }
 
-/// The value of the first `name=…` pair in one `Cookie` header: `None`
-/// when there is none, `Some(None)` when its value is not visible ASCII.
-/// Split by hand on bytes, each byte looked at once, on every request's
-/// path: nothing is validated or built for the pairs that are not ours (a
-/// browser's `Cookie` header can run to kilobytes of other cookies).
-fn pair_in<'a>(header: &'a [u8], name: &[u8]) -> Option<Option<&'a str>> {
+/// The value of the first `name=…` pair in one `Cookie` header, trimmed
+/// and unquoted. Split by hand on bytes, each byte looked at once, on
+/// every request's path: nothing is validated or built for the pairs that
+/// are not ours (a browser's `Cookie` header can run to kilobytes of
+/// other cookies).
+fn pair_in<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     let mut rest = header;
     loop {
         // A pair's name runs to its `=`; a `;` first ends a pair without one.
@@ -63,13 +83,12 @@ fn pair_in<'a>(header: &'a [u8], name: &[u8]) -> Option<Option<&'a str>> {
         let value_end = after.iter().position(|&byte| byte == b';');
         if pair_name.trim_ascii() == name {
             let value = after[..value_end.unwrap_or(after.len())].trim_ascii();
-            let value = value
-                .strip_prefix(b"\"")
-                .and_then(|inner| inner.strip_suffix(b"\""))
-                .unwrap_or(value);
-            // A header value holds no control bytes but tab: ASCII is
-            // visible ASCII here, as `HeaderValue::to_str` requires.
-            return Some(std::str::from_utf8(value).ok().filter(|value| value.is_ascii()));
+            return Some(
+                value
+                    .strip_prefix(b"\"")
+                    .and_then(|inner| inner.strip_suffix(b"\""))
+                    .unwrap_or(value),
+            );
         }
         rest = &after[value_end? + 1..];
     }

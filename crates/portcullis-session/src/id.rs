@@ -25,9 +25,11 @@ impl SessionId {
         Self(bytes)
     }
 
-    /// Parses a cookie value. Anything but 43 base64url characters decoding
-    /// to 32 bytes is not an id we issued.
-    pub(crate) fn parse(text: &str) -> Option<Self> {
+    /// Parses a cookie value, as the bytes that came (nothing validates
+    /// them before: any byte outside base64url is refused here). Anything
+    /// but 43 base64url characters decoding to 32 bytes is not an id we
+    /// issued.
+    pub(crate) fn parse(text: impl AsRef<[u8]>) -> Option<Self> {
         // Only the canonical spelling of an id decodes (non-zero trailing
         // bits are refused): one id, one cookie value.
         portcullis_core::base64url::decode_exact::<32>(text).map(Self)

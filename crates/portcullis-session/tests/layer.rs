@@ -390,4 +390,14 @@ async fn a_raw_utf8_cookie_beside_the_session_cookie_keeps_the_user_signed_in() 
         assert_eq!(answer.body, "alice", "{header}");
         assert_eq!(answer.set_cookie, None, "the session cookie is not cleared: {header}");
     }
+    // A session cookie that is itself not ASCII is malformed: refused, and
+    // cleared (never skipped for a later one of the same name).
+    let planted = format!("__Host-session=caf\u{e9}; {session}");
+    let answer = send(&layer, Method::GET, "/me", Some(planted)).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    let cleared = answer.set_cookie.expect("the malformed cookie is cleared");
+    assert!(
+        cleared.starts_with("__Host-session=;") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
 }

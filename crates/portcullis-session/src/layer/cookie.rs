@@ -27,5 +27,5 @@ pub(super) fn removal_cookie(config: &Config) -> String {
 /// `None`: no session cookie. `Some(None)`: a cookie that is not an id we
 /// could have issued. The first cookie of that name counts.
 pub(super) fn find_cookie(headers: &HeaderMap, name: &str) -> Option<Option<SessionId>> {
-    portcullis_core::cookie::find(headers, name).map(SessionId::parse)
+    portcullis_core::cookie::find_raw(headers, name).map(SessionId::parse)
 }
