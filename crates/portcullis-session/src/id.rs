@@ -192,8 +192,8 @@ mod tests {
         assert_eq!(text.len(), 43);
         assert_eq!(SessionId::parse(&text).map(|p| p.0), Some(id.0));
         assert!(SessionId::parse(&text[..42]).is_none());
-        assert!(SessionId::parse(&format!("{text}=")).is_none());
-        assert!(SessionId::parse(&"!".repeat(43)).is_none());
+        assert!(SessionId::parse(format!("{text}=")).is_none());
+        assert!(SessionId::parse("!".repeat(43)).is_none());
         assert!(SessionId::parse("").is_none());
         // Same bytes, different trailing bits: not the canonical spelling.
         let mut tweaked = text.clone().into_bytes();
