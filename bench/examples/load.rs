@@ -223,17 +223,11 @@ fn csrf_post(
 /// cores, and pinned apart from the server.
 type Row = (String, (f64, Duration, Duration), f64, f64);
 
-async fn measure(
-    label: &str,
-    addr: SocketAddr,
-    seconds: u64,
-    driver: Arc<dyn Fn(SocketAddr) -> Request<Body> + Send + Sync>,
-    wrk_request: &WrkRequest,
-) -> Row {
-    let own = drive(addr, seconds, driver).await;
+/// wrk's rate on `addr` with both on every core, then pinned apart.
+async fn wrk_both_layouts(addr: SocketAddr, seconds: u64, request: &WrkRequest) -> [f64; 2] {
     let mut rates = [0.0; 2];
     for (rate, cores) in rates.iter_mut().zip([Cores::Shared, Cores::Pinned]) {
-        let request = wrk_request.clone();
+        let request = request.clone();
         if let Cores::Pinned = cores {
             pin_this_process("0");
         }
@@ -244,7 +238,18 @@ async fn measure(
             pin_this_process(&all_cpus());
         }
     }
-    let [shared, pinned] = rates;
+    rates
+}
+
+async fn measure(
+    label: &str,
+    addr: SocketAddr,
+    seconds: u64,
+    driver: Arc<dyn Fn(SocketAddr) -> Request<Body> + Send + Sync>,
+    wrk_request: &WrkRequest,
+) -> Row {
+    let own = drive(addr, seconds, driver).await;
+    let [shared, pinned] = wrk_both_layouts(addr, seconds, wrk_request).await;
     println!(
         "{label}: {:.0} requests/s (driver), {shared:.0} (wrk), {pinned:.0} (wrk, pinned apart)",
         own.0
@@ -265,20 +270,7 @@ async fn alternating_rounds(
     let mut rates = vec![Vec::with_capacity(rounds); stacks.len()];
     for _ in 0..rounds {
         for (index, (_, addr, request)) in stacks.iter().enumerate() {
-            let mut round = [0.0; 2];
-            for (rate, cores) in round.iter_mut().zip([Cores::Shared, Cores::Pinned]) {
-                let (addr, request) = (*addr, request.clone());
-                if let Cores::Pinned = cores {
-                    pin_this_process("0");
-                }
-                *rate = tokio::task::spawn_blocking(move || wrk(addr, seconds, &request, cores))
-                    .await
-                    .expect("wrk");
-                if let Cores::Pinned = cores {
-                    pin_this_process(&all_cpus());
-                }
-            }
-            rates[index].push(round);
+            rates[index].push(wrk_both_layouts(*addr, seconds, request).await);
         }
     }
     rates
