@@ -14,18 +14,34 @@ const SERVER_HINT: &str = "redis-server not found on PATH: install it (Debian: `
 const CLI_HINT: &str = "redis-cli not found on PATH: install it (Debian: `apt-get install redis-tools`; \
      `.ci/install-test-deps` does this) — the Redis Cluster suites never skip";
 
+/// The lowest port the kernel picks on its own, for a client's socket or
+/// a listener on port 0 (`ip_local_port_range`; 32768 unless configured).
+fn ephemeral_floor() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
+}
+
 /// A port that is free, with its cluster bus port (port + 10000) free
-/// too: drawn at random from 20000–45000 (so the bus port fits), never the
-/// same twice in this process.
+/// too, never the same twice in this process. Both stay below the
+/// kernel's ephemeral range where it leaves room (10000 up to it): a
+/// client socket of another test, or another server on port 0, then never
+/// takes one between this check and the node's bind.
 fn free_cluster_port() -> u16 {
     static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (low, high) = match ephemeral_floor().checked_sub(10_000) {
+        Some(top) if top > 12_000 => (10_000, top),
+        _ => (20_000, 45_000),
+    };
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos())
         ^ std::process::id().wrapping_mul(2_654_435_761);
+    let span = u32::from(high - low);
     for attempt in 0..5_000u32 {
-        let port = 20_000 + u16::try_from(seed.wrapping_add(attempt.wrapping_mul(7_919)) % 25_000).unwrap_or(0);
+        let port = low + u16::try_from(seed.wrapping_add(attempt.wrapping_mul(7_919)) % span).unwrap_or(0);
         if !handed_out.contains(&port)
             && TcpListener::bind(("127.0.0.1", port)).is_ok()
             && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok()
@@ -34,7 +50,7 @@ fn free_cluster_port() -> u16 {
             return port;
         }
     }
-    panic!("no free port pair (port, port + 10000) in 20000–45000 on loopback");
+    panic!("no free port pair (port, port + 10000) in {low}–{high} on loopback");
 }
 
 fn temp_dir(kind: &str) -> PathBuf {
@@ -122,28 +138,55 @@ struct Node {
 }
 
 impl Node {
+    /// A node that must come up: one that exits instead fails loudly.
     fn start(port: u16, args: Vec<String>) -> Self {
+        let node = Self::try_start(port, args);
+        assert!(node.child.is_some(), "redis on {port} exited at start (port taken?)");
+        node
+    }
+
+    /// A node that may find its port taken meanwhile: then its process
+    /// exits (and `child` is `None`); the caller checks `is_ours`.
+    fn try_start(port: u16, args: Vec<String>) -> Self {
         let mut node = Self {
             port,
             child: None,
             args,
         };
-        node.spawn();
+        if !node.spawn() {
+            node.kill();
+        }
         node
     }
 
-    fn spawn(&mut self) {
+    /// Starts the process and waits until it listens (`true`) or exits
+    /// (`false`: it could not bind its port, or its cluster bus port,
+    /// taken since they were checked free).
+    fn spawn(&mut self) -> bool {
         let child = Command::new("redis-server")
             .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|error| panic!("{SERVER_HINT} ({error})"));
-        self.child = Some(child);
+        let child = self.child.insert(child);
         let port = self.port;
-        wait_until(&format!("redis on {port} listens"), Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
+        let mut exited = false;
+        wait_until(
+            &format!("redis on {port} listens or exits"),
+            Duration::from_secs(10),
+            || {
+                exited = matches!(child.try_wait(), Ok(Some(_)));
+                exited || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            },
+        );
+        !exited
+    }
+
+    /// Starts a killed node again on its port: it must come up.
+    fn respawn(&mut self) {
+        let port = self.port;
+        assert!(self.spawn(), "redis on {port} exited at restart (port taken?)");
     }
 
     /// Whether the server answering on the port is this node: its process
@@ -243,7 +286,7 @@ impl RedisCluster {
             }
             let mut nodes: Vec<Node> = ports
                 .iter()
-                .map(|&port| Node::start(port, cluster_node_args(port, &dir)))
+                .map(|&port| Node::try_start(port, cluster_node_args(port, &dir)))
                 .collect();
             if nodes.iter_mut().all(|node| node.is_ours(&dir)) {
                 break (ports, nodes);
@@ -426,7 +469,7 @@ impl RedisCluster {
     pub fn restart(&mut self, port: u16) {
         for node in &mut self.nodes {
             if node.port == port && node.child.is_none() {
-                node.spawn();
+                node.respawn();
             }
         }
     }
@@ -614,7 +657,7 @@ impl RedisSentinel {
     pub fn restart(&mut self, port: u16) {
         for node in &mut self.servers {
             if node.port == port && node.child.is_none() {
-                node.spawn();
+                node.respawn();
             }
         }
     }
@@ -636,5 +679,42 @@ impl Drop for RedisSentinel {
         self.sentinels.clear();
         self.servers.clear();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_that_cannot_bind_its_bus_port_is_seen_to_exit_at_once() {
+        // What a CI run met: the bus port taken between the check and the
+        // bind. The node must be seen to exit (then a fresh port pair is
+        // drawn), not waited on for ten seconds and failed.
+        let port = free_cluster_port();
+        let dir = temp_dir("bus-taken");
+        let _taken = TcpListener::bind(("127.0.0.1", port + 10_000)).expect("the bus port");
+        let started = Instant::now();
+        let mut node = Node::try_start(port, cluster_node_args(port, &dir));
+        assert!(node.child.is_none(), "the node on {port} exited");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "seen at once: {:?}",
+            started.elapsed()
+        );
+        assert!(!node.is_ours(&dir));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn cluster_ports_and_their_bus_ports_stay_below_the_ephemeral_range() {
+        let floor = ephemeral_floor();
+        for _ in 0..20 {
+            let port = free_cluster_port();
+            assert!(port >= 10_000, "{port}");
+            if floor > 22_000 {
+                assert!(port + 10_000 < floor, "{port} + 10000 below {floor}");
+            }
+        }
     }
 }
