@@ -21,21 +21,21 @@ use portcullis_bench::stacks::{serve, serve_session_stack};
 async fn main() {
     let which = std::env::args().nth(1).unwrap_or_else(|| "memory".into());
     let (protected, cookie, token) = serve_session_stack(Arc::new(MemoryStore::new())).await;
-    let mut session_only = None;
-    let target = match which.as_str() {
-        "bare" => serve(Router::new().route("/notes", post(|| async { "ok" }))).await,
+    let (target, cookie) = match which.as_str() {
+        "bare" => (
+            serve(Router::new().route("/notes", post(|| async { "ok" }))).await,
+            cookie,
+        ),
         // Two layers that do nothing: what axum's per-route layering costs.
         "noop" => {
             let noop = || tower::util::MapRequestLayer::new(|r: http::Request<axum::body::Body>| r);
-            serve(
-                Router::new()
-                    .route("/notes", post(|| async { "ok" }))
-                    .layer(noop())
-                    .layer(noop()),
-            )
-            .await
+            let router = Router::new()
+                .route("/notes", post(|| async { "ok" }))
+                .layer(noop())
+                .layer(noop());
+            (serve(router).await, cookie)
         }
-        // SessionLayer alone, on the memory store.
+        // SessionLayer alone, on the memory store, with its own login.
         "session" => {
             let layer = portcullis::session::SessionLayer::new(Arc::new(MemoryStore::new())).insecure_http();
             let router = Router::new()
@@ -48,13 +48,10 @@ async fn main() {
                 .route("/notes", post(|| async { "ok" }))
                 .layer(layer);
             let addr = serve(router).await;
-            let (session_cookie, _) = portcullis_bench::stacks::seed_over_http(addr).await;
-            session_only = Some(session_cookie);
-            addr
+            (addr, portcullis_bench::stacks::seed_over_http(addr).await.0)
         }
-        _ => protected,
+        _ => (protected, cookie),
     };
-    let cookie = session_only.unwrap_or(cookie);
     let cookie = cookie.to_str().expect("ascii");
     let script = std::env::temp_dir().join(format!("serve-stack-{}.lua", target.port()));
     std::fs::write(

@@ -140,23 +140,27 @@ struct Node {
 impl Node {
     /// A node that must come up: one that exits instead fails loudly.
     fn start(port: u16, args: Vec<String>) -> Self {
-        let node = Self::try_start(port, args);
-        assert!(node.child.is_some(), "redis on {port} exited at start (port taken?)");
+        let mut node = Self::stopped(port, args);
+        node.respawn();
         node
     }
 
     /// A node that may find its port taken meanwhile: then its process
     /// exits (and `child` is `None`); the caller checks `is_ours`.
     fn try_start(port: u16, args: Vec<String>) -> Self {
-        let mut node = Self {
-            port,
-            child: None,
-            args,
-        };
+        let mut node = Self::stopped(port, args);
         if !node.spawn() {
             node.kill();
         }
         node
+    }
+
+    fn stopped(port: u16, args: Vec<String>) -> Self {
+        Self {
+            port,
+            child: None,
+            args,
+        }
     }
 
     /// Starts the process and waits until it listens (`true`) or exits
@@ -183,10 +187,10 @@ impl Node {
         !exited
     }
 
-    /// Starts a killed node again on its port: it must come up.
+    /// Starts the node (again, after a kill) on its port: it must come up.
     fn respawn(&mut self) {
         let port = self.port;
-        assert!(self.spawn(), "redis on {port} exited at restart (port taken?)");
+        assert!(self.spawn(), "redis on {port} exited at start (port taken?)");
     }
 
     /// Whether the server answering on the port is this node: its process
