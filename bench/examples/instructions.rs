@@ -211,6 +211,7 @@ fn jwt(scenario: &str, n: u32, runtime: &tokio::runtime::Runtime) {
             }
         }
     };
+    let app = served(app);
     runtime.block_on(async {
         for _ in 0..n {
             let mut request = Request::new(axum::body::Body::empty());
@@ -219,6 +220,14 @@ fn jwt(scenario: &str, n: u32, runtime: &tokio::runtime::Runtime) {
             assert!(response.status().is_success(), "{scenario}: {}", response.status());
         }
     });
+}
+
+/// `router` as `axum::serve` runs it: `with_state` turns every handler
+/// into its route (with the layers on it) once. Without it, each
+/// `oneshot` on a `Router<()>` rebuilds the route and its layers, a cost
+/// no served request pays.
+fn served(router: axum::Router) -> axum::Router {
+    router.with_state(())
 }
 
 fn main() {
@@ -253,6 +262,7 @@ fn main() {
             .layer(memory_sessions()),
         other => panic!("unknown scenario {other}"),
     };
+    let app = served(app);
     runtime.block_on(async {
         // The floor has no session layer to seed.
         let (cookie, token) = if scenario.starts_with("router_floor") || scenario == "noop_layers_post" {

@@ -230,3 +230,77 @@ async fn without_a_stack_responder_the_default_renders() {
     assert_eq!(anonymous.rendered_by, None);
     assert!(anonymous.body.contains("authentication required"), "{}", anonymous.body);
 }
+
+/// Says what of the request it was shown.
+#[derive(Debug)]
+struct Describes;
+
+impl Responder for Describes {
+    fn respond(&self, rejection: &Rejection, request: &RequestContext<'_>) -> Response<Bytes> {
+        let accept = request.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+        let mut response = Response::new(Bytes::from(format!(
+            "{} {} accept={} protocol={:?}",
+            request.method,
+            request.uri,
+            accept.unwrap_or("-"),
+            request.protocol
+        )));
+        *response.status_mut() = rejection.status();
+        response
+    }
+}
+
+/// A 503 rendered after the request moved on (here: a load that had to
+/// wait, on a store that is down) shows an app's responder the request's
+/// own method, URI and content negotiation; the default responder, which
+/// reads only the protocol, gets that protocol right for gRPC callers.
+#[tokio::test]
+async fn a_late_503_renders_from_what_the_request_was() {
+    let cookie = format!("session={}", "A".repeat(43));
+    let app = |sessions: SessionLayer| {
+        Router::new()
+            .route("/notes/{id}", post(|| async { "posted" }))
+            .layer(sessions)
+    };
+    let late = |content_type: &'static str| {
+        Request::post("/notes/7?draft=1")
+            .header(header::HOST, "app.test")
+            .header(header::COOKIE, cookie.as_str())
+            .header(header::ACCEPT, "application/json")
+            .header(header::CONTENT_TYPE, content_type)
+            .body(axum::body::Body::empty())
+            .expect("request")
+    };
+    let own = SessionLayer::new(Arc::new(DownStore))
+        .insecure_http()
+        .responder(Describes);
+    let described = send(app(own), late("text/plain")).await;
+    assert_eq!(described.status, StatusCode::SERVICE_UNAVAILABLE, "{}", described.body);
+    assert_eq!(
+        described.body,
+        "POST /notes/7?draft=1 accept=application/json protocol=Http"
+    );
+
+    let stack = app(SessionLayer::new(Arc::new(DownStore)).insecure_http()).layer(ResponderLayer::new(Describes));
+    let described = send(stack, late("application/grpc")).await;
+    assert_eq!(
+        described.body, "POST /notes/7?draft=1 accept=application/json protocol=Grpc",
+        "the stack's responder, for a gRPC caller"
+    );
+
+    let default = send(
+        app(SessionLayer::new(Arc::new(DownStore)).insecure_http()),
+        late("application/grpc"),
+    )
+    .await;
+    assert_eq!(default.status, StatusCode::OK, "gRPC statuses travel in a 200");
+    let rejection = default.rejection.expect("typed");
+    assert_eq!(rejection.kind(), RejectionKind::Unavailable);
+    let http = send(
+        app(SessionLayer::new(Arc::new(DownStore)).insecure_http()),
+        late("text/plain"),
+    )
+    .await;
+    assert_eq!(http.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(http.body.contains("session store unavailable"), "{}", http.body);
+}

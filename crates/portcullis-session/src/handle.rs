@@ -36,6 +36,13 @@ pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,
 }
 
+/// A session found live: its id, the key it is under now, its record.
+pub(crate) struct Live {
+    pub(crate) id: SessionId,
+    pub(crate) key: SessionKey,
+    pub(crate) record: Arc<SessionRecord>,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct State {
     pub(crate) id: Option<SessionId>,
@@ -49,20 +56,37 @@ pub(crate) struct State {
 pub(crate) enum Pending {
     #[default]
     Nothing,
-    Login {
-        principal: Principal,
-        scopes: Vec<String>,
-        provider_session: Option<String>,
-    },
+    /// Boxed: the state is moved on every request, a login is rare.
+    Login(Box<Login>),
     Cycle,
     Logout,
 }
 
+/// A login the response will store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Login {
+    pub(crate) principal: Principal,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) provider_session: Option<String>,
+}
+
 impl Session {
-    pub(crate) fn new(sessions: Sessions, state: State) -> Self {
+    /// The handle of a request that carried `live`, or none. Built from
+    /// the parts in place: the state is moved on every request.
+    pub(crate) fn new(sessions: Sessions, live: Option<Live>) -> Self {
+        let (id, key, record) = match live {
+            Some(Live { id, key, record }) => (Some(id), Some(key), Some(record)),
+            None => (None, None, None),
+        };
         Self(Arc::new(Shared {
             sessions,
-            state: Mutex::new(state),
+            state: Mutex::new(State {
+                id,
+                key,
+                record,
+                changes: Changes::default(),
+                pending: Pending::Nothing,
+            }),
         }))
     }
 
@@ -200,11 +224,11 @@ impl Session {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.state().pending = Pending::Login {
+        self.state().pending = Pending::Login(Box::new(Login {
             principal,
             scopes: scopes.into_iter().map(Into::into).collect(),
             provider_session,
-        };
+        }));
     }
 
     /// Whether the request carried the cookie of a live session (one the
@@ -222,7 +246,7 @@ impl Session {
         let state = self.state();
         match state.pending {
             Pending::Logout => false,
-            Pending::Login { .. } | Pending::Cycle => true,
+            Pending::Login(_) | Pending::Cycle => true,
             Pending::Nothing => state.id.is_some() || !state.changes.set.is_empty(),
         }
     }
@@ -257,7 +281,7 @@ impl Session {
     pub fn principal(&self) -> Option<Principal> {
         let state = self.state();
         match &state.pending {
-            Pending::Login { principal, .. } => Some(principal.clone()),
+            Pending::Login(login) => Some(login.principal.clone()),
             Pending::Logout => None,
             _ => state.record.as_ref().and_then(|r| r.principal.clone()),
         }

@@ -8,18 +8,19 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::SystemTime;
 
-use http::header::SET_COOKIE;
+use http::header::{ACCEPT, CONTENT_TYPE, SET_COOKIE, USER_AGENT};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri};
 use pin_project_lite::pin_project;
 use portcullis_core::audit::{self, Decision, Outcome};
 use portcullis_core::{
-    AuthenticatorRan, DefaultResponder, RequestContext, ResponseBody, SharedResponder, StackResponder,
+    AuthenticatorRan, DefaultResponder, Protocol, RequestContext, ResponseBody, SharedResponder, StackResponder,
 };
 use tower_service::Service;
 
-use super::Config;
+use super::cookie::find_cookie;
 use super::save::{Plan, after_update, identity_of, plan, render_unavailable, save};
-use crate::handle::State as SessionState;
+use super::{Config, SessionLayer};
+use crate::handle::Live;
 use crate::id::SessionId;
 use crate::store::{SessionRecord, StoreError};
 use crate::{LAYER, Session, SessionKey, Sessions};
@@ -65,97 +66,118 @@ struct RequestInfo {
     user_agent: Option<HeaderValue>,
     clear_cookie: bool,
     expired: Option<SessionKey>,
-    method: Method,
-    uri: Uri,
-    /// `Content-Type` and `Accept` of the request.
-    headers: [Option<HeaderValue>; 2],
-    /// The stack's responder ([`portcullis_core::ResponderLayer`]), kept
-    /// only when the layer has none of its own.
-    stack_responder: Option<SharedResponder>,
+    late: LateContext,
+}
+
+/// What a 503 rendered after the request moved into the inner service (a
+/// load that had to wait, a failed save) is rendered from: captured up
+/// front, and only what the responder that will render it reads.
+#[allow(clippy::large_enum_variant)] // inside the boxed `RequestInfo`: never moved
+enum LateContext {
+    /// [`DefaultResponder`] reads the protocol alone: nothing of the
+    /// request is cloned on the path every request takes.
+    Default(Protocol),
+    /// A responder of the app's (the layer's own or the stack's) may read
+    /// the method, the URI and the content negotiation.
+    Custom {
+        responder: SharedResponder,
+        method: Method,
+        uri: Uri,
+        /// `Content-Type` and `Accept`.
+        headers: [Option<HeaderValue>; 2],
+    },
+}
+
+impl LateContext {
+    fn of<B>(config: &Config, request: &Request<B>) -> Self {
+        let stack = || {
+            request
+                .extensions()
+                .get::<StackResponder>()
+                .map(|stack| stack.0.clone())
+        };
+        match config.responder.clone().or_else(stack) {
+            None => Self::Default(Protocol::of(request.headers())),
+            Some(responder) => Self::Custom {
+                responder,
+                method: request.method().clone(),
+                uri: request.uri().clone(),
+                headers: [CONTENT_TYPE, ACCEPT].map(|name| request.headers().get(name).cloned()),
+            },
+        }
+    }
 }
 
 impl RequestInfo {
     fn unavailable<R>(&self, error: &StoreError) -> Response<ResponseBody<R>> {
-        let mut headers = HeaderMap::new();
-        for (name, value) in [http::header::CONTENT_TYPE, http::header::ACCEPT]
-            .into_iter()
-            .zip(&self.headers)
-        {
-            if let Some(value) = value {
-                headers.insert(name, value.clone());
+        match &self.late {
+            LateContext::Default(protocol) => {
+                let (method, uri, headers) = (Method::default(), Uri::default(), HeaderMap::new());
+                let mut context = RequestContext::new(&method, &uri, &headers);
+                context.protocol = *protocol;
+                render_unavailable(&DefaultResponder::shared(), &context, error)
+            }
+            LateContext::Custom {
+                responder,
+                method,
+                uri,
+                headers: values,
+            } => {
+                let mut headers = HeaderMap::new();
+                for (name, value) in [CONTENT_TYPE, ACCEPT].into_iter().zip(values) {
+                    if let Some(value) = value {
+                        headers.insert(name, value.clone());
+                    }
+                }
+                render_unavailable(responder, &RequestContext::new(method, uri, &headers), error)
             }
         }
-        let context = RequestContext::new(&self.method, &self.uri, &headers);
-        let responder = match self.config.responder.as_ref().or(self.stack_responder.as_ref()) {
-            Some(responder) => responder.clone(),
-            None => DefaultResponder::shared(),
-        };
-        render_unavailable(&responder, &context, error)
     }
-}
-
-/// What the service read off the layer and the request before the call.
-pub(super) struct Incoming {
-    pub(super) sessions: Sessions,
-    pub(super) config: Arc<Config>,
-    pub(super) now: SystemTime,
-    /// `None`: no session cookie; `Some(None)`: one we could not have
-    /// issued; else the id and its keyed hash.
-    pub(super) cookie: Option<Option<(SessionKey, SessionId)>>,
-    pub(super) user_agent: Option<HeaderValue>,
-    /// What a responder needs to render a late 503 (the request itself is
-    /// gone by then): its `Content-Type` and `Accept`.
-    pub(super) context_headers: [Option<HeaderValue>; 2],
 }
 
 impl<S, B, F, ResBody> ResponseFuture<S, B, F, ResBody>
 where
     S: Service<Request<B>, Response = Response<ResBody>, Future = F> + Clone,
 {
-    /// Starts on `inner`, the service polled ready. A load the store
-    /// answers at once calls it at once; only a load that must wait takes
-    /// it into the future (leaving a fresh clone behind: tower-service's
-    /// rule), so the common case clones nothing of the inner stack.
-    pub(super) fn start(inner: &mut S, request: Request<B>, incoming: Incoming) -> Self {
-        let Incoming {
-            sessions,
-            config,
-            now,
-            cookie,
-            user_agent,
-            context_headers: headers,
-        } = incoming;
-        let has_own_responder = config.responder.is_some();
+    /// Starts `request` on `inner`, the service polled ready. A load the
+    /// store answers at once calls it at once; only a load that must wait
+    /// takes it into the future (leaving a fresh clone behind:
+    /// tower-service's rule), so the common case clones nothing of the
+    /// inner stack.
+    ///
+    /// The request stays in this frame, changed in place, until the one
+    /// call that moves it into `inner`: each move of a request (a few
+    /// hundred bytes) and of the inner future is a copy on every request.
+    pub(super) fn start(inner: &mut S, layer: &SessionLayer, mut request: Request<B>) -> Self {
+        let SessionLayer { sessions, config } = layer;
+        let headers = request.headers();
+        let cookie = find_cookie(headers, &config.cookie_name)
+            .map(|id| id.map(|id| (SessionKey::derive(config.current_hasher(), &id), id)));
         let mut context = Box::new(RequestInfo {
-            sessions,
-            config,
-            now,
+            sessions: sessions.clone(),
+            config: config.clone(),
+            now: config.clock.now(),
             session: None,
-            user_agent,
+            // Kept as the raw header (a cheap `Bytes` clone); turned into
+            // text only if a session is created.
+            user_agent: headers.get(USER_AGENT).cloned(),
             clear_cookie: false,
             expired: None,
-            method: request.method().clone(),
-            uri: request.uri().clone(),
-            stack_responder: if has_own_responder {
-                None
-            } else {
-                request
-                    .extensions()
-                    .get::<StackResponder>()
-                    .map(|stack| stack.0.clone())
-            },
-            headers,
+            late: LateContext::of(config, &request),
         });
-        let state = match cookie {
+        let live = match cookie {
             Some(Some((key, id))) => match context.sessions.store().load_now(&key) {
                 // An in-process store answers at once: no future to box or
                 // poll (unless a miss must try the previous secrets).
                 Some(result) if !matches!(result, Ok(None)) || context.config.hashers.len() == 1 => {
                     match loaded(&mut context, result.map(|record| (record, key)), id) {
-                        Ok(state) => State::Calling {
-                            future: call(&mut context, inner, request, state),
-                        },
-                        Err(error) => State::Unavailable { error: Some(error) },
+                        Ok(live) => live,
+                        Err(error) => {
+                            return Self {
+                                state: State::Unavailable { error: Some(error) },
+                                context,
+                            };
+                        }
                     }
                 }
                 answered => {
@@ -173,12 +195,15 @@ where
                         }
                     });
                     let clone = inner.clone();
-                    State::Loading {
-                        load,
-                        inner: Some(std::mem::replace(inner, clone)),
-                        request: Some(request),
-                        id: Some(id),
-                    }
+                    return Self {
+                        state: State::Loading {
+                            load,
+                            inner: Some(std::mem::replace(inner, clone)),
+                            request: Some(request),
+                            id: Some(id),
+                        },
+                        context,
+                    };
                 }
             },
             Some(None) => {
@@ -186,15 +211,17 @@ where
                     .reason("malformed session cookie")
                     .record();
                 context.clear_cookie = true;
-                let future = call(&mut context, inner, request, SessionState::default());
-                State::Calling { future }
+                None
             }
-            None => {
-                let future = call(&mut context, inner, request, SessionState::default());
-                State::Calling { future }
-            }
+            None => None,
         };
-        Self { state, context }
+        attach(&mut context, &mut request, live);
+        Self {
+            state: State::Calling {
+                future: inner.call(request),
+            },
+            context,
+        }
     }
 }
 
@@ -236,21 +263,17 @@ async fn find_under_previous(
     Ok((None, current))
 }
 
-/// The session state a load's answer gives; a store error is the
+/// The live session a load's answer gives, if any; a store error is the
 /// caller's to render (a 503, never a fresh empty session).
+#[inline]
 fn loaded(
     context: &mut RequestInfo,
     result: Result<Found, StoreError>,
     id: SessionId,
-) -> Result<SessionState, StoreError> {
-    let mut state = SessionState::default();
+) -> Result<Option<Live>, StoreError> {
     let (record, key) = result?;
     match record {
-        Some(record) if !record.expired_at(context.now) => {
-            state.id = Some(id);
-            state.key = Some(key);
-            state.record = Some(record);
-        }
+        Some(record) if !record.expired_at(context.now) => return Ok(Some(Live { id, key, record })),
         Some(_) => {
             Decision::new(LAYER, Outcome::Rejected)
                 .reason("session expired")
@@ -268,37 +291,32 @@ fn loaded(
             context.clear_cookie = true;
         }
     }
-    Ok(state)
+    Ok(None)
 }
 
-/// Puts the session (and its identity) into the request and calls `inner`.
-fn call<S, B>(context: &mut RequestInfo, inner: &mut S, mut request: Request<B>, state: SessionState) -> S::Future
-where
-    S: Service<Request<B>>,
-{
-    match state
-        .record
+/// Puts the session (and its identity) into the request.
+fn attach<B>(context: &mut RequestInfo, request: &mut Request<B>, live: Option<Live>) {
+    let extensions = request.extensions_mut();
+    match live
         .as_ref()
-        .and_then(|record| identity_of(record, state.key.as_ref()))
+        .and_then(|live| identity_of(&live.record, Some(&live.key)).map(|identity| (identity, live)))
     {
-        Some(identity) => {
+        Some((identity, live)) => {
             if audit::enabled() {
-                let mut decision = Decision::new(LAYER, Outcome::Accepted).subject(identity.subject());
-                if let Some(id) = &state.id {
-                    decision = decision.credential(id.fingerprint());
-                }
-                decision.record();
+                Decision::new(LAYER, Outcome::Accepted)
+                    .subject(identity.subject())
+                    .credential(live.id.fingerprint())
+                    .record();
             }
-            request.extensions_mut().insert(identity);
+            extensions.insert(identity);
         }
         None => {
-            request.extensions_mut().insert(AuthenticatorRan);
+            extensions.insert(AuthenticatorRan);
         }
     }
-    let session = Session::new(context.sessions.clone(), state);
-    request.extensions_mut().insert(session.clone());
+    let session = Session::new(context.sessions.clone(), live);
+    extensions.insert(session.clone());
     context.session = Some(session);
-    inner.call(request)
 }
 
 /// Each state's `Option`s are taken once, as it ends; only a poll after
@@ -327,16 +345,19 @@ where
                     let (Some(mut inner), Some(request), Some(id)) = (inner.take(), request.take(), id.take()) else {
                         panic!("{POLLED_AFTER_COMPLETION}");
                     };
-                    let state = match loaded(context, result, id) {
-                        Ok(state) => state,
+                    let live = match loaded(context, result, id) {
+                        Ok(live) => live,
                         Err(error) => {
                             let response = context.unavailable(&error);
                             self.as_mut().project().state.set(State::Done);
                             return Poll::Ready(Ok(response));
                         }
                     };
-                    let future = call(context, &mut inner, request, state);
-                    self.as_mut().project().state.set(State::Calling { future });
+                    let mut request = request;
+                    attach(context, &mut request, live);
+                    self.as_mut().project().state.set(State::Calling {
+                        future: inner.call(request),
+                    });
                 }
                 StateProj::Calling { future } => {
                     let response = match ready!(future.poll(cx)) {
@@ -350,9 +371,8 @@ where
                     if response.status().is_server_error() {
                         return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                     }
-                    let state = std::mem::take(&mut *session.state());
                     let plan = plan(
-                        state,
+                        &mut session.state(),
                         &context.config,
                         context.now,
                         context.clear_cookie,
@@ -377,10 +397,10 @@ where
                                 Ok(after_update(still_there, &config))
                             })
                         }
-                        Plan::Full(state) => Box::pin(save(
+                        Plan::Full => Box::pin(save(
                             context.sessions.clone(),
                             context.config.clone(),
-                            state,
+                            std::mem::take(&mut *session.state()),
                             context.now,
                             context.user_agent.take(),
                             context.clear_cookie,

@@ -57,7 +57,6 @@ pub(super) fn render_unavailable<R>(
 }
 
 /// What saving a request takes, decided without a store call.
-#[allow(clippy::large_enum_variant)] // lives on the stack for one match, never stored
 pub(super) enum Plan {
     /// Nothing to write: send this `Set-Cookie`, if any (the common
     /// read-only request).
@@ -66,15 +65,16 @@ pub(super) enum Plan {
     /// session: one small store call.
     Update { key: SessionKey, changes: Changes },
     /// A login, logout, rotation or new session, or an expired record to
-    /// delete: the full [`save`].
-    Full(State),
+    /// delete: the full [`save`] of the session's state.
+    Full,
 }
 
 /// The one decision of what saving takes. `expired` is a record found
-/// expired on the way in, deleted on the way out.
-pub(super) fn plan(mut state: State, config: &Config, now: SystemTime, clear_cookie: bool, expired: bool) -> Plan {
+/// expired on the way in, deleted on the way out. Looks at the state in
+/// place (it is moved only for a full save); an update takes its changes.
+pub(super) fn plan(state: &mut State, config: &Config, now: SystemTime, clear_cookie: bool, expired: bool) -> Plan {
     if state.pending != Pending::Nothing || expired {
-        return Plan::Full(state);
+        return Plan::Full;
     }
     match (state.key, &state.record) {
         (Some(key), Some(record)) => {
@@ -85,11 +85,15 @@ pub(super) fn plan(mut state: State, config: &Config, now: SystemTime, clear_coo
             if changes.is_empty() {
                 Plan::Done(None)
             } else {
+                // The request lets go of the record first, so an in-process
+                // store changes its own in place: a shared one is copied on
+                // write, and loses the identity memoised on it.
+                state.record = None;
                 Plan::Update { key, changes }
             }
         }
         _ if state.changes.set.is_empty() => Plan::Done(clear_cookie.then(|| removal_cookie(config))),
-        _ => Plan::Full(state),
+        _ => Plan::Full,
     }
 }
 
@@ -128,16 +132,16 @@ pub(super) async fn save(
             }
             Ok(had_cookie.then(|| removal_cookie(config)))
         }
-        pending @ (Pending::Login { .. } | Pending::Cycle) => {
+        pending @ (Pending::Login(_) | Pending::Cycle) => {
             let previous = state.record.as_ref().and_then(|r| r.principal.clone());
             let existed = state.record.is_some();
             let mut record = match (&pending, state.record.take()) {
                 // A login starts the absolute timeout anew.
-                (Pending::Login { principal, .. }, Some(old)) => {
+                (Pending::Login(login), Some(old)) => {
                     let old = Arc::unwrap_or_clone(old);
                     let mut fresh = SessionRecord::new(now, config.idle, config.absolute);
                     fresh.data = old.data;
-                    if previous.as_ref().is_some_and(|previous| previous != principal) {
+                    if previous.as_ref().is_some_and(|previous| *previous != login.principal) {
                         // Another person's data (and CSRF secret) never
                         // carries over; only what the app asked to keep.
                         fresh
@@ -155,15 +159,10 @@ pub(super) async fn save(
                 }
             };
             apply(&mut record.data, &state.changes);
-            if let Pending::Login {
-                principal,
-                scopes,
-                provider_session,
-            } = &pending
-            {
-                record.principal = Some(principal.clone());
-                record.scopes = scopes.clone();
-                record.provider_session = provider_session.clone();
+            if let Pending::Login(login) = &pending {
+                record.principal = Some(login.principal.clone());
+                record.scopes = login.scopes.clone();
+                record.provider_session = login.provider_session.clone();
             }
             refresh(&mut record, config, now);
             // A logged-in session lives on its principal's shard; an
@@ -187,25 +186,21 @@ pub(super) async fn save(
                         // Ended meanwhile: a logout is final. A login is a
                         // fresh authentication and starts a fresh session,
                         // with nothing of the ended one; anything else ends.
-                        let Pending::Login {
-                            principal,
-                            scopes,
-                            provider_session,
-                        } = &pending
-                        else {
+                        let Pending::Login(login) = &pending else {
                             return Ok(Some(removal_cookie(config)));
                         };
                         let mut fresh = SessionRecord::new(now, config.idle, config.absolute);
                         fresh.user_agent = record.user_agent.take();
-                        fresh.principal = Some(principal.clone());
-                        fresh.scopes = scopes.clone();
-                        fresh.provider_session = provider_session.clone();
+                        fresh.principal = Some(login.principal.clone());
+                        fresh.scopes = login.scopes.clone();
+                        fresh.provider_session = login.provider_session.clone();
                         store.create(&key, &fresh, fresh.ttl(now)).await?;
                     }
                 }
                 None => store.create(&key, &record, ttl).await?,
             }
-            if let (Pending::Login { principal, .. }, Some(max)) = (&pending, config.max_per_subject) {
+            if let (Pending::Login(login), Some(max)) = (&pending, config.max_per_subject) {
+                let principal = &login.principal;
                 Decision::new(LAYER, Outcome::Accepted)
                     .reason("login")
                     .subject(principal.subject())
@@ -216,10 +211,10 @@ pub(super) async fn save(
                 for (old_key, _) in live.iter().filter(|(k, _)| *k != key).take(excess) {
                     store.delete(old_key).await?;
                 }
-            } else if let Pending::Login { principal, .. } = &pending {
+            } else if let Pending::Login(login) = &pending {
                 Decision::new(LAYER, Outcome::Accepted)
                     .reason("login")
-                    .subject(principal.subject())
+                    .subject(login.principal.subject())
                     .credential(id.fingerprint())
                     .record();
             }
