@@ -401,3 +401,62 @@ async fn a_raw_utf8_cookie_beside_the_session_cookie_keeps_the_user_signed_in() 
         "{cleared}"
     );
 }
+
+/// The `User-Agent` is recorded with a session when its record is created
+/// (a write, or a login), and a later login of the same session keeps the
+/// one it has; the layer keeps the header only for a request that could
+/// record it.
+#[tokio::test]
+async fn the_user_agent_is_recorded_when_the_record_is_created() {
+    let store = Arc::new(MemoryStore::new());
+    let layer = SessionLayer::new(store.clone()).insecure_http();
+    let call = |path: &'static str, cookie: Option<String>, agent: &'static str| {
+        let layer = layer.clone();
+        async move {
+            let mut request = Request::post(path).header(header::USER_AGENT, agent);
+            if let Some(cookie) = cookie {
+                request = request.header(header::COOKIE, cookie);
+            }
+            let response = layer
+                .layer(tower::service_fn(app))
+                .oneshot(request.body(String::new()).expect("request"))
+                .await
+                .expect("infallible");
+            assert!(response.status().is_success(), "{path}: {}", response.status());
+            response.headers().get(header::SET_COOKIE).map(|value| {
+                value
+                    .to_str()
+                    .expect("ascii")
+                    .split(';')
+                    .next()
+                    .expect("pair")
+                    .to_owned()
+            })
+        }
+    };
+    let agents = || async {
+        let principal = portcullis_core::Principal::new(portcullis_session::DEFAULT_ISSUER, "erin");
+        let sessions = store.sessions_of(&principal).await.expect("sessions");
+        sessions
+            .into_iter()
+            .map(|(_, record)| record.user_agent)
+            .collect::<Vec<_>>()
+    };
+    // An anonymous write creates the record: the agent of that request.
+    let cookie = call("/put/theme/dark", None, "agent/1").await.expect("a session");
+    let cookie = call("/login/erin", Some(cookie), "agent/2").await.expect("a new id");
+    assert_eq!(agents().await, [Some("agent/1".to_owned())], "the first agent stays");
+    // Reads by another agent change nothing.
+    assert_eq!(call("/me", Some(cookie), "agent/3").await, None);
+    assert_eq!(agents().await, [Some("agent/1".to_owned())]);
+    // A login with no session yet records its own.
+    store
+        .delete_all_of(&portcullis_core::Principal::new(
+            portcullis_session::DEFAULT_ISSUER,
+            "erin",
+        ))
+        .await
+        .expect("end");
+    call("/login/erin", None, "agent/4").await.expect("a session");
+    assert_eq!(agents().await, [Some("agent/4".to_owned())]);
+}

@@ -37,7 +37,9 @@ pin_project! {
     pub struct ResponseFuture<S, B, F, ResBody> {
         #[pin]
         state: State<S, B, F, ResBody>,
-        context: Box<RequestInfo>,
+        // Inline, not boxed: an allocation a request costs more than
+        // moving these few words with the future (`bench/instructions`).
+        context: RequestInfo,
     }
 }
 
@@ -63,6 +65,9 @@ struct RequestInfo {
     config: Arc<Config>,
     now: SystemTime,
     session: Option<Session>,
+    /// The request's `User-Agent`, as the raw header (turned into text
+    /// only if a record is created): kept only when a save could record
+    /// it (no live record, or one without).
     user_agent: Option<HeaderValue>,
     clear_cookie: bool,
     expired: Option<SessionKey>,
@@ -72,20 +77,22 @@ struct RequestInfo {
 /// What a 503 rendered after the request moved into the inner service (a
 /// load that had to wait, a failed save) is rendered from: captured up
 /// front, and only what the responder that will render it reads.
-#[allow(clippy::large_enum_variant)] // inside the boxed `RequestInfo`: never moved
 enum LateContext {
     /// [`DefaultResponder`] reads the protocol alone: nothing of the
     /// request is cloned on the path every request takes.
     Default(Protocol),
     /// A responder of the app's (the layer's own or the stack's) may read
-    /// the method, the URI and the content negotiation.
-    Custom {
-        responder: SharedResponder,
-        method: Method,
-        uri: Uri,
-        /// `Content-Type` and `Accept`.
-        headers: [Option<HeaderValue>; 2],
-    },
+    /// the method, the URI and the content negotiation. Boxed: the future
+    /// that holds it is moved, and this is the rarer case.
+    Custom(Box<CustomLate>),
+}
+
+struct CustomLate {
+    responder: SharedResponder,
+    method: Method,
+    uri: Uri,
+    /// `Content-Type` and `Accept`.
+    headers: [Option<HeaderValue>; 2],
 }
 
 impl LateContext {
@@ -98,12 +105,12 @@ impl LateContext {
         };
         match config.responder.clone().or_else(stack) {
             None => Self::Default(Protocol::of(request.headers())),
-            Some(responder) => Self::Custom {
+            Some(responder) => Self::Custom(Box::new(CustomLate {
                 responder,
                 method: request.method().clone(),
                 uri: request.uri().clone(),
                 headers: [CONTENT_TYPE, ACCEPT].map(|name| request.headers().get(name).cloned()),
-            },
+            })),
         }
     }
 }
@@ -117,12 +124,13 @@ impl RequestInfo {
                 context.protocol = *protocol;
                 render_unavailable(&DefaultResponder::shared(), &context, error)
             }
-            LateContext::Custom {
-                responder,
-                method,
-                uri,
-                headers: values,
-            } => {
+            LateContext::Custom(late) => {
+                let CustomLate {
+                    responder,
+                    method,
+                    uri,
+                    headers: values,
+                } = &**late;
                 let mut headers = HeaderMap::new();
                 for (name, value) in [CONTENT_TYPE, ACCEPT].into_iter().zip(values) {
                     if let Some(value) = value {
@@ -153,18 +161,16 @@ where
         let headers = request.headers();
         let cookie = find_cookie(headers, &config.cookie_name)
             .map(|id| id.map(|id| (SessionKey::derive(config.current_hasher(), &id), id)));
-        let mut context = Box::new(RequestInfo {
+        let mut context = RequestInfo {
             sessions: sessions.clone(),
             config: config.clone(),
             now: config.clock.now(),
             session: None,
-            // Kept as the raw header (a cheap `Bytes` clone); turned into
-            // text only if a session is created.
-            user_agent: headers.get(USER_AGENT).cloned(),
+            user_agent: None,
             clear_cookie: false,
             expired: None,
             late: LateContext::of(config, &request),
-        });
+        };
         let live = match cookie {
             Some(Some((key, id))) => match context.sessions.store().load_now(&key) {
                 // An in-process store answers at once: no future to box or
@@ -296,6 +302,9 @@ fn loaded(
 
 /// Puts the session (and its identity) into the request.
 fn attach<B>(context: &mut RequestInfo, request: &mut Request<B>, live: Option<Live>) {
+    if live.as_ref().is_none_or(|live| live.record.user_agent.is_none()) {
+        context.user_agent = request.headers().get(USER_AGENT).cloned();
+    }
     let extensions = request.extensions_mut();
     match live
         .as_ref()
