@@ -689,16 +689,18 @@ mod tests {
         };
         write(&old, "before");
         let snapshot = store.find(&old).expect("live");
-        let copy = |at: SessionKey| {
+        // What `rekey_record`'s first step leaves: the record as it was,
+        // under the new key too.
+        let copy = |at: SessionKey, record: &Arc<SessionRecord>| {
             store.records.insert(
                 at,
                 Entry::Live {
-                    record: snapshot.clone(),
+                    record: record.clone(),
                     expires: Instant::now() + Duration::from_secs(60),
                 },
-            )
+            );
         };
-        copy(new);
+        copy(new, &snapshot);
         write(&old, "on_old");
         write(&new, "on_copy");
         let until = Instant::now() + Duration::from_secs(5);
@@ -721,13 +723,7 @@ mod tests {
         let (ended, copy_of_ended) = (key(3), key(4));
         store.insert_live(ended, SessionRecord::clone(&snapshot), Duration::from_secs(60));
         let snapshot = store.find(&ended).expect("live");
-        store.records.insert(
-            copy_of_ended,
-            Entry::Live {
-                record: snapshot.clone(),
-                expires: Instant::now() + Duration::from_secs(60),
-            },
-        );
+        copy(copy_of_ended, &snapshot);
         store.remove_live(&ended);
         assert!(!store.fold(&ended, &copy_of_ended, snapshot, None), "the session ended");
         assert!(store.find(&copy_of_ended).is_none(), "a logout wins over the re-key");

@@ -271,7 +271,6 @@ async fn find_under_previous(
 
 /// The live session a load's answer gives, if any; a store error is the
 /// caller's to render (a 503, never a fresh empty session).
-#[inline]
 fn loaded(
     context: &mut RequestInfo,
     result: Result<Found, StoreError>,
@@ -308,7 +307,7 @@ fn attach<B>(context: &mut RequestInfo, request: &mut Request<B>, live: Option<L
     let extensions = request.extensions_mut();
     match live
         .as_ref()
-        .and_then(|live| identity_of(&live.record, Some(&live.key)).map(|identity| (identity, live)))
+        .and_then(|live| Some((identity_of(&live.record, Some(&live.key))?, live)))
     {
         Some((identity, live)) => {
             if audit::enabled() {
@@ -351,7 +350,8 @@ where
                     id,
                 } => {
                     let result = ready!(load.as_mut().poll(cx));
-                    let (Some(mut inner), Some(request), Some(id)) = (inner.take(), request.take(), id.take()) else {
+                    let (Some(mut inner), Some(mut request), Some(id)) = (inner.take(), request.take(), id.take())
+                    else {
                         panic!("{POLLED_AFTER_COMPLETION}");
                     };
                     let live = match loaded(context, result, id) {
@@ -362,7 +362,6 @@ where
                             return Poll::Ready(Ok(response));
                         }
                     };
-                    let mut request = request;
                     attach(context, &mut request, live);
                     self.as_mut().project().state.set(State::Calling {
                         future: inner.call(request),
