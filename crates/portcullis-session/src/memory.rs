@@ -415,12 +415,19 @@ impl MemoryStore {
                 self.remove_live(new);
                 return false;
             };
-            match self.records.get_mut(new).as_deref_mut() {
+            let folded = match self.records.get_mut(new).as_deref_mut() {
                 Some(Entry::Live { record, expires }) if *expires > now => {
                     fold_writes(Arc::make_mut(record), &base, &current);
                     *expires = (*expires).max(old_expires);
+                    true
                 }
-                _ => return false,
+                _ => false,
+            };
+            if !folded {
+                // The copy ended (a logout through the new key): so does
+                // the session under the old one.
+                self.remove_live(old);
+                return false;
             }
             if self.retire(old, new, &current, alias_until) {
                 return true;
@@ -725,8 +732,22 @@ mod tests {
         let snapshot = store.find(&ended).expect("live");
         copy(copy_of_ended, &snapshot);
         store.remove_live(&ended);
-        assert!(!store.fold(&ended, &copy_of_ended, snapshot, None), "the session ended");
+        assert!(
+            !store.fold(&ended, &copy_of_ended, snapshot.clone(), None),
+            "the session ended"
+        );
         assert!(store.find(&copy_of_ended).is_none(), "a logout wins over the re-key");
+
+        // A logout through the new key (a request that found the copy)
+        // ends the old record as well.
+        let (kept, logged_out) = (key(5), key(6));
+        store.insert_live(kept, SessionRecord::clone(&snapshot), Duration::from_secs(60));
+        let snapshot = store.find(&kept).expect("live");
+        copy(logged_out, &snapshot);
+        write(&kept, "on_old");
+        store.remove_live(&logged_out);
+        assert!(!store.fold(&kept, &logged_out, snapshot, None), "the session ended");
+        assert!(store.find(&kept).is_none(), "a logout through the new key wins too");
     }
 
     /// Threads (not one task) racing a re-key against writers: the writers
